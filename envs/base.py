@@ -1,0 +1,129 @@
+"""The adapter every environment is wrapped in, and the wrappers applied on the farm side.
+
+Contract of an adapter (all a worker process relies on):
+
+- ``observation_space`` / ``action_space``: plain dicts, ``{'kind': 'box', 'low': [...],
+  'high': [...], 'shape': [n], 'dtype': 'float32'}`` or ``{'kind': 'discrete', 'n': k}``;
+- ``max_episode_steps``: int or None (the episode is *truncated* there);
+- ``reset(seed=None)`` returns the first observation, a flat float vector (list or 1-D array);
+- ``step(action)`` returns ``(observation, reward, terminated, truncated, info)``;
+- ``close()``.
+
+Python 2.7 compatible: no numpy-only conveniences newer than 1.16, no f-strings.
+"""
+from __future__ import absolute_import, division
+
+import math
+
+import numpy as np
+
+
+class EnvError(ValueError):
+    """Bad input for an environment: unknown name, bad keyword, bad action. Names what was wrong."""
+
+
+def box(low, high, dtype='float32'):
+    """A plain-data Box space; infinite bounds travel as +-inf floats (msgpack carries them)."""
+    low = [float(x) for x in np.asarray(low, dtype=float).ravel()]
+    high = [float(x) for x in np.asarray(high, dtype=float).ravel()]
+    return {'kind': 'box', 'low': low, 'high': high, 'shape': [len(low)], 'dtype': dtype}
+
+
+def discrete(n):
+    return {'kind': 'discrete', 'n': int(n)}
+
+
+def unbounded_box(size):
+    return box([-np.inf] * size, [np.inf] * size)
+
+
+class EnvAdapter(object):
+    """Base class; subclasses set the spaces in ``__init__`` and implement reset/step."""
+
+    observation_space = None
+    action_space = None
+    max_episode_steps = None
+    name = '?'
+
+    def reset(self, seed=None):
+        raise NotImplementedError
+
+    def step(self, action):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+
+class Wrapper(EnvAdapter):
+    def __init__(self, inner):
+        self.inner = inner
+        self.observation_space = inner.observation_space
+        self.action_space = inner.action_space
+        self.max_episode_steps = inner.max_episode_steps
+        self.name = inner.name
+
+    def reset(self, seed=None):
+        return self.inner.reset(seed)
+
+    def step(self, action):
+        return self.inner.step(action)
+
+    def close(self):
+        self.inner.close()
+
+
+class CheckedAction(Wrapper):
+    """Rejects actions of the wrong length or with NaN/inf before they reach the simulator.
+
+    A NaN muscle activation makes OpenSim's integrator fail deep inside C++ with a message that
+    names neither the environment nor the action; this says which element was wrong instead.
+    """
+
+    def step(self, action):
+        space = self.action_space
+        if space['kind'] == 'discrete':
+            try:
+                value = int(action[0] if isinstance(action, (list, tuple)) else action)
+            except (TypeError, ValueError, IndexError):
+                raise EnvError('%s: action must be an integer in [0, %d), got %r'
+                               % (self.name, space['n'], action))
+            if not 0 <= value < space['n']:
+                raise EnvError('%s: action %d out of range [0, %d)' % (self.name, value, space['n']))
+            return self.inner.step(value)
+        if not isinstance(action, (list, tuple, np.ndarray)):
+            raise EnvError('%s: action must be a list of %d floats, got %s'
+                           % (self.name, space['shape'][0], type(action).__name__))
+        expected = space['shape'][0]
+        if len(action) != expected:
+            raise EnvError('%s: action has length %d, expected %d' % (self.name, len(action), expected))
+        for i, a in enumerate(action):
+            if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)):
+                raise EnvError('%s: action[%d] is %r, not a number' % (self.name, i, a))
+            if not np.isfinite(a):
+                raise EnvError('%s: action[%d] is %r; actions must be finite' % (self.name, i, a))
+        return self.inner.step(action)
+
+
+class FrameSkip(Wrapper):
+    """Repeats each action ``skip`` times on the farm, summing rewards: one call, one agent step.
+
+    The original farm design used 3. Stops early at the end of an episode.
+    """
+
+    def __init__(self, inner, skip):
+        Wrapper.__init__(self, inner)
+        if int(skip) < 1:
+            raise EnvError('frame_skip must be >= 1, got %r' % (skip,))
+        self.skip = int(skip)
+        if self.max_episode_steps is not None:
+            self.max_episode_steps = int(math.ceil(self.max_episode_steps / self.skip))
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(self.skip):
+            obs, reward, terminated, truncated, info = self.inner.step(action)
+            total += reward
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info

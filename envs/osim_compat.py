@@ -1,0 +1,48 @@
+"""Compatibility shims that let osim-rl 3.0.11 (and older 1.x/2.x releases) run on today's OpenSim.
+
+Everything here is applied once, before the first osim-rl environment is built, and leaves osim-rl
+itself unmodified. Farm side only; Python 2.7 compatible.
+"""
+from __future__ import absolute_import
+
+import logging
+
+log = logging.getLogger(__name__)
+_applied = [False]
+
+
+def apply():
+    """Patch OpenSim for osim-rl and quiet its logging. Safe to call many times."""
+    if _applied[0]:
+        return
+    import opensim
+
+    # OpenSim logs every integration step at info level; a farm would drown its own log in it.
+    logger = getattr(opensim, 'Logger', None)
+    if logger is not None and hasattr(logger, 'setLevelString'):
+        logger.setLevelString('error')
+
+    # What broke: OpenSim 4.6 turned PrescribedController.prescribeControlForActuator(int, Function)
+    # into a hard error ("... is deprecated"); osim-rl's OsimModel.__init__ still calls it with the
+    # muscle's index right after addActuator(muscle). The name-based overload works, so remember the
+    # names as actuators are added and translate the index into the name.
+    controller = opensim.PrescribedController
+    if not getattr(controller, '_osim_farm_patched', False):
+        add_actuator = controller.addActuator
+        prescribe = controller.prescribeControlForActuator
+
+        def add_actuator_recording_name(self, actuator):
+            names = self.__dict__.setdefault('_osim_farm_actuator_names', [])
+            names.append(actuator.getName())
+            return add_actuator(self, actuator)
+
+        def prescribe_by_name(self, which, function):
+            if isinstance(which, int):
+                which = self.__dict__['_osim_farm_actuator_names'][which]
+            return prescribe(self, which, function)
+
+        controller.addActuator = add_actuator_recording_name
+        controller.prescribeControlForActuator = prescribe_by_name
+        controller._osim_farm_patched = True
+    _applied[0] = True
+    log.debug('opensim compatibility patches applied')
