@@ -1,0 +1,15 @@
+"""The farms this learner uses: edit this file (it is yours, not the code's).
+
+Each entry is ``(host, capacity)`` or ``(host, capacity, port)``; the port defaults to 20099.
+Start ``python farm.py`` on every machine listed. When only this machine is listed and no farm
+answers, the farmer starts a local farm itself and stops it on exit.
+
+Farms listening beyond loopback require a shared key: start them with ``--key SECRET`` (or
+``FARM_KEY=SECRET``) and export ``FARM_KEY=SECRET`` here too. The key is read from the
+environment, never from this file: keys are never committed.
+"""
+import os
+
+farmlist_base = [('127.0.0.1', os.cpu_count() or 1)]
+# farmlist_base = [('127.0.0.1', 4), ('192.168.1.33', 8)]
+# a farm of 4 cores on this machine, one of 8 on another; add a line per machine.
