@@ -405,6 +405,11 @@ class FarmVecEnv(VecEnv):
         return obs
 
     def step_async(self, actions):
+        wire = self._check(actions)
+        self._pending = self._send_steps(wire, in_caller=None)
+
+    def _check(self, actions):
+        """Validates the actions; returns them as plain lists (the host's one conversion out)."""
         actions = np.asarray(actions, dtype=np.float64)
         per_env = int(np.prod(self.action_space.shape)) if self.action_space.shape else 1
         if actions.shape[:1] != (self.num_envs,) or actions.size != self.num_envs * per_env:
@@ -417,10 +422,35 @@ class FarmVecEnv(VecEnv):
                 self.env_name, bad, ', '.join('farm %s env %d' % (self.places[i].link.name,
                                                                   self.places[i].env_id)
                                               for i in bad)))
-        wire = actions.reshape(self.num_envs, -1).tolist()  # the host's one conversion out
-        self._pending = dict(((link, lease), link.submit('step', lease, ids,
-                                                         [wire[i] for i in indices], True))
-                             for (link, lease), (indices, ids) in self._groups.items())
+        return actions.reshape(self.num_envs, -1).tolist()
+
+    def step(self, actions):
+        """step_async + step_wait, with one farm's call made in the calling thread.
+
+        When nothing overlaps the wait, handing the last farm's call to its thread only adds a
+        thread switch to every vector step; the other farms are still called concurrently.
+        """
+        wire = self._check(actions)
+        self._pending = self._send_steps(wire, in_caller=list(self._groups)[-1])
+        return self.step_wait()
+
+    def _send_steps(self, wire, in_caller):
+        pending = {}
+        for key, (indices, ids) in self._groups.items():
+            link, lease = key
+            if key != in_caller:
+                pending[key] = link.submit('step', lease, ids, [wire[i] for i in indices], True)
+        if in_caller is not None:
+            link, lease = in_caller
+            indices, ids = self._groups[in_caller]
+            done = concurrent.futures.Future()
+            try:
+                done.set_result(link._invoke('step', (lease, ids, [wire[i] for i in indices],
+                                                      True), link.call_timeout))
+            except Exception as e:
+                done.set_exception(e)
+            pending[in_caller] = done
+        return pending
 
     def step_wait(self):
         if self._pending is None:

@@ -1,0 +1,149 @@
+"""Shared fixtures: a farm daemon in a thread (unit tests) and real farm.py processes
+(integration tests), both on loopback only."""
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import farm  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class ThreadFarm(object):
+    """A real Farm and Pyro4 daemon, served from a thread of the test process."""
+
+    def __init__(self, key=None, **farm_kwargs):
+        import Pyro4
+        self.farm = farm.Farm(**farm_kwargs)
+        self.key = key
+        ready = threading.Event()
+        self.uri = None
+
+        def on_ready(uri):
+            self.uri = uri
+            ready.set()
+
+        self.thread = threading.Thread(target=self._serve, args=(on_ready,), daemon=True)
+        self.thread.start()
+        assert ready.wait(10), 'farm daemon did not start'
+        self.port = self.uri.port
+        self._pyro = Pyro4
+
+    def _serve(self, on_ready):
+        import Pyro4
+        farm.configure_pyro()
+        self.daemon = Pyro4.Daemon(host='127.0.0.1', port=0)
+        if self.key:
+            self.daemon._pyroHmacKey = self.key.encode()
+        uri = self.daemon.register(self.farm, farm.OBJECT_ID)
+        self.farm.label = '127.0.0.1:%d' % uri.port
+        on_ready(uri)
+        self.daemon.requestLoop()
+        self.daemon.close()
+
+    def proxy(self, key=None):
+        proxy = self._pyro.Proxy(self.uri)
+        proxy._pyroMaxRetries = 0
+        if key or self.key:
+            proxy._pyroHmacKey = (key or self.key).encode()
+        return proxy
+
+    def close(self):
+        self.farm.close()
+        self.daemon.shutdown()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def thread_farm():
+    farms = []
+
+    def start(**kwargs):
+        kwargs.setdefault('capacity', 4)
+        f = ThreadFarm(**kwargs)
+        farms.append(f)
+        return f
+
+    yield start
+    for f in farms:
+        f.close()
+
+
+class ProcessFarm(object):
+    """``python farm.py`` in its own process (its own session, so it can be killed whole)."""
+
+    def __init__(self, capacity=2, port=None, python=None, extra=(), env=None):
+        self.port = port or free_port()
+        self.command = [python or sys.executable, os.path.join(ROOT, 'farm.py'), '--host',
+                        '127.0.0.1', '--port', str(self.port), '--capacity', str(capacity)]
+        self.command += list(extra)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.process = subprocess.Popen(self.command, env=full_env, start_new_session=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError('farm.py exited: %s' % self.process.stdout.read().decode())
+            with socket.socket() as s:
+                if s.connect_ex(('127.0.0.1', self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError('farm.py did not listen within %d s' % timeout)
+
+    def stop(self, sig=None):
+        import signal
+        if self.process.poll() is None:
+            self.process.send_signal(sig or signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.stdout.read().decode()
+
+
+@pytest.fixture
+def process_farm():
+    farms = []
+
+    def start(**kwargs):
+        f = ProcessFarm(**kwargs)
+        farms.append(f)
+        return f
+
+    yield start
+    for f in farms:
+        f.stop()
+
+
+def descendants_alive(session_id):
+    """PIDs of live processes in a session (a farm and everything it started)."""
+    alive = []
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % pid) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except (IOError, OSError):
+            continue
+        state, sid = fields[0], int(fields[3])
+        if sid == session_id and state != 'Z':
+            alive.append(int(pid))
+    return alive

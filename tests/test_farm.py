@@ -1,0 +1,204 @@
+"""farm.py: leases and capacity, per-environment failures, security. A real Farm behind a real
+Pyro4 daemon (in a thread) with real worker processes running the numpy test environments."""
+import os
+import signal
+import time
+
+import Pyro4
+import Pyro4.errors
+import pytest
+
+import farm
+
+GOOD = [0.5, 0.5]
+
+
+def lease_with(proxy, n=1, name='CheapEnv', **kwargs):
+    lease = proxy.open_lease(30)
+    spec = proxy.make(lease, name, kwargs, n)
+    return lease, spec['env_ids']
+
+
+def test_info_reports_capacity_versions_and_names(thread_farm):
+    info = thread_farm(capacity=3).proxy().info()
+    assert info['capacity'] == 3 and info['in_use'] == 0
+    assert info['versions']['pyro4'] == Pyro4.__version__
+    assert info['versions']['farm_protocol'] == farm.PROTOCOL
+    assert 'L2M2019Env' in info['envs'] and 'CheapEnv' in info['envs']
+
+
+def test_capacity_is_enforced_and_freed_by_closing_a_lease(thread_farm):
+    f = thread_farm(capacity=2)
+    p = f.proxy()
+    lease, ids = lease_with(p, 2)
+    other = p.open_lease(30)
+    with pytest.raises(ValueError, match='cannot make 1 environments, 0 of 2 free'):
+        p.make(other, 'CheapEnv', {}, 1)
+    assert p.info()['in_use'] == 2
+    assert p.close_lease(lease)
+    assert p.info()['in_use'] == 0
+    assert len(p.make(other, 'CheapEnv', {}, 2)['env_ids']) == 2
+
+
+def test_one_learner_can_neither_step_nor_release_anothers_envs(thread_farm):
+    f = thread_farm()
+    p = f.proxy()
+    mine, my_ids = lease_with(p)
+    theirs, their_ids = lease_with(p)
+    p.reset(mine, my_ids)
+    with pytest.raises(LookupError, match='not in this lease'):
+        p.step(theirs, my_ids, [GOOD])
+    with pytest.raises(LookupError, match='not in this lease'):
+        p.release(theirs, my_ids)
+    with pytest.raises(LookupError, match='no such lease'):
+        p.step('0' * 32, my_ids, [GOOD])
+    with pytest.raises(LookupError):
+        p.worker_pids(['not', 'a', 'token'])
+    assert set(p.worker_pids(theirs)) == {str(i) for i in their_ids}
+    # ...and my environment still works.
+    assert p.step(mine, my_ids, [GOOD])[0][0] == [1.0, 1.0, 1.0]
+
+
+def test_expired_lease_frees_capacity_and_kills_workers(thread_farm):
+    f = thread_farm(capacity=1)
+    p = f.proxy()
+    lease = p.open_lease(1.0)
+    ids = p.make(lease, 'CheapEnv', {}, 1)['env_ids']
+    pid = int(p.worker_pids(lease)[str(ids[0])])
+    deadline = time.time() + 10
+    while p.info()['in_use'] and time.time() < deadline:
+        time.sleep(0.2)
+    assert p.info()['in_use'] == 0
+    with pytest.raises(LookupError, match='no such lease'):
+        p.step(lease, ids, [GOOD])
+    assert not _alive(pid)
+
+
+def test_calls_renew_the_lease(thread_farm):
+    p = thread_farm().proxy()
+    lease = p.open_lease(1.5)
+    ids = p.make(lease, 'CheapEnv', {}, 1)['env_ids']
+    p.reset(lease, ids)
+    for _ in range(6):  # 3 s of activity, twice the ttl
+        time.sleep(0.5)
+        p.step(lease, ids, [GOOD])
+    assert p.renew(lease)
+
+
+def test_killed_worker_is_replaced_and_only_its_env_fails(thread_farm):
+    p = thread_farm().proxy()
+    lease, ids = lease_with(p, 2)
+    p.reset(lease, ids)
+    victim = int(p.worker_pids(lease)[str(ids[0])])
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(0.2)
+    results = p.step(lease, ids, [GOOD, GOOD])
+    assert results[0]['kind'] == 'lost' and 'env %d' % ids[0] in results[0]['error']
+    assert results[1][0] == [1.0, 1.0, 1.0]
+    # Stepping a lost env before resetting it is refused, not silently wrong.
+    assert p.step(lease, ids[:1], [GOOD])[0]['kind'] == 'input'
+    assert p.reset(lease, ids[:1]) == [[0.0, 0.0, 0.0]]
+    assert int(p.worker_pids(lease)[str(ids[0])]) != victim
+    assert p.step(lease, ids, [GOOD, GOOD])[0][0] == [1.0, 1.0, 1.0]
+
+
+def test_crashing_env_is_lost_others_go_on(thread_farm):
+    p = thread_farm().proxy()
+    lease = p.open_lease(30)
+    crash = p.make(lease, 'CheapEnv', {'crash_after': 1}, 1)['env_ids']
+    fine = p.make(lease, 'CheapEnv', {}, 1)['env_ids']
+    p.reset(lease, crash + fine)
+    p.step(lease, crash + fine, [GOOD, GOOD])
+    results = p.step(lease, crash + fine, [GOOD, GOOD])
+    assert results[0]['kind'] == 'lost' and 'died' in results[0]['error']
+    assert results[1][0] == [2.0, 2.0, 2.0]
+
+
+def test_hung_worker_times_out_is_killed_and_others_are_served(thread_farm):
+    f = thread_farm(step_timeout=1.0)
+    p = f.proxy()
+    lease = p.open_lease(30)
+    hang = p.make(lease, 'CheapEnv', {'hang_after': 0}, 1)['env_ids']
+    fine = p.make(lease, 'CheapEnv', {}, 1)['env_ids']
+    p.reset(lease, hang + fine)
+    hung_pid = int(p.worker_pids(lease)[str(hang[0])])
+    other = f.proxy()  # another learner, served while the hang is in progress
+    other_lease, other_ids = lease_with(other)
+    started = time.time()
+    results = p.step(lease, hang + fine, [GOOD, GOOD])
+    assert time.time() - started < 10
+    assert results[0]['kind'] == 'lost' and 'timeout' in results[0]['error']
+    assert results[1][0] == [1.0, 1.0, 1.0]
+    assert not _alive(hung_pid)
+    assert other.reset(other_lease, other_ids) == [[0.0, 0.0, 0.0]]
+
+
+def test_bad_actions_are_refused_with_the_reason_and_the_env_survives(thread_farm):
+    p = thread_farm().proxy()
+    lease, ids = lease_with(p)
+    p.reset(lease, ids)
+    cases = [([0.5], 'length 1, expected 2'), ([0.5, float('nan')], 'must be finite'),
+             ([0.5, 'x'], 'not a number'), (0.5, 'must be a list')]
+    for action, reason in cases:
+        result = p.step(lease, ids, [action])[0]
+        assert result['kind'] == 'input' and reason in result['error']
+        assert 'env %d (CheapEnv)' % ids[0] in result['error']
+    assert p.step(lease, ids, [GOOD])[0][0] == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match='one action per environment'):
+        p.step(lease, ids, [GOOD, GOOD])
+
+
+def test_unknown_environment_name_is_refused_clearly(thread_farm):
+    p = thread_farm().proxy()
+    lease = p.open_lease(30)
+    with pytest.raises(ValueError, match="unknown environment 'os.system'"):
+        p.make(lease, 'os.system', {}, 1)
+    with pytest.raises(ValueError, match='unexpected keyword'):
+        p.make(lease, 'CheapEnv', {'no_such_option': 1}, 1)
+    assert p.info()['in_use'] == 0
+
+
+def test_workers_are_recycled_after_a_number_of_resets(thread_farm):
+    p = thread_farm(recycle_resets=2).proxy()
+    lease, ids = lease_with(p, 1, episode_length=1)
+    p.reset(lease, ids)
+    pids = set()
+    for _ in range(6):
+        result = p.step(lease, ids, [GOOD], True)[0]
+        assert result[2] is True and 'terminal_observation' in result[4]
+        assert result[0] == [0.0, 0.0, 0.0]  # first observation of the next episode
+        pids.add(p.worker_pids(lease)[str(ids[0])])
+    assert len(pids) >= 2
+
+
+def test_wrong_or_missing_key_is_refused(thread_farm):
+    f = thread_farm(key='right key')
+    assert f.proxy().info()['capacity'] == 4
+    wrong = f.proxy(key='wrong key')
+    with pytest.raises(Pyro4.errors.CommunicationError, match='hmac'):
+        wrong.info()
+    missing = Pyro4.Proxy(f.uri)
+    with pytest.raises(Pyro4.errors.CommunicationError, match='hmac'):
+        missing.info()
+
+
+def test_pickle_is_refused(thread_farm):
+    f = thread_farm()
+    proxy = Pyro4.Proxy(f.uri)
+    proxy._pyroSerializer = 'pickle'
+    with pytest.raises(Pyro4.errors.CommunicationError, match='serializer that is not accepted'):
+        proxy.info()
+
+
+def test_listening_beyond_loopback_requires_a_key():
+    with pytest.raises(SystemExit, match='needs a shared key'):
+        farm.serve(farm.Farm(capacity=1), host='0.0.0.0', port=0)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    with open('/proc/%d/stat' % pid) as f:
+        return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
