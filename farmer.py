@@ -301,6 +301,8 @@ class Farmer(object):
         return held / float(capacity) if capacity else 0.0
 
     def close(self):
+        if self._stop.is_set():
+            return
         self._stop.set()
         for env in list(self._vec_envs):
             env.close()
@@ -553,6 +555,7 @@ class RemoteEnv(gym_spaces_lib.Env):
         self._ended = False
 
     def reset(self, seed=None, options=None):
+        super(RemoteEnv, self).reset(seed=seed)  # seeds np_random, as gym's contract expects
         obs = self.vec.reset(seed=seed)[0]
         self._ended = False
         return obs, {}

@@ -25,11 +25,11 @@ if 'tensorflow' not in sys.modules:
 import tensorflow as tf  # noqa: E402
 import tensorflow.keras  # noqa: E402
 
-if not tf.keras.__name__.startswith('tf_keras'):
+if not tf.keras.Model.__module__.startswith('tf_keras'):
     raise ImportError(
-        'tf.keras is %s, not tf-keras (Keras 2): TensorFlow was imported before agents.compat '
-        'without TF_USE_LEGACY_KERAS=1. Import agents.compat first, or set TF_USE_LEGACY_KERAS=1 in '
-        'the environment.' % (tf.keras.__name__,))
+        'tf.keras is Keras 3 (%s), not tf-keras (Keras 2): TensorFlow was imported before '
+        'agents.compat without TF_USE_LEGACY_KERAS=1. Import agents.compat first, or set '
+        'TF_USE_LEGACY_KERAS=1 in the environment.' % (tf.keras.Model.__module__,))
 
 if not hasattr(tensorflow.keras, '__version__'):
     tensorflow.keras.__version__ = tf.__version__

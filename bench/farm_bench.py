@@ -1,0 +1,368 @@
+#!/usr/bin/env python
+"""farm_bench.py: what the farm costs and what it buys, measured side by side in one run.
+
+    python bench/farm_bench.py --json [--quick]
+
+Prints ONE JSON object on stdout (everything else, including whatever OpenSim and osim-rl print,
+goes to stderr). Every farm is a local ``farm.py`` subprocess started by ``farmer.Farmer`` on a
+free loopback port of its own, and closed (with its workers) before the script returns; the
+``leftover_farm_processes`` key lists any ``farm.py`` of ours still running at the end (should be
+``[]``). Warm-up steps are never timed. Where two setups are compared, they are stepped in
+alternating blocks, so that background load on the machine falls on both alike.
+
+Keys
+----
+``rpc_round_trip_ms``
+    What one environment step costs through a local farm beyond the step itself:
+    ``farm_step_ms - inproc_step_ms``. ``farm_step_ms`` is the median wall time of
+    ``FarmVecEnv.step`` with ONE ``SlowEnv`` (``step_seconds=0``, 339-float observation) on a
+    local farm; ``inproc_step_ms`` the median of ``vecenv.InProcessVecEnv.step`` over the same
+    environment in this process. Both sides do the same vector-env bookkeeping (action check,
+    float32 observation array, episode tracker), so the difference is the farm: Pyro4 + msgpack
+    to the daemon, the pipe to the worker process, and back. ``rpc_steps`` steps per side;
+    ``farm_step_p90_ms`` / ``inproc_step_p90_ms`` give the tails.
+    Target: <= 0.3 ms.
+``efficiency_slow_32``
+    32 ``SlowEnv`` (``step_seconds=0.03``) on one local farm of capacity 32, stepped as ONE vector
+    env: achieved env steps/s / ideal, ideal being 32 / 0.03 s (every worker sleeping all the
+    time, zero overhead). Context: ``slow_32_ideal_steps_per_s``, ``slow_32_steps_per_s``,
+    ``slow_32_vec_step_ms_median`` (ideal 30 ms). Target: >= 0.95.
+``osim_speedup_2``
+    ``L2M2019Env`` steps/s of 2 environments through a local farm (capacity 2, one ``FarmVecEnv``
+    of 2, auto-reset on the farm) / steps/s of ONE ``L2M2019Env`` built with ``envs.make`` and
+    stepped directly in this process (reset called as episodes end, and timed). Both take the
+    same number of env steps (``osim_steps``), with actions uniform in [0, 1]. With random
+    actions the model falls after about 100 steps, so resets (about 50 ms each) are part of the
+    work. Target: >= 1.7 on 2 cores.
+``osim_vs_async_2``
+    The same 2-env farm's steps/s / ``gymnasium.vector.AsyncVectorEnv`` over 2 ``L2M2019Env``
+    (each a small ``gymnasium.Env`` around an ``envs.make`` adapter, in a spawned worker
+    process), also ``osim_steps`` env steps. ``autoreset_mode=SAME_STEP``: an ended episode is
+    reset inside the step that ended it, as the farm does, so one counted step is the same work
+    on both sides (gymnasium's default NEXT_STEP would count the reset-only step as a step).
+    Target: >= 0.95.
+
+Context keys: ``cores``, ``python``, ``loadavg_start`` / ``loadavg_end`` (others may be using the
+machine), ``mode``, per measurement the env steps counted, the timed wall seconds
+(``*_wall_s``) and the rates (``*_steps_per_s``), ``targets`` and ``targets_met``, and
+``total_wall_s``.
+"""
+import argparse
+import functools
+import json
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import gymnasium  # noqa: E402
+
+import farmer  # noqa: E402
+import vecenv  # noqa: E402
+
+log = logging.getLogger('farm_bench')
+
+OBS_SIZE = 339
+SLOW_STEP_SECONDS = 0.03
+TARGETS = {'rpc_round_trip_ms': ('<=', 0.3), 'efficiency_slow_32': ('>=', 0.95),
+           'osim_speedup_2': ('>=', 1.7), 'osim_vs_async_2': ('>=', 0.95)}
+
+# Steps per mode. rpc: timed steps per side, in blocks; slow32 and osim: timed vector steps.
+SIZES = {
+    'quick': {'rpc_steps': 600, 'rpc_block': 150, 'rpc_warmup': 100,
+              'slow_steps': 40, 'slow_warmup': 5,
+              'osim_vec_steps': 60, 'osim_block': 30, 'osim_warmup': 5},
+    'full': {'rpc_steps': 5000, 'rpc_block': 250, 'rpc_warmup': 300,
+             'slow_steps': 300, 'slow_warmup': 10,
+             'osim_vec_steps': 500, 'osim_block': 50, 'osim_warmup': 10},
+}
+
+
+def free_port():
+    """A loopback port nothing listens on now (the farm binds it a moment later)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def local_farmer(capacity):
+    port = free_port()
+    log.info('starting a local farm of capacity %d on port %d', capacity, port)
+    return farmer.Farmer(farms=[('127.0.0.1', capacity, port)]), port
+
+
+def percentile_ms(seconds, q):
+    return float(np.percentile(np.asarray(seconds), q) * 1000.0)
+
+
+# --- rpc round trip ------------------------------------------------------------------------------
+def bench_rpc(size, ports):
+    kwargs = {'step_seconds': 0, 'obs_size': OBS_SIZE}
+    farm_times, inproc_times = [], []
+    fm, port = local_farmer(1)
+    ports.append(port)
+    with fm:
+        farm_env = fm.vec_env('SlowEnv', 1, kwargs)
+        inproc_env = vecenv.InProcessVecEnv('SlowEnv', 1, kwargs)
+        act_size = farm_env.action_space.shape[0]
+        actions = np.random.default_rng(0).uniform(0, 1, (size['rpc_block'], 1, act_size))
+        with farm_env, inproc_env:
+            for env in (farm_env, inproc_env):
+                env.reset()
+                for k in range(size['rpc_warmup']):
+                    env.step(actions[k % len(actions)])
+            clock = time.perf_counter
+            while len(farm_times) < size['rpc_steps']:
+                for env, times in ((farm_env, farm_times), (inproc_env, inproc_times)):
+                    for action in actions:
+                        start = clock()
+                        env.step(action)
+                        times.append(clock() - start)
+    farm_ms = percentile_ms(farm_times, 50)
+    inproc_ms = percentile_ms(inproc_times, 50)
+    log.info('rpc: farm %.3f ms, in-process %.3f ms per step (medians of %d)', farm_ms, inproc_ms,
+             len(farm_times))
+    return {'rpc_round_trip_ms': round(farm_ms - inproc_ms, 4),
+            'farm_step_ms': round(farm_ms, 4), 'inproc_step_ms': round(inproc_ms, 4),
+            'farm_step_p90_ms': round(percentile_ms(farm_times, 90), 4),
+            'inproc_step_p90_ms': round(percentile_ms(inproc_times, 90), 4),
+            'rpc_steps': len(farm_times),
+            'rpc_farm_wall_s': round(sum(farm_times), 3),
+            'rpc_inproc_wall_s': round(sum(inproc_times), 3)}
+
+
+# --- 32 slow envs --------------------------------------------------------------------------------
+def bench_slow32(size, ports):
+    n = 32
+    kwargs = {'step_seconds': SLOW_STEP_SECONDS, 'obs_size': OBS_SIZE}
+    fm, port = local_farmer(n)
+    ports.append(port)
+    step_times = []
+    with fm:
+        env = fm.vec_env('SlowEnv', n, kwargs)
+        with env:
+            act_size = env.action_space.shape[0]
+            actions = np.random.default_rng(1).uniform(0, 1, (size['slow_steps'], n, act_size))
+            env.reset()
+            for k in range(size['slow_warmup']):
+                env.step(actions[k])
+            clock = time.perf_counter
+            started = clock()
+            for action in actions:
+                t = clock()
+                env.step(action)
+                step_times.append(clock() - t)
+            wall = clock() - started
+    steps = n * len(actions)
+    ideal = n / SLOW_STEP_SECONDS
+    achieved = steps / wall
+    log.info('slow32: %.0f steps/s of an ideal %.0f (median vector step %.2f ms)', achieved, ideal,
+             percentile_ms(step_times, 50))
+    return {'efficiency_slow_32': round(achieved / ideal, 4),
+            'slow_32_ideal_steps_per_s': round(ideal, 1),
+            'slow_32_steps_per_s': round(achieved, 1),
+            'slow_32_vec_step_ms_median': round(percentile_ms(step_times, 50), 3),
+            'slow_32_vec_step_ms_p90': round(percentile_ms(step_times, 90), 3),
+            'slow_32_steps': steps, 'slow_32_wall_s': round(wall, 3)}
+
+
+# --- osim: farm vs in-process vs gymnasium AsyncVectorEnv ---------------------------------------
+class AdapterEnv(gymnasium.Env):
+    """An ``envs.make`` adapter as a gymnasium.Env, for gymnasium's own vector envs."""
+
+    metadata = {'render_modes': []}
+
+    def __init__(self, name, kwargs):
+        import envs
+        self.adapter = envs.make(name, **kwargs)
+        self.observation_space = vecenv.make_space(self.adapter.observation_space)
+        self.action_space = vecenv.make_space(self.adapter.action_space)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.asarray(self.adapter.reset(seed), dtype=np.float32), {}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.adapter.step(
+            np.asarray(action, dtype=np.float64).tolist())
+        return np.asarray(obs, dtype=np.float32), reward, terminated, truncated, dict(info)
+
+    def close(self):
+        self.adapter.close()
+
+
+class InProcessRunner(object):
+    """One environment stepped directly; ``run(k)`` takes ``k`` env steps, resetting as needed."""
+
+    def __init__(self, name, kwargs, seed):
+        import envs
+        self.env = envs.make(name, **kwargs)
+        self.act_size = self.env.action_space['shape'][0]
+        self.rng = np.random.default_rng(seed)
+        self.env.reset()
+        self.resets = 0
+
+    def run(self, k):
+        actions = self.rng.uniform(0, 1, (k, self.act_size)).tolist()
+        step, reset = self.env.step, self.env.reset
+        for action in actions:
+            _, _, terminated, truncated, _ = step(action)
+            if terminated or truncated:
+                reset()
+                self.resets += 1
+        return k
+
+    def close(self):
+        self.env.close()
+
+
+class VecRunner(object):
+    """A vector env of ``n``; ``run(k)`` takes ``k`` env steps (k / n vector steps)."""
+
+    def __init__(self, env, seed):
+        self.env = env
+        self.n = env.num_envs
+        self.act_size = env.action_space.shape[-1]
+        self.rng = np.random.default_rng(seed)
+        self.env.reset()
+        self.resets = 0
+
+    def run(self, k):
+        actions = self.rng.uniform(0, 1, (k // self.n, self.n, self.act_size))
+        for action in actions:
+            _, _, terminated, truncated, _ = self.env.step(action)
+            self.resets += int(np.count_nonzero(terminated | truncated))
+        return len(actions) * self.n
+
+    def close(self):
+        self.env.close()
+
+
+def bench_osim(size, ports):
+    name, kwargs, n = 'L2M2019Env', {}, 2
+    fm, port = local_farmer(n)
+    ports.append(port)
+    runners = {}
+    with fm:
+        try:
+            runners['farm'] = VecRunner(fm.vec_env(name, n, kwargs), seed=2)
+            runners['inproc'] = InProcessRunner(name, kwargs, seed=3)
+            runners['async'] = VecRunner(gymnasium.vector.AsyncVectorEnv(
+                [functools.partial(AdapterEnv, name, kwargs) for _ in range(n)],
+                context='spawn', autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP),
+                seed=4)
+            for key in runners:
+                runners[key].run(n * size['osim_warmup'])
+                runners[key].resets = 0
+            steps = dict.fromkeys(runners, 0)
+            wall = dict.fromkeys(runners, 0.0)
+            order = list(runners)
+            block = n * size['osim_block']
+            rounds = 0
+            while steps['farm'] < n * size['osim_vec_steps']:
+                for key in order[rounds % 3:] + order[:rounds % 3]:  # rotate who goes first
+                    started = time.perf_counter()
+                    steps[key] += runners[key].run(block)
+                    wall[key] += time.perf_counter() - started
+                rounds += 1
+                log.info('osim: %d env steps each so far', steps['farm'])
+        finally:
+            for runner in runners.values():
+                runner.close()
+    rate = dict((key, steps[key] / wall[key]) for key in runners)
+    log.info('osim steps/s: farm %.1f, in-process %.1f, async %.1f', rate['farm'],
+             rate['inproc'], rate['async'])
+    result = {'osim_speedup_2': round(rate['farm'] / rate['inproc'], 4),
+              'osim_vs_async_2': round(rate['farm'] / rate['async'], 4),
+              'osim_steps': steps['farm']}
+    for key, label in (('farm', 'farm_2'), ('inproc', 'inproc_1'), ('async', 'async_2')):
+        result['osim_%s_steps_per_s' % label] = round(rate[key], 2)
+        result['osim_%s_wall_s' % label] = round(wall[key], 3)
+        result['osim_%s_resets' % label] = runners[key].resets
+    return result
+
+
+# --- processes left behind -----------------------------------------------------------------------
+def our_farm_processes(ports):
+    """pids of ``farm.py`` processes still listening on one of our ports."""
+    wanted = set(str(p) for p in ports)
+    found = []
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                args = f.read().decode('utf-8', 'replace').split('\0')
+        except (IOError, OSError):
+            continue
+        if any(a.endswith('farm.py') for a in args) and '--port' in args:
+            port = args[args.index('--port') + 1] if args.index('--port') + 1 < len(args) else ''
+            if port in wanted:
+                found.append(int(pid))
+    return found
+
+
+def check_targets(result):
+    met = {}
+    for key, (op, bound) in TARGETS.items():
+        value = result.get(key)
+        met[key] = value is not None and (value <= bound if op == '<=' else value >= bound)
+    return met
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--json', action='store_true',
+                        help='print the one JSON object on stdout (the default; kept for clarity)')
+    parser.add_argument('--quick', action='store_true', help='fewer steps: under a minute')
+    parser.add_argument('--only', choices=['rpc', 'slow32', 'osim'], action='append',
+                        help='run only these measurements (repeatable)')
+    parser.add_argument('--log-level', default='INFO')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format='%(asctime)s %(name)s %(levelname)s %(message)s')
+
+    # stdout is for the JSON alone: anything else (osim-rl prints, OpenSim, farm subprocesses and
+    # their workers, which inherit descriptor 1) goes to stderr.
+    sys.stdout.flush()
+    json_out = os.dup(1)
+    os.dup2(2, 1)
+
+    mode = 'quick' if args.quick else 'full'
+    size = SIZES[mode]
+    started = time.time()
+    result = {'mode': mode, 'cores': os.cpu_count(), 'python': platform.python_version(),
+              'loadavg_start': [round(x, 2) for x in os.getloadavg()]}
+    ports = []
+    benches = (('rpc', bench_rpc), ('slow32', bench_slow32), ('osim', bench_osim))
+    for key, bench in benches:
+        if args.only and key not in args.only:
+            continue
+        t = time.time()
+        result.update(bench(size, ports))
+        result['%s_bench_wall_s' % key] = round(time.time() - t, 2)
+    time.sleep(0.5)
+    result['leftover_farm_processes'] = our_farm_processes(ports)
+    result['farm_ports'] = ports
+    result['loadavg_end'] = [round(x, 2) for x in os.getloadavg()]
+    result['targets'] = dict((k, '%s %s' % v) for k, v in TARGETS.items())
+    result['targets_met'] = check_targets(result)
+    result['total_wall_s'] = round(time.time() - started, 2)
+    os.write(json_out, (json.dumps(result, sort_keys=True) + '\n').encode('utf-8'))
+    os.close(json_out)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""farmer.py: the vectorized env over farms (checked against the in-process reference), the wire,
+lost farms, the embedded local farm, and the errors a user sees."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import farmer
+from conftest import ROOT, descendants_alive, free_port
+from vecenv import InProcessVecEnv
+
+
+def farm_vec(farms, name, n, kwargs):
+    f = farmer.Farmer(farms=farms, start_local=False)
+    env = f.vec_env(name, n, kwargs)
+    original_close = env.close
+
+    def close():
+        original_close()
+        f.close()
+    env.close = close
+    return env
+
+
+@pytest.fixture(params=['in-process', 'farm'])
+def make_vec(request, thread_farm):
+    """The same contract checks run against both implementations (as SB3 does for its vec envs)."""
+    made = []
+
+    def make(name, n, **kwargs):
+        if request.param == 'in-process':
+            env = InProcessVecEnv(name, n, kwargs)
+        else:
+            f = thread_farm(capacity=n)
+            env = farm_vec([('127.0.0.1', n, f.port)], name, n, kwargs)
+        made.append(env)
+        return env
+
+    yield make
+    for env in made:
+        env.close()
+
+
+def test_vec_env_contract_terminal_episodes(make_vec):
+    env = make_vec('CheapEnv', 3, episode_length=2)
+    assert env.num_envs == 3 and env.observation_space.shape == (3,)
+    assert env.action_space.shape == (2,)
+    obs = env.reset(seed=10)
+    assert obs.dtype == np.float32 and obs.tolist() == [[0, 10, 10], [0, 11, 11], [0, 12, 12]]
+    obs, rewards, terminated, truncated, infos = env.step(np.full((3, 2), 0.5))
+    assert obs[:, 0].tolist() == [1, 1, 1] and not terminated.any() and not truncated.any()
+    env.step_async(np.zeros((3, 2)))
+    obs, rewards, terminated, truncated, infos = env.step_wait()
+    assert terminated.all() and not truncated.any()
+    assert np.allclose(rewards, -0.5)
+    assert obs[:, 0].tolist() == [0, 0, 0]  # already the next episode
+    for i, info in enumerate(infos):
+        assert info['terminal_observation'].tolist() == [2, 2 + 10 + i, 2 + 10 + i]
+        assert info['episode'] == {'r': -0.5, 'l': 2}
+
+
+def test_vec_env_contract_time_limit_is_truncated_not_terminal(make_vec):
+    env = make_vec('CheapEnv', 2, episode_length=10, max_episode_steps=1)
+    env.reset()
+    obs, rewards, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
+    assert truncated.all() and not terminated.any()
+    assert infos[0]['terminal_observation'][0] == 1
+
+
+def test_wire_round_trip_is_exact(thread_farm):
+    """Every value crosses as plain data and comes back bit-exact (float64 seeds, inf bounds)."""
+    f = thread_farm(capacity=1)
+    seed = 123456789
+    local = InProcessVecEnv('CheapEnv', 1, {'obs_size': 5})
+    remote = farm_vec([('127.0.0.1', 1, f.port)], 'CheapEnv', 1, {'obs_size': 5})
+    try:
+        assert remote.reset(seed=seed).tolist() == local.reset(seed=seed).tolist()
+        assert remote.observation_space == local.observation_space
+        assert np.isinf(remote.observation_space.high).all()
+        action = np.array([[0.1234567890123, 0.987654321]])
+        r1, r2 = remote.step(action), local.step(action)
+        assert r1[0].tolist() == r2[0].tolist()
+        assert r1[1][0] == r2[1][0]  # float64 reward, exact
+        assert r1[4][0] == {'t': 1} == r2[4][0]
+        p = f.proxy()
+        lease = p.open_lease(10)
+        assert isinstance(lease, str)
+        info = p.info()
+        assert all(isinstance(k, str) for k in info) and isinstance(info['capacity'], int)
+    finally:
+        remote.close()
+        local.close()
+
+
+def test_bad_actions_are_refused_before_anything_is_sent(thread_farm):
+    f = thread_farm(capacity=2)
+    env = farm_vec([('127.0.0.1', 2, f.port)], 'CheapEnv', 2, {})
+    try:
+        env.reset()
+        with pytest.raises(ValueError, match=r'non-finite action for vector index \[1\]'):
+            env.step(np.array([[0.5, 0.5], [np.nan, 0.5]]))
+        with pytest.raises(ValueError, match='expected 2 actions of 2 values'):
+            env.step(np.zeros((2, 3)))
+        obs = env.step(np.full((2, 2), 0.5))[0]  # nothing was lost: still the first step
+        assert obs[:, 0].tolist() == [1, 1]
+    finally:
+        env.close()
+
+
+def test_killed_worker_truncates_its_episode_and_training_goes_on(thread_farm):
+    f = thread_farm(capacity=2)
+    env = farm_vec([('127.0.0.1', 2, f.port)], 'CheapEnv', 2, {})
+    try:
+        env.reset()
+        env.step(np.full((2, 2), 0.5))
+        place = env.places[1]
+        pids = _pids_of(f, env)
+        os.kill(pids[1], signal.SIGKILL)
+        time.sleep(0.2)
+        obs, rewards, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
+        assert truncated.tolist() == [False, True] and not terminated.any()
+        assert 'lost' in infos[1] and 'env %d' % place.env_id in infos[1]['lost']
+        assert infos[1]['terminal_observation'][0] == 1
+        assert obs[:, 0].tolist() == [2, 0]
+        obs = env.step(np.full((2, 2), 0.5))[0]
+        assert obs[:, 0].tolist() == [3, 1]
+    finally:
+        env.close()
+
+
+def _pids_of(f, env):
+    pids = []
+    p = f.proxy()
+    for place in env.places:
+        pids.append(int(p.worker_pids(place.lease)[str(place.env_id)]))
+    return pids
+
+
+def test_lost_farm_moves_its_envs_to_the_others_and_is_retried(process_farm, monkeypatch):
+    monkeypatch.setattr(farmer, 'RETRY_EVERY', 0.5)
+    monkeypatch.setattr(farmer, 'KEEPALIVE_EVERY', 0.3)
+    a, b = process_farm(capacity=2), process_farm(capacity=2)
+    with farmer.Farmer(farms=[('127.0.0.1', 2, a.port), ('127.0.0.1', 2, b.port)],
+                       start_local=False) as f:
+        env = f.vec_env('CheapEnv', 4, {'episode_length': 100})
+        assert {p.link.port for p in env.places} == {a.port, b.port}
+        env.reset()
+        env.step(np.full((4, 2), 0.5))
+        on_b = [i for i, p in enumerate(env.places) if p.link.port == b.port]
+        os.killpg(b.process.pid, signal.SIGKILL)
+        b.process.wait()
+        obs, rewards, terminated, truncated, infos = env.step(np.full((4, 2), 0.5))
+        assert sorted(np.flatnonzero(truncated).tolist()) == on_b
+        assert not terminated.any()
+        for i in on_b:
+            assert 'lost' in infos[i] and str(b.port) in infos[i]['lost']
+            assert obs[i, 0] == 0
+        assert {p.link.port for p in env.places} == {a.port}
+        for _ in range(3):
+            obs = env.step(np.full((4, 2), 0.5))[0]
+        assert obs.shape == (4, 3)
+        # The lost farm comes back on the same port and answers the farmer's probes again.
+        b2 = process_farm(capacity=2, port=b.port)
+        deadline = time.time() + 10
+        link_b = [link for link in f.links if link.port == b.port][0]
+        while not link_b.up and time.time() < deadline:
+            time.sleep(0.2)
+        assert link_b.up
+        b2.stop()
+
+
+def test_embedded_farm_is_started_and_stopped_with_no_process_left():
+    port = free_port()
+    code = ('import sys; sys.path.insert(0, %r)\n'
+            'import numpy as np, farmer\n'
+            'f = farmer.Farmer(farms=[("127.0.0.1", 2, %d)])\n'
+            'env = f.vec_env("CheapEnv", 2, {})\n'
+            'env.reset(); print("stepped", env.step(np.zeros((2, 2)))[0][:, 0].tolist())\n'
+            'print("farm pid", f.local_farm.pid)\n'
+            'f.close()\n' % (ROOT, port))
+    proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    out = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 0, out
+    assert 'stepped [1.0, 1.0]' in out
+    farm_pid = int(out.split('farm pid')[1].split()[0])
+    time.sleep(0.5)
+    assert descendants_alive(farm_pid) == []
+
+
+def test_no_farm_reachable_is_one_clear_error():
+    port = free_port()
+    with pytest.raises(RuntimeError) as e:
+        farmer.Farmer(farms=[('127.0.0.2', 4, port)], start_local=False)
+    message = str(e.value)
+    assert 'no farm answered' in message and '127.0.0.2:%d' % port in message
+    assert 'python farm.py' in message
+
+
+def test_farmer_needs_the_farms_key(thread_farm):
+    f = thread_farm(key='s3cret')
+    with pytest.raises(RuntimeError, match='wrong or missing key'):
+        farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], key='', start_local=False)
+    with farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], key='s3cret') as ok:
+        assert ok.status()[0]['up']
+
+
+def test_status_table_names_every_farm(thread_farm, capsys):
+    f = thread_farm(capacity=3)
+    down = free_port()
+    with farmer.Farmer(farms=[('127.0.0.1', 3, f.port), ('127.0.0.1', 2, down)]) as fm:
+        farmer.print_status(fm.status())
+    out = capsys.readouterr().out
+    assert '127.0.0.1:%d' % f.port in out and '127.0.0.1:%d' % down in out
+    assert 'NO' in out and 'yes' in out and '3.11' in out
+
+
+def test_remote_env_passes_gymnasiums_env_checker(thread_farm):
+    from gymnasium.utils.env_checker import check_env
+    f = thread_farm(capacity=1)
+    with farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], start_local=False) as fm:
+        env = fm.env('Pendulum-v1')
+        check_env(env, skip_render_check=True)
+        obs, info = env.reset(seed=0)
+        for _ in range(200):
+            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert truncated and not terminated and obs.shape == (3,)
