@@ -6,6 +6,8 @@ itself unmodified. Farm side only; Python 2.7 compatible.
 from __future__ import absolute_import
 
 import logging
+import os
+import sys
 
 log = logging.getLogger(__name__)
 _applied = [False]
@@ -16,6 +18,19 @@ def apply():
     if _applied[0]:
         return
     import opensim
+
+    # gym 0.26 (which osim-rl subclasses) prints a multi-line banner on import under numpy 2;
+    # one per worker process buries the farm's log. It is about gym itself, not our use of it.
+    stderr = sys.stderr
+    try:
+        sys.stderr = open(os.devnull, 'w')
+        import gym  # noqa: F401
+    except ImportError:
+        pass
+    finally:
+        if sys.stderr is not stderr:
+            sys.stderr.close()
+        sys.stderr = stderr
 
     # OpenSim logs every integration step at info level; a farm would drown its own log in it.
     logger = getattr(opensim, 'Logger', None)
