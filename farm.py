@@ -420,6 +420,7 @@ def serve(farm, host='127.0.0.1', port=DEFAULT_PORT, key=None, ready=None):
     finally:
         farm.close()
         daemon.close()
+        log.info('farm %s stopped; all workers killed', farm.label)
 
 
 def _raise_interrupt(signum, frame):
@@ -448,8 +449,8 @@ def main(argv=None):
                 recycle_resets=args.recycle_resets, lease_ttl=args.lease_ttl)
     try:
         serve(farm, args.host, args.port, args.key)
-    except KeyboardInterrupt:
-        log.info('stopping: all workers killed')
+    except KeyboardInterrupt:  # Pyro4's loop usually swallows it; serve() has cleaned up either way
+        pass
     return 0
 
 

@@ -1,0 +1,56 @@
+"""Real `python farm.py` processes: stopping leaves nothing behind, osim-rl steps through them,
+keys work end to end."""
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import farmer
+from conftest import descendants_alive
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_stopping_a_farm_leaves_no_process_behind(process_farm, sig):
+    f = process_farm(capacity=3)
+    with farmer.Farmer(farms=[('127.0.0.1', 3, f.port)], start_local=False) as fm:
+        env = fm.vec_env('CheapEnv', 3, {})
+        env.reset()
+        env.step(np.zeros((3, 2)))
+        assert len(descendants_alive(f.process.pid)) >= 4  # the farm, its workers (+forkserver)
+        log = f.stop(sig)
+    assert f.process.returncode == 0, log
+    time.sleep(0.5)
+    assert descendants_alive(f.process.pid) == [], log
+    assert 'stopped; all workers killed' in log
+
+
+def test_a_keyed_farm_serves_a_farmer_with_the_key(process_farm):
+    f = process_farm(capacity=1, extra=['--key', 'lab secret'])
+    with pytest.raises(RuntimeError, match='wrong or missing key'):
+        farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], key='', start_local=False)
+    with farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], key='lab secret') as fm:
+        env = fm.vec_env('CheapEnv', 1, {})
+        assert env.reset().shape == (1, 3)
+
+
+@pytest.mark.parametrize('name,kwargs,obs_size,act_size', [
+    ('L2M2019Env', {'difficulty': 2, 'seed': 1}, 339, 22),
+    ('Arm2DEnv', {}, 16, 6)])
+def test_osim_envs_step_through_a_farm(process_farm, name, kwargs, obs_size, act_size):
+    f = process_farm(capacity=2)
+    with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
+        env = fm.vec_env(name, 2, kwargs)
+        assert env.observation_space.shape == (obs_size,)
+        assert env.action_space.shape == (act_size,)
+        assert env.max_episode_steps in (1000, 200)
+        obs = env.reset(seed=0)
+        assert obs.shape == (2, obs_size) and np.isfinite(obs).all()
+        rng = np.random.RandomState(0)
+        ended = 0
+        for _ in range(30):
+            obs, rewards, terminated, truncated, infos = env.step(rng.uniform(0, 1, (2, act_size)))
+            assert np.isfinite(obs).all() and np.isfinite(rewards).all()
+            ended += int((terminated | truncated).sum())
+            assert not any('lost' in info for info in infos)
+        assert env.last_obs.shape == (2, obs_size)
