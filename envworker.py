@@ -33,7 +33,7 @@ if sys.version_info[0] >= 3:
     # forkserver: workers are forked from a clean single-threaded server that has already imported
     # numpy and envs, so a replacement starts in milliseconds and never inherits the daemon's
     # threads or sockets. Python 2.7 has only fork, which is what it uses.
-    _context = multiprocessing.get_context('forkserver')
+    _context = multiprocessing.get_context('forkserver')  # novermin (Python 3 branch)
     _context.set_forkserver_preload(['numpy', 'envs', 'envs.registry'])
     string_types = (str,)
 else:  # pragma: no cover - Python 2.7 farms

@@ -44,6 +44,7 @@ import uuid
 
 import Pyro4
 
+import farm_compat
 from envworker import EnvWorker, WorkerError, WorkerLost, plain
 
 # --- configuration -------------------------------------------------------------------------------
@@ -63,6 +64,7 @@ log = logging.getLogger('farm')
 
 def configure_pyro():
     """msgpack only: pickle (and serpent's eval-like paths) are refused at the protocol level."""
+    farm_compat.apply()
     Pyro4.config.SERIALIZER = 'msgpack'
     Pyro4.config.SERIALIZERS_ACCEPTED = set(['msgpack'])
     Pyro4.config.SERVERTYPE = 'thread'
@@ -85,7 +87,7 @@ def versions():
     except ImportError:
         pass
     try:  # osim-rl does not carry a __version__; ask the installer's metadata
-        from importlib.metadata import version
+        from importlib.metadata import version  # novermin (falls back below)
         found['osim-rl'] = version('osim-rl')
     except Exception:
         try:

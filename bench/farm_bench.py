@@ -42,8 +42,10 @@ Keys
     on both sides (gymnasium's default NEXT_STEP would count the reset-only step as a step).
     Target: >= 0.95.
 
-Context keys: ``cores``, ``python``, ``loadavg_start`` / ``loadavg_end`` (others may be using the
-machine), ``mode``, per measurement the env steps counted, the timed wall seconds
+Context keys: ``cores``, ``python``, ``loadavg_start`` / ``loadavg_end`` and, per measurement,
+``<m>_background_busy_cores`` (cores' worth of CPU the machine used in the second before it, while
+this script was idle: others' load, which these numbers cannot separate out) and
+``<m>_bench_busy_cores`` (the whole machine, ours included, during it), ``mode``, per measurement the env steps counted, the timed wall seconds
 (``*_wall_s``) and the rates (``*_steps_per_s``), ``targets`` and ``targets_met``, and
 ``total_wall_s``.
 """
@@ -313,6 +315,20 @@ def our_farm_processes(ports):
     return found
 
 
+def cpu_times():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open('/proc/stat') as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(before, after):
+    """Cores' worth of CPU the whole machine used between two ``cpu_times()``."""
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / float(total) * (os.cpu_count() or 1), 2) if total else None
+
+
 def check_targets(result):
     met = {}
     for key, (op, bound) in TARGETS.items():
@@ -349,9 +365,15 @@ def main(argv=None):
     for key, bench in benches:
         if args.only and key not in args.only:
             continue
-        t = time.time()
+        # Others may be using this machine: what it is busy with while we are idle, and in all
+        # (ours included) while the measurement runs.
+        probe = cpu_times()
+        time.sleep(1.0)
+        result['%s_background_busy_cores' % key] = busy_cores(probe, cpu_times())
+        t, probe = time.time(), cpu_times()
         result.update(bench(size, ports))
         result['%s_bench_wall_s' % key] = round(time.time() - t, 2)
+        result['%s_bench_busy_cores' % key] = busy_cores(probe, cpu_times())
     time.sleep(0.5)
     result['leftover_farm_processes'] = our_farm_processes(ports)
     result['farm_ports'] = ports

@@ -34,7 +34,7 @@ class GymAdapter(EnvAdapter):
     def __init__(self, env_id, **kwargs):
         module = known(env_id)
         if module is None:
-            raise EnvError('unknown environment %r' % (env_id,))
+            raise EnvError("unknown environment '%s'" % (env_id,))
         self.name = env_id
         lib = __import__(module)
         try:

@@ -33,7 +33,7 @@ def make(name, frame_skip=1, **kwargs):
     elif gym_ids.known(name):
         adapter = gym_ids.GymAdapter(name, **kwargs)
     else:
-        raise EnvError('unknown environment %r; known: %s, or any registered gym id'
+        raise EnvError("unknown environment '%s'; known: %s, or any registered gym id"
                        % (name, ', '.join(names())))
     adapter = CheckedAction(adapter)
     if int(frame_skip) != 1:
