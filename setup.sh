@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, idempotently:
+#   .venv/    Python 3.11 with requirements.txt (farm and learner together)
+#   .venv27/  Python 2.7 farm dependencies, when a 2.7 interpreter exists (for the cross-version test)
+# Usage: ./setup.sh [--bench]   (--bench adds requirements-bench.txt: torch CPU + stable-baselines3)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+find_python() {  # the first interpreter of version $1 found
+  local v=$1 c
+  for c in "python$v" "$HOME/.pyenv/versions/$v"*/bin/python "/usr/bin/python$v" "/usr/local/bin/python$v"; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c "import sys; assert sys.version.startswith('$v')" 2>/dev/null; then
+      echo "$c"; return 0
+    fi
+  done
+  return 1
+}
+
+PY311=$(find_python 3.11) || { echo "setup.sh: Python 3.11 is required (opensim 4.6 wheels are cp311-cp313)" >&2; exit 1; }
+if [ ! -x .venv/bin/python ]; then
+  "$PY311" -m venv .venv
+fi
+stamp=.venv/.installed-$(cat requirements.txt constraints.txt | sha1sum | cut -c1-12)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt
+  touch "$stamp"
+fi
+if [ "${1:-}" = "--bench" ]; then
+  .venv/bin/python -m pip install -q -r requirements-bench.txt
+fi
+
+# Python 2.7 farm (optional): only what farm.py needs for the numpy environments.
+if PY27=$(find_python 2.7); then
+  if ! PYTHONPATH=.venv27 "$PY27" -c "import Pyro4, msgpack, numpy" 2>/dev/null; then
+    "$PY27" -m pip install -q --disable-pip-version-check --target .venv27 \
+      Pyro4==4.82 msgpack==0.6.2 numpy==1.16.6 selectors34==1.2 serpent==1.28 2>&1 \
+      | grep -v -i 'deprecat' || true
+  fi
+fi
+echo "setup.sh: ready (.venv: $(.venv/bin/python --version 2>&1))"
