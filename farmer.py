@@ -2,7 +2,8 @@
 """farmer.py: every farm in farmlist.py as one vectorized environment (the only host module that
 speaks Pyro4).
 
-    python farmer.py            # probe the farms in farmlist.py and print their status
+    python farmer.py                       # probe the farms in farmlist.py, print their status
+    python farmer.py --random-steps 200    # and step a random policy on L2M2019Env through them
 
 - :class:`Farmer` reads the farm list, probes every farm, starts a local farm when the list names
   only this machine and none answers, and builds environments on the farms:
@@ -586,8 +587,40 @@ def print_status(farmer_status):
             v.get('osim-rl') or '-', s['error'] or ''))
 
 
-def main():
-    logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(name)s %(message)s')
+def random_policy(env_name, n_envs, steps):
+    """Step a random policy through the farms (a smoke run of the whole path); returns steps/s."""
+    with Farmer() as farmer:
+        print_status(farmer.status())
+        env = farmer.vec_env(env_name, n_envs)
+        rng = np.random.RandomState(0)
+        low, high = env.action_space.low, env.action_space.high
+        env.reset(seed=0)
+        started, returns = time.time(), []
+        for step in range(1, steps + 1):
+            infos = env.step(rng.uniform(low, high, (n_envs,) + env.action_space.shape))[4]
+            returns += [info['episode']['r'] for info in infos if 'episode' in info]
+            if step % 50 == 0 or step == steps:
+                rate = step * n_envs / (time.time() - started)
+                print('%d vector steps, %.1f env steps/s, %d episodes, mean return %s'
+                      % (step, rate, len(returns),
+                         '%.2f' % np.mean(returns) if returns else '-'))
+        return steps * n_envs / (time.time() - started)
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(description='Probe the farms in farmlist.py; optionally '
+                                     'step a random policy through them.')
+    parser.add_argument('--random-steps', type=int, default=0,
+                        help='vector steps of a random policy (0: only print the status table)')
+    parser.add_argument('--env', default='L2M2019Env')
+    parser.add_argument('--envs', type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.random_steps else logging.WARNING,
+                        format='%(asctime)s %(name)s %(message)s')
+    if args.random_steps:
+        random_policy(args.env, args.envs, args.random_steps)
+        return 0
     links = [FarmLink(h, c, p, os.environ.get(KEY_ENV)) for h, c, p in read_farmlist()]
     for link in links:
         link.probe()

@@ -22,12 +22,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(cat requirements.txt constraints.txt | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt
+  # (grep: some machines' pip configuration names local mirrors that do not exist: noise)
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
+  .venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt 2>&1 \
+    | grep -v 'is ignored' || true
+  .venv/bin/python -c "import opensim, osim, tensorflow, rl, Pyro4, msgpack, gymnasium" \
+    || { echo "setup.sh: the install is incomplete (see above)" >&2; exit 1; }
   touch "$stamp"
 fi
 if [ "${1:-}" = "--bench" ]; then
-  .venv/bin/python -m pip install -q -r requirements-bench.txt
+  .venv/bin/python -m pip install -q -r requirements-bench.txt 2>&1 | grep -v 'is ignored' || true
 fi
 
 # Python 2.7 farm (optional): only what farm.py needs for the numpy environments.

@@ -8,6 +8,7 @@ from __future__ import absolute_import
 import logging
 import os
 import sys
+import warnings
 
 log = logging.getLogger(__name__)
 _applied = [False]
@@ -59,5 +60,7 @@ def apply():
         controller.addActuator = add_actuator_recording_name
         controller.prescribeControlForActuator = prescribe_by_name
         controller._osim_farm_patched = True
+    # osim-rl builds float64 Box bounds that gym casts to float32, warning once per process.
+    warnings.filterwarnings('ignore', message='.*Box bound precision lowered.*')
     _applied[0] = True
     log.debug('opensim compatibility patches applied')
