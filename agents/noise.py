@@ -39,4 +39,6 @@ class VectorNoise(object):
         if indices is None:
             self.state[:] = self.mu
         else:
-            self.state[np.asarray(indices, dtype=int)] = self.mu
+            indices = np.asarray(indices, dtype=int)
+            # Environments not sampled yet have no state; they start at mu when they are.
+            self.state[indices[indices < len(self.state)]] = self.mu

@@ -1,0 +1,137 @@
+"""DDPG: keras-rl2's ``DDPGAgent``, extended only where parallel stepping needs it.
+
+Importing this module imports ``rl.agents``, which switches TensorFlow to graph mode for the whole
+process (``tf.compat.v1.disable_eager_execution()``); build the models after importing it.
+
+What is keras-rl2's and unchanged: the networks' compilation (``compile``), the soft target updates
+folded into the critic's and actor's training functions, the critic loss and the policy gradient.
+What changes, and why:
+
+- ``select_actions`` acts for N environments in one ``predict_on_batch``; exploration noise is
+  :class:`agents.noise.VectorNoise`, one independent process per environment (keras-rl's
+  ``random_process`` holds a single state);
+- transitions go to :class:`agents.replay.TransitionReplay` (explicit next states, correct for
+  interleaved environments; ``SequentialMemory`` is not) and ``train_once`` feeds keras-rl's
+  compiled functions from it;
+- counters, warm-up and ``fit``/``test`` fixes come from :class:`agents.base.OffPolicyAgent`:
+  Python-int counters that survive ``fit`` calls (keras-rl resets ``step`` to 0 in ``np.int16``,
+  so warm-up repeated and updates stopped after 32,767 steps), ``test(visualize=False)``;
+- the actor's tanh output is in ``[-1, 1]`` and rescaled to the action space's bounds.
+
+``train_interval`` / ``memory_interval`` are replaced by ``updates_per_step``; every transition is
+stored. Only single-input critics ``[obs, action]`` (as :mod:`agents.networks` builds) are
+supported; observation windows are not (``window_length`` 1).
+"""
+import logging
+
+import numpy as np
+from rl.agents.ddpg import DDPGAgent
+
+from agents import networks
+from agents.base import OffPolicyAgent
+from agents.compat import adam
+from agents.noise import VectorNoise
+from agents.replay import TransitionReplay
+
+log = logging.getLogger(__name__)
+
+
+class DDPG(OffPolicyAgent, DDPGAgent):
+    """keras-rl2's DDPG with batched acting, per-env noise and an interleaving-safe replay."""
+
+    def __init__(self, actor, critic, memory=None, action_low=-1.0, action_high=1.0, noise=None,
+                 gamma=0.99, tau=0.005, batch_size=256, nb_steps_warmup=1000,
+                 nb_steps_random=1000, updates_per_step=1.0, memory_limit=1000000, seed=None,
+                 processor=None, **kwargs):
+        """``tau`` is keras-rl's ``target_model_update`` (< 1: soft; >= 1: hard, every ``tau``
+        updates). ``nb_steps_warmup``: env steps before the first update (keras-rl's critic and
+        actor warm-ups). ``nb_steps_random``: env steps of uniform random actions first.
+        ``noise``: a :class:`VectorNoise` (default Gaussian, sigma 0.1)."""
+        nb_actions = int(actor.outputs[0].shape[-1])
+        self.obs_dim = int(actor.inputs[0].shape[-1])
+        self._init_off_policy(np.broadcast_to(action_low, (nb_actions,)),
+                              np.broadcast_to(action_high, (nb_actions,)),
+                              updates_per_step, seed=seed)
+        self.noise = noise if noise is not None else VectorNoise(nb_actions, 'gaussian', 0.1,
+                                                                  seed=seed)
+        if memory is None:
+            memory = TransitionReplay(memory_limit, (self.obs_dim,), (nb_actions,), seed=seed)
+        self.nb_steps_warmup = int(nb_steps_warmup)
+        self.nb_steps_random = int(nb_steps_random)
+        DDPGAgent.__init__(self, nb_actions, actor, critic, critic.inputs[1], memory,
+                           gamma=gamma, batch_size=batch_size,
+                           nb_steps_warmup_critic=nb_steps_warmup,
+                           nb_steps_warmup_actor=nb_steps_warmup, random_process=None,
+                           target_model_update=tau, processor=processor, **kwargs)
+
+    @classmethod
+    def from_spaces(cls, observation_space, action_space, hidden=networks.DEFAULT_HIDDEN,
+                    **kwargs):
+        """A DDPG with :mod:`agents.networks`' actor and critic sized for these Box spaces."""
+        obs_dim = int(np.prod(observation_space.shape))
+        act_dim = int(np.prod(action_space.shape))
+        return cls(networks.actor(obs_dim, act_dim, hidden),
+                   networks.critic(obs_dim, act_dim, hidden),
+                   action_low=action_space.low, action_high=action_space.high, **kwargs)
+
+    def compile(self, optimizer=None, metrics=None):
+        """``optimizer``: None (Adam 1e-3 for actor and critic, as in the TD3 paper's DDPG), one
+        legacy optimizer (cloned for the critic) or ``[actor_opt, critic_opt]``."""
+        if optimizer is None:
+            optimizer = [adam(1e-3), adam(1e-3)]
+        # A fresh list: keras-rl appends its mean_q metric to the one it is given, and its
+        # default is a shared mutable list.
+        DDPGAgent.compile(self, optimizer, metrics=list(metrics or []))
+
+    # -- what the shared loop needs ------------------------------------------------------------
+    def select_actions(self, obs, explore):
+        if explore and self.global_step < self.nb_steps_random:
+            return self.random_actions(len(obs))
+        actions = self.actor.predict_on_batch(np.asarray(obs, dtype=np.float32))
+        if explore:
+            actions = np.clip(actions + self.noise.sample(len(obs)), -1.0, 1.0)
+        return actions.astype(np.float32)
+
+    def reset_noise(self, indices):
+        self.noise.reset(indices)
+
+    def reset_states(self):
+        DDPGAgent.reset_states(self)
+        self.noise.reset(None)
+
+    def train_once(self):
+        """One update with keras-rl's compiled critic and actor functions."""
+        obs, actions, rewards, next_obs, terminals = self.memory.sample(self.batch_size)
+        obs, next_obs = self.state_batch(obs), self.state_batch(next_obs)
+        idx = self.critic_action_input_idx
+
+        def with_action(states, acts):
+            inputs = [states]
+            inputs.insert(idx, acts)
+            return inputs
+
+        target_actions = self.target_actor.predict_on_batch(next_obs)
+        target_q = self.target_critic.predict_on_batch(
+            with_action(next_obs, target_actions)).reshape(-1)
+        targets = rewards + self.gamma * (1.0 - terminals) * target_q
+        metrics = self.critic.train_on_batch(with_action(obs, actions), targets.reshape(-1, 1))
+        self.actor_train_fn([obs])
+        if self.target_model_update >= 1 and (self.updates + 1) % self.target_model_update == 0:
+            self.update_target_models_hard()
+        return [float(m) for m in np.atleast_1d(metrics)]
+
+    @property
+    def metrics_names(self):
+        # The critic's own metrics_names is empty until its first train_on_batch.
+        names = ['critic_loss', 'mean_q']
+        if self.processor is not None:
+            names += self.processor.metrics_names[:]
+        return names
+
+    def _weight_files(self, filepath):
+        # keras-rl's file names, so plain DDPGAgent weights load here and vice versa.
+        return {self._part_file(filepath, 'actor'): self.actor,
+                self._part_file(filepath, 'critic'): self.critic}
+
+    def _after_load(self, filepath):
+        self.update_target_models_hard()
