@@ -88,8 +88,12 @@ def _env_actions(agent, actions):
     return env_actions
 
 
-def _record(agent, state, actions, result, summary, callback):
-    """Store one vector step's transitions and advance counters and episode bookkeeping."""
+def _record(agent, state, actions, result, summary):
+    """Store one vector step's transitions and advance counters and episode bookkeeping.
+
+    Only numpy work and counters, so that the agent's state is consistent again within
+    microseconds; returns the events of the episodes that ended, for the callback.
+    """
     next_obs, rewards, terminated, truncated, infos = result
     rewards = np.asarray(rewards, dtype=np.float64)
     terminated = np.asarray(terminated, dtype=bool)
@@ -113,6 +117,8 @@ def _record(agent, state, actions, result, summary, callback):
     summary['steps'] += n
     state.returns += rewards
     state.lengths += 1
+    state.obs = next_obs
+    events = []
     for i in np.flatnonzero(ended):
         agent.episodes += 1
         summary['episodes'] += 1
@@ -123,11 +129,16 @@ def _record(agent, state, actions, result, summary, callback):
         summary['lengths'].append(event['length'])
         state.returns[i] = 0.0
         state.lengths[i] = 0
-        if callback is not None:
-            callback(event)
+        events.append(event)
     if ended.any():
         agent.reset_noise(np.flatnonzero(ended))
-    state.obs = next_obs
+    return events
+
+
+def _notify(callback, events):
+    if callback is not None:
+        for event in events:
+            callback(event)
 
 
 def train_vec(agent, vec_env, nb_episodes=None, nb_steps=None, callback=None, stop=None,
@@ -139,8 +150,8 @@ def train_vec(agent, vec_env, nb_episodes=None, nb_steps=None, callback=None, st
     ``episode``, ``return``, ``length``, ``global_step``, ``terminated``, ``lost``). ``stop``:
     a ``threading.Event`` or a callable, checked between vector steps. ``seed`` seeds the reset
     of a vectorized env that is not being continued. Returns a plain dict: ``steps``,
-    ``episodes``, ``returns``, ``lengths`` (of this call), ``interrupted``, ``abandoned_step``,
-    ``seconds`` and the agent's counters.
+    ``episodes``, ``returns``, ``lengths`` (all of this call), ``interrupted``,
+    ``abandoned_step``, ``seconds`` and ``counters`` (the agent's totals).
     """
     if nb_episodes is None and nb_steps is None:
         raise ValueError('give nb_episodes and/or nb_steps')
@@ -161,7 +172,7 @@ def train_vec(agent, vec_env, nb_episodes=None, nb_steps=None, callback=None, st
         return ((nb_episodes is not None and summary['episodes'] >= nb_episodes)
                 or (nb_steps is not None and summary['steps'] >= nb_steps))
 
-    phase = None  # None, 'learning' (actions sent) or 'waiting' (inside step_wait)
+    phase = None  # None, 'learning' (actions sent) or 'waiting' (step_wait and recording)
     actions = None
     with _SigintToStop() as sigint:
         try:
@@ -174,20 +185,23 @@ def train_vec(agent, vec_env, nb_episodes=None, nb_steps=None, callback=None, st
                 phase = 'learning'
                 agent.learn(vec_env.num_envs)  # the learner trains while the environments step
                 phase = 'waiting'
-                result = vec_env.step_wait()
+                events = _record(agent, state, actions, vec_env.step_wait(), summary)
                 phase = None
-                _record(agent, state, actions, result, summary, callback)
+                _notify(callback, events)  # after _record: the agent is consistent again
                 if next_log is not None and summary['steps'] >= next_log:
                     next_log += log_interval
                     _log_progress(agent, summary, started)
         except KeyboardInterrupt:
             summary['interrupted'] = True
             if phase == 'learning':
+                phase = 'waiting'
                 try:  # the environments are stepping: collect that step so nothing is lost
-                    _record(agent, state, actions, vec_env.step_wait(), summary, callback)
+                    events = _record(agent, state, actions, vec_env.step_wait(), summary)
+                    phase = None
+                    _notify(callback, events)
                 except KeyboardInterrupt:
-                    phase = 'waiting'
-            if phase == 'waiting':
+                    pass
+            if phase == 'waiting':  # interrupted inside step_wait (or recording its result)
                 summary['abandoned_step'] = True
                 agent._vec_state = None
                 log.warning('interrupted inside step_wait: that step is abandoned; the next '
@@ -197,7 +211,7 @@ def train_vec(agent, vec_env, nb_episodes=None, nb_steps=None, callback=None, st
                 agent._vec_state = None
             raise
     summary['seconds'] = time.time() - started
-    summary.update(agent.counters())
+    summary['counters'] = agent.counters()
     if summary['interrupted']:
         log.info('training interrupted after %d env steps, %d episodes',
                  summary['steps'], summary['episodes'])

@@ -1,0 +1,145 @@
+"""agents/parallel.py: training on vecenv.InProcessVecEnv, counters, interruption. SAC, eager."""
+import os
+import signal
+import threading
+
+import agents_support
+import numpy as np
+import pytest
+
+from agents.compat import tf
+from agents.sac import SAC
+
+
+@pytest.fixture(autouse=True)
+def eager_mode():
+    assert tf.executing_eagerly(), 'something imported rl.agents into the pytest process'
+
+
+def _sac(vec, **kwargs):
+    settings = dict(hidden=agents_support.SMALL, batch_size=32, nb_steps_warmup=50, seed=0)
+    settings.update(kwargs)
+    agent = SAC.from_spaces(vec.observation_space, vec.action_space, **settings)
+    agent.compile()
+    return agent
+
+
+def test_counters_continue_across_calls_and_warm_up_happens_once():
+    with agents_support.cheap_vec(4) as vec:
+        agent = _sac(vec)
+        first = agent.train_vec(vec, nb_steps=40)
+        assert first['steps'] == 40 and agent.counters() == {'global_step': 40, 'episodes': 4,
+                                                             'updates': 0}
+        second = agent.train_vec(vec, nb_steps=40)
+        # learning starts at the first vector step taken at global_step >= 50: 52, 56, ..., 76
+        assert second['steps'] == 40 and agent.global_step == 80
+        assert agent.updates == 7 * 4
+        assert agent.episodes == 8 and second['episodes'] == 4 and first['episodes'] == 4
+        assert isinstance(agent.global_step, int) and isinstance(agent.updates, int)
+
+
+def test_updates_per_step_is_a_setting():
+    with agents_support.cheap_vec(4) as vec:
+        agent = _sac(vec, nb_steps_warmup=0, updates_per_step=0.5)
+        agent.train_vec(vec, nb_steps=80)
+        # the memory holds a batch (32) from global_step 32 on: 12 vector steps of 4 * 0.5
+        assert agent.updates == 12 * 2
+
+
+def test_train_vec_runs_n_more_episodes_continuing_episodes_in_flight():
+    with agents_support.FlakyVecEnv(agents_support.cheap_vec(4)) as vec:
+        agent = _sac(vec)
+        agent.train_vec(vec, nb_steps=4 * 3)  # every env is at t=3 of its first episode
+        events = []
+        summary = agent.train_vec(vec, nb_episodes=4, callback=events.append)
+        assert vec.resets == 1  # continued, not reset
+        assert summary['steps'] == 4 * 7 and summary['episodes'] == 4
+        assert [e['length'] for e in events] == [10] * 4
+        assert [e['env'] for e in events] == [0, 1, 2, 3]
+        summary = agent.train_vec(vec, nb_episodes=3)  # stops after the step that reaches 3
+        assert summary['episodes'] == 4 and summary['steps'] == 40
+        assert agent.episodes == 8 and agent.global_step == 12 + 28 + 40
+
+
+def test_episode_returns_match_the_vectorized_envs_own_accounting():
+    with agents_support.cheap_vec(3, episode_length=5) as vec:
+        agent = _sac(vec)
+        seen = []
+        original = vec.step_wait
+
+        def step_wait():
+            result = original()
+            seen.extend(info['episode']['r'] for info in result[4] if 'episode' in info)
+            return result
+        vec.step_wait = step_wait
+        summary = agent.train_vec(vec, nb_episodes=6)
+        np.testing.assert_allclose(summary['returns'], seen)
+        assert all(r < 0 for r in seen)
+
+
+def test_sac_learns_the_cheap_env_on_a_vectorized_env():
+    # CheapEnv rewards -(a - 0.5)^2 with actions in [0, 1]: random actions average about -0.83
+    # per 10-step episode, the best policy 0.
+    with agents_support.cheap_vec(4) as vec, agents_support.cheap_vec(4) as eval_vec:
+        agent = _sac(vec, nb_steps_warmup=200, batch_size=64)
+        before = agent.evaluate_vec(eval_vec, nb_episodes=4)
+        agent.train_vec(vec, nb_steps=2000)
+        after = agent.evaluate_vec(eval_vec, nb_episodes=8)
+    assert len(after['returns']) == 8 and after['lengths'] == [10] * 8
+    assert after['mean_return'] > -0.1, (before, after)
+    assert agent.counters()['global_step'] == 2000  # evaluation does not count
+
+
+def test_a_stop_event_ends_training_between_steps():
+    stop = threading.Event()
+    with agents_support.cheap_vec(2) as vec:
+        agent = _sac(vec)
+        summary = agent.train_vec(vec, nb_episodes=100, callback=lambda e: stop.set(), stop=stop)
+        assert summary['interrupted'] and summary['episodes'] == 2 and summary['steps'] == 20
+        assert agent.global_step == 20 and len(agent.memory) == 20
+
+
+def test_ctrl_c_finishes_the_step_in_flight_and_the_next_call_continues():
+    with agents_support.FlakyVecEnv(agents_support.cheap_vec(2)) as vec:
+        agent = _sac(vec)
+        # one SIGINT per episode end: two in the same step, the second raises KeyboardInterrupt
+        # inside the callback, after the step was recorded
+        summary = agent.train_vec(
+            vec, nb_steps=1000, seed=5, callback=lambda e: os.kill(os.getpid(), signal.SIGINT))
+        assert summary['interrupted'] and not summary['abandoned_step']
+        assert summary['steps'] == 20 and agent.global_step == 20 and agent.episodes == 2
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+        summary = agent.train_vec(vec, nb_steps=6)
+        assert vec.resets == 1 and not summary['interrupted']
+        agents_support.check_interleaved_replay(agent.memory, [5, 6], 10, terminated=True)
+
+
+def test_keyboard_interrupt_inside_step_wait_abandons_that_step_and_the_next_call_resets():
+    with agents_support.FlakyVecEnv(agents_support.cheap_vec(2)) as vec:
+        agent = _sac(vec)
+        vec.interrupt_on_wait = 4
+        summary = agent.train_vec(vec, nb_steps=100)
+        assert summary['interrupted'] and summary['abandoned_step']
+        assert summary['steps'] == 6 and agent.global_step == 6 and len(agent.memory) == 6
+        agent.train_vec(vec, nb_steps=4)
+        assert vec.resets == 2 and agent.global_step == 10
+
+
+def test_keyboard_interrupt_while_learning_still_collects_the_step_in_flight():
+    with agents_support.FlakyVecEnv(agents_support.cheap_vec(2)) as vec:
+        agent = _sac(vec, nb_steps_warmup=0, batch_size=4)
+        original = agent.train_once
+        calls = []
+
+        def train_once():
+            calls.append(1)
+            if len(calls) == 5:
+                raise KeyboardInterrupt
+            return original()
+        agent.train_once = train_once
+        summary = agent.train_vec(vec, nb_steps=100)
+        assert summary['interrupted'] and not summary['abandoned_step']
+        # the step whose learning was interrupted was still collected
+        assert summary['steps'] == agent.global_step == len(agent.memory) == vec.waits * 2
+        agent.train_vec(vec, nb_steps=2)
+        assert vec.resets == 1

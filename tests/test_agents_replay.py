@@ -1,0 +1,70 @@
+"""agents/replay.py, alone and fed by the vector-stepping loop with interleaved environments."""
+import agents_support
+import numpy as np
+import pytest
+
+from agents.replay import TransitionReplay
+from agents.sac import SAC
+
+
+def test_append_batch_keeps_rows_together_and_wraps_around():
+    memory = TransitionReplay(5, (2,), (1,), seed=0)
+    for k in range(3):  # 9 transitions into 5 slots: the oldest 4 are overwritten
+        rows = np.arange(3) + 3 * k
+        memory.append_batch(np.stack([rows, rows], 1), rows[:, None], rows, np.stack([rows, rows], 1) + 100,
+                            rows % 2)
+    assert len(memory) == memory.nb_entries == 5
+    kept = sorted(memory.rewards.tolist())
+    assert kept == [4, 5, 6, 7, 8]
+    obs, actions, rewards, next_obs, terminals = memory.sample(64)
+    np.testing.assert_array_equal(obs[:, 0], rewards)
+    np.testing.assert_array_equal(actions[:, 0], rewards)
+    np.testing.assert_array_equal(next_obs[:, 0], rewards + 100)
+    np.testing.assert_array_equal(terminals, rewards % 2)
+    assert obs.dtype == np.float32 and set(rewards.tolist()) <= set(kept)
+
+
+def test_a_batch_larger_than_the_memory_keeps_the_newest():
+    memory = TransitionReplay(3, (1,), (1,))
+    rows = np.arange(7, dtype=float)
+    memory.append_batch(rows[:, None], rows[:, None], rows, rows[:, None], np.zeros(7))
+    assert sorted(memory.rewards.tolist()) == [4, 5, 6]
+
+
+def test_sampling_an_empty_memory_says_so():
+    with pytest.raises(ValueError, match='empty'):
+        TransitionReplay(3, (1,), (1,)).sample(2)
+
+
+def _collect(vec, nb_steps, seed):
+    agent = SAC.from_spaces(vec.observation_space, vec.action_space, hidden=agents_support.SMALL,
+                            nb_steps_warmup=10 ** 6, seed=0)  # warm-up: no updates, random actions
+    agent.compile()
+    agent.train_vec(vec, nb_steps=nb_steps, seed=seed)
+    return agent
+
+
+@pytest.mark.parametrize('terminated', [True, False])
+def test_interleaved_environments_each_transition_pairs_states_of_its_own_env(terminated):
+    # 3 envs step in turn; env i is reset with seed 100 + i, which CheapEnv puts in its
+    # observation. Terminated: episodes end at t=6. Truncated: a time limit at t=6 of 50.
+    kwargs = {'episode_length': 6} if terminated else {'episode_length': 50,
+                                                       'max_episode_steps': 6}
+    with agents_support.cheap_vec(3, **kwargs) as vec:
+        agent = _collect(vec, nb_steps=3 * 9, seed=100)
+    assert len(agent.memory) == 27
+    agents_support.check_interleaved_replay(agent.memory, offsets=[100, 101, 102],
+                                            episode_length=6, terminated=terminated)
+
+
+def test_the_interleaving_check_catches_keras_rl_style_next_states():
+    # The same data, with next states taken from the next appended row (what SequentialMemory
+    # does): the check must fail, so the test above can fail.
+    with agents_support.cheap_vec(3, episode_length=6) as vec:
+        agent = _collect(vec, nb_steps=3 * 9, seed=100)
+    memory = agent.memory
+    n = len(memory)
+    memory.next_observations[:n - 1] = memory.observations[1:n]
+    memory.size = n - 1
+    with pytest.raises(AssertionError):
+        agents_support.check_interleaved_replay(memory, [100, 101, 102], 6, terminated=True)
