@@ -2,6 +2,7 @@
 # Installs everything the project needs, idempotently:
 #   .venv/    Python 3.11 with requirements.txt (farm and learner together)
 #   .venv27/  Python 2.7 farm dependencies, when a 2.7 interpreter exists (for the cross-version test)
+#   .venv36/  Python 3.6 learning host (TF 2.6, keras-rl2), when a 3.6 interpreter exists
 # Usage: ./setup.sh [--bench]   (--bench adds requirements-bench.txt: torch CPU + stable-baselines3)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -40,6 +41,18 @@ if PY27=$(find_python 2.7); then
     "$PY27" -m pip install -q --disable-pip-version-check --target .venv27 \
       Pyro4==4.82 msgpack==0.6.2 numpy==1.16.6 selectors34==1.2 serpent==1.28 2>&1 \
       | grep -v -i 'deprecat' || true
+  fi
+fi
+# Python 3.6 learning host (optional): for the 3.6 host smoke test.
+if PY36=$(find_python 3.6); then
+  stamp36=.venv36/.installed-$(sha1sum < requirements-py36.txt | cut -c1-12)
+  if [ ! -f "$stamp36" ]; then
+    [ -x .venv36/bin/python ] || "$PY36" -m venv .venv36
+    .venv36/bin/python -m pip install -q --disable-pip-version-check 'pip==21.3.1' 2>&1 \
+      | grep -v 'is ignored' || true
+    .venv36/bin/python -m pip install -q -r requirements-py36.txt 2>&1 | grep -v 'is ignored' || true
+    .venv36/bin/python -c "import tensorflow, rl, Pyro4" 2>/dev/null && touch "$stamp36" \
+      || echo "setup.sh: the Python 3.6 host environment (.venv36) is incomplete; its test will skip" >&2
   fi
 fi
 echo "setup.sh: ready (.venv: $(.venv/bin/python --version 2>&1))"
