@@ -1,0 +1,119 @@
+#!/usr/bin/env python
+"""train_sac.py: Soft Actor-Critic (agents/sac.py) on osim-rl's L2M2019Env, stepped on the farms.
+
+    python train_sac.py --episodes 200                 # train 200 episodes, save, exit
+    python train_sac.py --env Pendulum-v1 --episodes 50
+    python train_sac.py --help                         # every config field is a flag
+    ipython -i train_sac.py                            # build everything; then, at the prompt:
+
+    r(100)      train 100 more episodes (Ctrl-C stops cleanly after the current step; r continues)
+    test(5)     5 episodes with deterministic actions; prints the mean return
+    save()      checkpoint now (r also saves at its end, every --checkpoint-every episodes, on exit)
+    load()      the latest checkpoint of this run; load('runs/...') another run's, which continues
+
+The namespace also holds ``cfg``, ``farmer`` (``farmer.status()``), ``env`` and ``agent``.
+Environments come from the farms in farmlist.py (or ``--farms``); when only this machine is listed
+and no farm answers, a local one is started and stopped on exit. The run directory's contents
+(config, episodes.csv, checkpoints, curve.png) are described in session.py.
+"""
+import os
+from dataclasses import dataclass, field
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # plumbing: TensorFlow's C++ start-up chatter
+
+import session  # noqa: E402  (imports no TensorFlow: --help stays instant)
+
+
+@dataclass
+class Config:
+    # --- environments
+    env: str = 'L2M2019Env'
+    """environment name: an osim-rl env (L2M2019Env, Arm2DEnv), a gym id (Pendulum-v1) or CheapEnv"""
+    env_kwargs: dict = field(default_factory=dict)
+    """the environment's keyword arguments, as JSON, e.g. '{"difficulty": 2}'"""
+    n_envs: int = os.cpu_count() or 1
+    """environments stepped in parallel on the farms"""
+    farms: str = ''
+    """farms as host:capacity[:port],... ; empty: those of farmlist.py"""
+    # --- SAC; defaults from the SAC paper (Haarnoja et al. 2018, arXiv:1812.05905)
+    hidden: tuple = (256, 256)
+    """hidden layer sizes of the policy and of both critics, comma-separated"""
+    lr: float = 3e-4
+    """Adam learning rate of the policy, the critics and the temperature"""
+    gamma: float = 0.99
+    """discount factor"""
+    tau: float = 0.005
+    """target critics' soft-update rate"""
+    batch_size: int = 256
+    """transitions per gradient update"""
+    warmup: int = 1000
+    """env steps of uniform random actions before the first update (once per run)"""
+    updates_per_step: float = 1.0
+    """gradient updates per env step (fractions allowed)"""
+    initial_alpha: float = 1.0
+    """initial entropy temperature (learned towards a target entropy of -|A|)"""
+    memory_limit: int = 1000000
+    """replay memory size, in transitions"""
+    seed: int = 1
+    """seed of the networks, the warm-up actions, the replay sampling and the resets"""
+    # --- the run
+    episodes: int = 100
+    """episodes to train when run as a script (interactively nothing trains until r(n))"""
+    run_dir: str = ''
+    """where the run is written; empty: runs/sac-<env>-<timestamp>"""
+    resume: str = ''
+    """a run directory or checkpoint to continue (weights and counters; that run's CSV goes on)"""
+    checkpoint_every: int = 50
+    """episodes between checkpoints (one is also written at the end of each r and on exit)"""
+    keep_checkpoints: int = 5
+    """checkpoints kept in the run directory (the newest)"""
+    log_every: float = 30.0
+    """seconds between progress lines when stdout is not a terminal"""
+
+
+cfg = session.parse_config(Config, __file__, description=__doc__.split('\n')[1])
+session.setup_logging()
+
+from agents.compat import adam, tf  # noqa: E402  (plumbing: must come before TensorFlow)
+from agents.sac import SAC  # noqa: E402
+
+# The environments: n_envs of them on the farms, seen as one vectorized env (vecenv.py).
+farmer = session.make_farmer(cfg.farms)
+env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)
+
+# The agent: a squashed-Gaussian policy and twin critics (agents/networks.py), as a keras-rl Agent.
+tf.random.set_seed(cfg.seed)
+agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
+                        gamma=cfg.gamma, tau=cfg.tau, batch_size=cfg.batch_size,
+                        nb_steps_warmup=cfg.warmup, updates_per_step=cfg.updates_per_step,
+                        initial_alpha=cfg.initial_alpha, memory_limit=cfg.memory_limit,
+                        seed=cfg.seed)
+agent.compile(adam(cfg.lr))
+run = session.Session(cfg, 'sac', agent, env, farmer)
+
+
+def r(n=100):
+    """Train n more episodes; counters and episodes in flight continue from the last call."""
+    run.train(n)
+
+
+def test(n=5):
+    """n episodes with deterministic actions; returns the mean return."""
+    return run.test(n)
+
+
+def save(path=None):
+    """Checkpoint weights and counters now; returns the checkpoint's path."""
+    return run.save(path)
+
+
+def load(path=None):
+    """Resume from the latest checkpoint of this run, or of path (a run dir or a checkpoint)."""
+    run.load(path)
+
+
+if __name__ == '__main__':
+    if session.interactive():
+        print('r(100) trains 100 more episodes; test(), save(), load(); run dir %s' % run.run_dir)
+    else:
+        run.train_and_exit(cfg.episodes)
