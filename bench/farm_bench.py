@@ -345,7 +345,7 @@ def check_targets(result):
     met = {}
     for key, (op, bound) in TARGETS.items():
         value = result.get(key)
-        met[key] = value is not None and (value <= bound if op == '<=' else value >= bound)
+        met[key] = None if value is None else (value <= bound if op == '<=' else value >= bound)
     return met
 
 
@@ -367,6 +367,11 @@ def main(argv=None):
     json_out = os.dup(1)
     os.dup2(2, 1)
 
+    # The local farms inherit this working directory, and their workers only find the project's
+    # envs package when it is the repository: Python 3.11's forkserver imports its preload
+    # ('envs') from its working directory, ignoring farm.py's sys.path, and from anywhere else
+    # gets osim-rl's own top-level 'envs'.
+    os.chdir(ROOT)
     mode = 'quick' if args.quick else 'full'
     size = SIZES[mode]
     started = time.time()
