@@ -28,7 +28,7 @@ import ast
 import atexit
 import contextlib
 import csv
-import dataclasses
+import dataclasses  # novermin (3.6: the dataclasses backport, environment-py36.yml)
 import glob
 import json
 import logging

@@ -17,7 +17,7 @@ and no farm answers, a local one is started and stopped on exit. The run directo
 (config, episodes.csv, checkpoints, curve.png) are described in session.py.
 """
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field  # novermin (3.6: the dataclasses backport)
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # plumbing: TensorFlow's C++ start-up chatter
 

@@ -1,0 +1,209 @@
+"""train_sac.py and train_ddpg.py end to end: the real scripts in subprocesses (they import TensorFlow
+and rl.agents, which must stay out of the pytest process), each through a local farm the farmer
+starts by itself on a free port, with tiny networks and budgets. Behaviour is asserted, never
+timings. ``session.parse_config`` is also tested in-process (it imports no TensorFlow)."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from conftest import ROOT, free_port
+import session
+
+SCRIPTS = ['train_sac.py', 'train_ddpg.py']
+CHEAP = ['--env', 'CheapEnv', '--env-kwargs',
+         '{"obs_size": 3, "act_size": 1, "episode_length": 10}']
+TIMEOUT = 240
+
+
+def tiny(script, port, run_dir):
+    """Flags for a small, fast run: 2 envs on a local farm at ``port``, a 16x16 network."""
+    flags = ['--n-envs', '2', '--farms', '127.0.0.1:2:%d' % port, '--hidden', '16,16',
+             '--batch-size', '16', '--warmup', '20', '--run-dir', str(run_dir),
+             '--log-every', '0']
+    if script == 'train_ddpg.py':
+        flags += ['--random-steps', '20']
+    return flags
+
+
+def run_script(args, stdin=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, input=stdin,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return proc.stdout
+
+
+def farm_processes(port):
+    """PIDs of live farm.py processes listening on ``port`` (the auto-started local farm)."""
+    found = []
+    for pid in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                argv = f.read().decode(errors='replace').split('\0')
+            with open('/proc/%s/stat' % pid) as f:
+                state = f.read().rsplit(')', 1)[1].split()[0]
+        except (IOError, OSError):
+            continue
+        if state != 'Z' and any(a.endswith('farm.py') for a in argv) and str(port) in argv:
+            found.append(int(pid))
+    return found
+
+
+def assert_no_farm_left(port):
+    deadline = time.time() + 20  # the farm's workers may take a moment to be reaped
+    while farm_processes(port) and time.time() < deadline:
+        time.sleep(0.2)
+    assert farm_processes(port) == []
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def marked(output, tag):
+    """The JSON printed after ``tag`` by a stdin command (see the interactive tests)."""
+    lines = [line for line in output.splitlines() if tag in line]
+    assert lines, output[-6000:]
+    return json.loads(lines[-1].split(tag, 1)[1])
+
+
+# --- configuration -------------------------------------------------------------------------------
+@dataclass
+class Example:
+    name: str = 'L2M2019Env'
+    """an environment name"""
+    n_envs: int = 4
+    """how many"""
+    rate: float = 3e-4
+    """a rate"""
+    hidden: tuple = (256, 256)
+    """layer sizes"""
+    kwargs: dict = field(default_factory=dict)
+    """keyword arguments"""
+    flag: bool = False
+    """a switch"""
+
+
+def test_parse_config_types_and_aliases():
+    cfg = session.parse_config(Example, __file__, argv=[
+        '--name', 'Pendulum-v1', '--n_envs', '3', '--rate', '0.5', '--hidden', '16,8',
+        '--kwargs', '{"difficulty": 2}', '--flag', 'yes'])
+    assert cfg == Example('Pendulum-v1', 3, 0.5, (16, 8), {'difficulty': 2}, True)
+    assert session.parse_config(Example, __file__, argv=['--n-envs', '2']).n_envs == 2
+    assert session.parse_config(Example, __file__, argv=[]) == Example()
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_help_lists_every_field_with_its_docstring(script):
+    out = run_script([script, '--help'])  # parse_config refuses a field without a docstring
+    docs = session.field_docs(type('Config', (), {}), os.path.join(ROOT, script))
+    assert {'env', 'env_kwargs', 'n_envs', 'farms', 'episodes', 'run_dir', 'resume'} <= set(docs)
+    squeezed = ''.join(out.split())  # argparse re-wraps the help text
+    for name, doc in docs.items():
+        assert '--' + name.replace('_', '-') in out
+        assert ''.join(doc.split()) in squeezed, name
+
+
+# --- end to end ----------------------------------------------------------------------------------
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_a_script_run_trains_saves_and_stops_its_local_farm(script, tmp_path):
+    port, run_dir = free_port(), tmp_path / 'run'
+    out = run_script([script, '--env', 'Pendulum-v1', '--env-kwargs',
+                      '{"max_episode_steps": 50}', '--episodes', '4', '--checkpoint-every', '2']
+                     + tiny(script, port, run_dir))
+    assert 'ep 4 (+4/4)' in out  # the progress line
+    config = json.loads((run_dir / 'config.json').read_text())
+    assert config['env'] == 'Pendulum-v1' and config['algo'] == script[6:-3]
+    rows = read_csv(str(run_dir / 'episodes.csv'))
+    assert [int(r['episode']) for r in rows] == [1, 2, 3, 4]
+    assert all(int(r['length']) == 50 and r['terminated'] == '0' for r in rows)
+    saved = json.loads((run_dir / 'checkpoint.json').read_text())
+    assert saved['episodes'] == 4 and saved['global_step'] == 200 and saved['updates'] > 0
+    state = json.loads((run_dir / 'checkpoints' / 'ep0000004_state.json').read_text())
+    assert state['global_step'] == 200
+    assert (run_dir / 'checkpoints' / 'ep0000002_state.json').exists()  # checkpoint_every
+    assert len(list((run_dir / 'checkpoints').glob('ep0000004_*.h5'))) >= 2
+    assert (run_dir / 'curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert_no_farm_left(port)
+
+
+COUNTERS = 'import json\ndef show(tag): print(tag, json.dumps(agent.counters()))\n\nshow("@C0")\n'
+
+
+@pytest.mark.parametrize('script', SCRIPTS)
+def test_r_continues_counters_and_load_resumes(script, tmp_path):
+    port, run_dir = free_port(), tmp_path / 'run'
+    # python -i: the interactive path; stdin feeds the prompt.
+    out = run_script(['-i', script] + CHEAP + tiny(script, port, run_dir), stdin=COUNTERS + (
+        'r(2)\nshow("@C1")\nr(2)\nshow("@C2")\n'
+        'agent.episodes = 999\nload()\nshow("@LOADED")\n'))
+    assert 'r(100) trains 100 more episodes' in out
+    c0, c1, c2 = marked(out, '@C0'), marked(out, '@C1'), marked(out, '@C2')
+    assert c0 == {'global_step': 0, 'episodes': 0, 'updates': 0}  # nothing trains before r
+    assert c0['global_step'] < c1['global_step'] < c2['global_step']
+    assert c1['episodes'] == 2 and c2['episodes'] == 4
+    # warm-up (20 steps) only in the first r: the second updates once per env step from the start
+    assert c1['updates'] < c1['global_step']
+    assert c2['updates'] - c1['updates'] == c2['global_step'] - c1['global_step']
+    assert marked(out, '@LOADED') == c2
+    assert_no_farm_left(port)
+
+    # A new session resumes the run: counters, then the same CSV goes on.
+    port = free_port()
+    out = run_script(['-i', script] + CHEAP + tiny(script, port, tmp_path / 'unused')
+                     + ['--resume', str(run_dir)], stdin=COUNTERS + 'r(2)\nshow("@C3")\n')
+    assert marked(out, '@C0') == c2
+    c3 = marked(out, '@C3')
+    assert c3['episodes'] == 6 and c3['global_step'] > c2['global_step']
+    assert c3['updates'] - c2['updates'] > 0
+    rows = read_csv(str(run_dir / 'episodes.csv'))
+    assert [int(r['episode']) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert len(list(run_dir.glob('config-*.json'))) == 1
+    assert json.loads((run_dir / 'checkpoint.json').read_text())['episodes'] == 6
+    assert_no_farm_left(port)
+
+
+def test_ctrl_c_during_r_stops_cleanly_and_r_continues(tmp_path):
+    script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
+    log = open(str(tmp_path / 'out.txt'), 'w+')  # a file: a full pipe would stall the script
+    proc = subprocess.Popen(
+        [sys.executable, '-i', script] + CHEAP + tiny(script, port, run_dir), cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), stdin=subprocess.PIPE, stdout=log,
+        stderr=subprocess.STDOUT, universal_newlines=True)
+    try:
+        proc.stdin.write(COUNTERS + 'r(1000000)\nshow("@C1")\nr(2)\nshow("@C2")\n')
+        proc.stdin.close()
+        csv_path = str(run_dir / 'episodes.csv')
+        deadline = time.time() + TIMEOUT
+        while not (os.path.exists(csv_path) and len(read_csv(csv_path)) >= 6):
+            assert proc.poll() is None and time.time() < deadline, 'no episodes ended'
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.seek(0)
+        out = log.read()
+        log.close()
+    assert proc.returncode == 0, out[-6000:]
+    assert 'interrupted:' in out
+    c1, c2 = marked(out, '@C1'), marked(out, '@C2')
+    assert c1['episodes'] >= 6
+    # nothing lost: the checkpoint written after the interruption has exactly these counters,
+    # the CSV every episode; the farms' environments are still leased: r(2) goes on.
+    rows = read_csv(str(run_dir / 'episodes.csv'))
+    assert [int(r['episode']) for r in rows] == list(range(1, c2['episodes'] + 1))
+    assert json.loads((run_dir / 'checkpoints' / ('ep%07d_state.json' % c1['episodes']))
+                      .read_text())['global_step'] == c1['global_step']
+    assert c2['episodes'] == c1['episodes'] + 2 and c2['global_step'] > c1['global_step']
+    assert_no_farm_left(port)
