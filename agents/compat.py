@@ -25,7 +25,10 @@ if 'tensorflow' not in sys.modules:
 import tensorflow as tf  # noqa: E402
 import tensorflow.keras  # noqa: E402
 
-if not tf.keras.Model.__module__.startswith('tf_keras'):
+# Only TensorFlow 2.16+ can hand out Keras 3; before that tf.keras is Keras 2 (on TF 2.6, the
+# `keras` 2.6 package: module keras.engine.training), which is what keras-rl2 wants.
+_TF_VERSION = tuple(int(x) for x in tf.__version__.split('.')[:2])
+if _TF_VERSION >= (2, 16) and not tf.keras.Model.__module__.startswith('tf_keras'):
     raise ImportError(
         'tf.keras is Keras 3 (%s), not tf-keras (Keras 2): TensorFlow was imported before '
         'agents.compat without TF_USE_LEGACY_KERAS=1. Import agents.compat first, or set '
@@ -39,7 +42,9 @@ keras = tf.keras
 
 def adam(learning_rate=3e-4, **kwargs):
     """A legacy Adam, the optimizer kind keras-rl2 (``get_updates``) and graph mode accept."""
-    return tf.keras.optimizers.legacy.Adam(learning_rate=learning_rate, **kwargs)
+    # optimizers.legacy exists from TF 2.9; before it (TF 2.6) the plain optimizers are those.
+    optimizers = getattr(tf.keras.optimizers, 'legacy', tf.keras.optimizers)
+    return optimizers.Adam(learning_rate=learning_rate, **kwargs)
 
 
 def clone_optimizer(optimizer):
