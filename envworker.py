@@ -34,6 +34,13 @@ if sys.version_info[0] >= 3:
     # numpy and envs, so a replacement starts in milliseconds and never inherits the daemon's
     # threads or sockets. Python 2.7 has only fork, which is what it uses.
     _context = multiprocessing.get_context('forkserver')  # novermin (Python 3 branch)
+    # The forkserver process does not inherit our sys.path (Python 3.11 hands it over but does
+    # not apply it before the preload): started from another directory, it imported osim-rl's
+    # top-level ``envs`` instead of ours. It does inherit the environment, so put the project
+    # first on PYTHONPATH before it starts.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    os.environ['PYTHONPATH'] = os.pathsep.join(
+        [_here] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
     _context.set_forkserver_preload(['numpy', 'envs', 'envs.registry'])
     string_types = (str,)
 else:  # pragma: no cover - Python 2.7 farms

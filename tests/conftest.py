@@ -84,7 +84,7 @@ def thread_farm():
 class ProcessFarm(object):
     """``python farm.py`` in its own process (its own session, so it can be killed whole)."""
 
-    def __init__(self, capacity=2, port=None, python=None, extra=(), env=None):
+    def __init__(self, capacity=2, port=None, python=None, extra=(), env=None, cwd=None):
         self.port = port or free_port()
         self.command = [python or sys.executable, os.path.join(ROOT, 'farm.py'), '--host',
                         '127.0.0.1', '--port', str(self.port), '--capacity', str(capacity)]
@@ -92,7 +92,7 @@ class ProcessFarm(object):
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.process = subprocess.Popen(self.command, env=full_env, start_new_session=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
         self.wait_ready()
 
     def wait_ready(self, timeout=60):

@@ -25,6 +25,15 @@ def test_stopping_a_farm_leaves_no_process_behind(process_farm, sig):
     assert 'stopped; all workers killed' in log
 
 
+def test_a_farm_started_from_another_directory_builds_envs(process_farm, tmp_path):
+    """Regression: the workers' forkserver once imported osim-rl's top-level `envs` instead of
+    ours when farm.py was started outside the project directory."""
+    f = process_farm(capacity=1, cwd=str(tmp_path))
+    with farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], start_local=False) as fm:
+        env = fm.vec_env('CheapEnv', 1, {})
+        assert env.reset().tolist() == [[0, 0, 0]]
+
+
 def test_a_keyed_farm_serves_a_farmer_with_the_key(process_farm):
     f = process_farm(capacity=1, extra=['--key', 'lab secret'])
     with pytest.raises(RuntimeError, match='wrong or missing key'):
