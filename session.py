@@ -47,8 +47,6 @@ CSV_COLUMNS = ('episode', 'global_step', 'return', 'length', 'terminated', 'lost
                'wall_time')
 EVAL_COLUMNS = ('global_step', 'episodes', 'mean_return', 'std_return', 'n', 'wall_time')
 
-log = logging.getLogger('session')
-
 
 # --- configuration -------------------------------------------------------------------------------
 def field_docs(cls, path):
@@ -201,8 +199,8 @@ class Progress(object):
         text = 'ep %d (+%d/%d)  step %d  %.0f steps/s  %.1f updates/s  return %s' % (
             agent.episodes, agent.episodes - s[2], self.target, agent.global_step,
             (agent.global_step - s[0]) / seconds, (agent.updates - s[1]) / seconds,
-            '%.1f (last %d: %.1f)' % (recent[-1], len(recent), np.mean(recent)) if recent else '-')
-        text += '  farms %.0f%% leased' % (100 * self.s.farmer.utilization())
+            '%.1f, mean(%d) %.1f' % (recent[-1], len(recent), np.mean(recent)) if recent else '-')
+        text += '  farms %.0f%% used' % (100 * self.s.farmer.utilization())
         waited = self._waited()
         if waited is not None:
             text += ', learner waited %.0f%%' % (100 * (waited - s[3]) / seconds)
@@ -384,7 +382,7 @@ class Session(object):
         with sigint_deferred():
             figure.savefig(os.path.join(self.run_dir, 'curve.png'), dpi=100)
 
-    # -- end ----------------------------------------------------------------------------------------
+    # -- end --------------------------------------------------------------------------------------
     def close(self):
         """Checkpoint what is not saved yet, redraw the curve, release the farms."""
         if self.farmer is None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""train_ddpg.py: DDPG (agents/ddpg.py: keras-rl2's DDPGAgent) on osim-rl's L2M2019Env, on the farms.
+"""train_ddpg.py: DDPG (agents/ddpg.py, keras-rl2's DDPGAgent) on osim-rl's L2M2019Env via farms.
 
     python train_ddpg.py --episodes 200                 # train 200 episodes, save, exit
     python train_ddpg.py --env Pendulum-v1 --episodes 50
@@ -28,7 +28,7 @@ import session  # noqa: E402  (imports no TensorFlow: --help stays instant)
 class Config:
     # --- environments
     env: str = 'L2M2019Env'
-    """environment name: an osim-rl env (L2M2019Env, Arm2DEnv), a gym id (Pendulum-v1) or CheapEnv"""
+    """environment: an osim-rl env (L2M2019Env, Arm2DEnv), a gym id (Pendulum-v1) or CheapEnv"""
     env_kwargs: dict = field(default_factory=dict)
     """the environment's keyword arguments, as JSON, e.g. '{"difficulty": 2}'"""
     n_envs: int = os.cpu_count() or 1
@@ -49,7 +49,7 @@ class Config:
     gamma: float = 0.99
     """discount factor"""
     tau: float = 0.005
-    """target critics' soft-update rate"""
+    """target networks' soft-update rate (>= 1: a hard update every tau updates)"""
     batch_size: int = 256
     """transitions per gradient update"""
     warmup: int = 1000

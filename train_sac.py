@@ -28,7 +28,7 @@ import session  # noqa: E402  (imports no TensorFlow: --help stays instant)
 class Config:
     # --- environments
     env: str = 'L2M2019Env'
-    """environment name: an osim-rl env (L2M2019Env, Arm2DEnv), a gym id (Pendulum-v1) or CheapEnv"""
+    """environment: an osim-rl env (L2M2019Env, Arm2DEnv), a gym id (Pendulum-v1) or CheapEnv"""
     env_kwargs: dict = field(default_factory=dict)
     """the environment's keyword arguments, as JSON, e.g. '{"difficulty": 2}'"""
     n_envs: int = os.cpu_count() or 1

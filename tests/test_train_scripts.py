@@ -1,7 +1,7 @@
-"""train_sac.py and train_ddpg.py end to end: the real scripts in subprocesses (they import TensorFlow
-and rl.agents, which must stay out of the pytest process), each through a local farm the farmer
-starts by itself on a free port, with tiny networks and budgets. Behaviour is asserted, never
-timings. ``session.parse_config`` is also tested in-process (it imports no TensorFlow)."""
+"""train_sac.py and train_ddpg.py end to end: the real scripts in subprocesses (they import
+TensorFlow and rl.agents, which must stay out of the pytest process), each through a local farm
+the farmer starts by itself on a free port, with tiny networks and budgets. Behaviour is asserted,
+never timings. ``session.parse_config`` is also tested in-process (it imports no TensorFlow)."""
 import csv
 import json
 import os
