@@ -129,13 +129,6 @@ def make_farmer(farms):
     ``host:capacity[:port],...``. Either way a local farm is started when only this machine is
     listed and none answers; ``Farmer.close`` stops it."""
     from farmer import Farmer
-    # Workaround: a farm.py started outside the project directory imports osim-rl's top-level
-    # `envs` package in its workers instead of ours ("module 'envs' has no attribute 'make'");
-    # the local farm the farmer may start inherits this variable.
-    here = os.path.dirname(os.path.abspath(__file__))
-    paths = [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
-    if here not in paths:
-        os.environ['PYTHONPATH'] = os.pathsep.join([here] + paths)
     if not farms:
         return Farmer()
     return Farmer(farms=[tuple(part.strip().split(':')) for part in farms.split(',')
