@@ -104,14 +104,19 @@ class FarmLink(object):
     def _drop_proxy(self):
         proxy = getattr(self._local, 'proxy', None)
         if proxy is not None:
-            proxy._pyroRelease()
             self._local.proxy = None
+            try:
+                proxy._pyroRelease()
+            except Exception:  # already broken: nothing to release
+                pass
 
     def _invoke(self, method, args, timeout):
         try:
             return getattr(self._proxy(timeout), method)(*args)
-        except FARM_DOWN:
-            self._drop_proxy()  # a fresh connection next time
+        except BaseException:
+            # A lost farm, or Ctrl-C in the middle of a call: the connection may hold half a
+            # message (or an unread reply) now, so the next call on it would be out of step.
+            self._drop_proxy()
             raise
 
     def submit(self, method, *args, timeout=None):
@@ -119,7 +124,13 @@ class FarmLink(object):
         return self._thread.submit(self._invoke, method, args, timeout or self.call_timeout)
 
     def call(self, method, *args, timeout=None):
-        return self.submit(method, *args, timeout=timeout).result()
+        try:
+            future = self.submit(method, *args, timeout=timeout)
+        except RuntimeError:
+            # At interpreter exit (atexit) concurrent.futures refuses new work; closing leases
+            # then still has to happen, so make the call from this thread.
+            return self._invoke(method, args, timeout or self.call_timeout)
+        return future.result()
 
     def probe(self):
         """Ask the farm for its info; records up/down and returns whether it answered."""
