@@ -67,6 +67,9 @@ class OffPolicyAgent(object):
     """Mixin; call :meth:`_init_off_policy` in ``__init__`` before the keras-rl base's."""
 
     def _init_off_policy(self, action_low, action_high, updates_per_step, seed=None):
+        if not (np.all(np.isfinite(action_low)) and np.all(np.isfinite(action_high))):
+            raise ValueError('the action space needs finite bounds (the networks act in [-1, 1] '
+                             'and are rescaled to them); got %r, %r' % (action_low, action_high))
         self.global_step = 0
         self.episodes = 0
         self.updates = 0
@@ -219,6 +222,9 @@ class OffPolicyAgent(object):
 
     def load_weights(self, filepath):
         """Load what :meth:`save_weights` wrote; counters too when the state file exists."""
+        if not self.compiled:
+            raise RuntimeError('compile() the agent before load_weights (targets and the '
+                               'temperature are created by compile)')
         for path, model in self._weight_files(filepath).items():
             if os.path.exists(path) or not self._optional_weight_file(path):
                 model.load_weights(path)

@@ -29,7 +29,7 @@ from rl.agents.ddpg import DDPGAgent
 
 from agents import networks
 from agents.base import OffPolicyAgent
-from agents.compat import adam
+from agents.compat import adam, clone_optimizer
 from agents.noise import VectorNoise
 from agents.replay import TransitionReplay
 
@@ -79,6 +79,10 @@ class DDPG(OffPolicyAgent, DDPGAgent):
         legacy optimizer (cloned for the critic) or ``[actor_opt, critic_opt]``."""
         if optimizer is None:
             optimizer = [adam(1e-3), adam(1e-3)]
+        elif not isinstance(optimizer, (list, tuple)):
+            # keras-rl's own clone_optimizer goes through Keras' deserializer, which turns a
+            # legacy optimizer into a new-style one (no get_updates).
+            optimizer = [optimizer, clone_optimizer(optimizer)]
         # A fresh list: keras-rl appends its mean_q metric to the one it is given, and its
         # default is a shared mutable list.
         DDPGAgent.compile(self, optimizer, metrics=list(metrics or []))

@@ -58,7 +58,7 @@ def case_sac_learns_on_a_vectorized_env_in_graph_mode():
                                                 terminated=True)
         agent.train_vec(vec, nb_steps=1000)
         result = agent.evaluate_vec(eval_vec, nb_episodes=4)
-    assert result['mean_return'] > -0.1, result
+    assert result['mean_return'] > -0.2, result  # random actions: about -0.83
     assert agent.counters() == {'global_step': 2000, 'episodes': 200, 'updates': 1800}
 
 

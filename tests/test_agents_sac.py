@@ -137,3 +137,15 @@ def test_contract_members():
     assert len(agent.train_once()) == len(agent.metrics_names)
     with pytest.raises(ValueError):
         _agent().compile(metrics=['mae'])
+
+
+def test_misuse_is_reported_clearly(tmp_path):
+    with pytest.raises(RuntimeError, match='compile'):
+        _agent().load_weights(str(tmp_path / 'nothing.h5'))
+    spaces = gymnasium.spaces
+    with pytest.raises(ValueError, match='finite bounds'):
+        SAC.from_spaces(spaces.Box(-1, 1, (3,), np.float32),
+                        spaces.Box(-np.inf, np.inf, (1,), np.float32), hidden=agents_support.SMALL)
+    with agents_support.cheap_vec(1) as vec:
+        with pytest.raises(RuntimeError, match='compile'):
+            _agent().train_vec(vec, nb_steps=1)
