@@ -97,12 +97,24 @@ class CheckedAction(Wrapper):
         expected = space['shape'][0]
         if len(action) != expected:
             raise EnvError('%s: action has length %d, expected %d' % (self.name, len(action), expected))
+        # One vectorised check on the hot path (a per-element loop cost ~35 us per step);
+        # the element-wise search below only runs to name what was wrong.
+        try:
+            values = np.asarray(action, dtype=float)
+            ok = values.ndim == 1 and bool(np.isfinite(values).all())
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or any(isinstance(a, bool) for a in action):
+            self._explain(action)
+        return self.inner.step(action)
+
+    def _explain(self, action):
         for i, a in enumerate(action):
             if isinstance(a, bool) or not isinstance(a, (int, float, np.integer, np.floating)):
                 raise EnvError('%s: action[%d] is %r, not a number' % (self.name, i, a))
             if not np.isfinite(a):
                 raise EnvError('%s: action[%d] is %r; actions must be finite' % (self.name, i, a))
-        return self.inner.step(action)
+        raise EnvError('%s: action %r is not a flat list of numbers' % (self.name, action))
 
 
 class FrameSkip(Wrapper):
