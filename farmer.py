@@ -410,7 +410,7 @@ class FarmVecEnv(VecEnv):
             seeds = None if seed is None else [seed + i for i in indices]
             futures[(link, lease)] = link.submit('reset', lease, ids, seeds)
         obs = np.zeros((self.num_envs,) + self._obs_shape, dtype=np.float32)
-        lost = self._collect(futures, lambda i, result: obs.__setitem__(i, result))
+        lost = self._collect(futures, lambda indices, results: obs.__setitem__(indices, results))
         for i in lost:
             obs[i] = self._reset_one(i)
         for i in range(self.num_envs):
@@ -477,13 +477,18 @@ class FarmVecEnv(VecEnv):
         truncated = np.zeros(n, dtype=bool)
         infos = [None] * n
 
-        def store(i, result):
-            o, r, te, tr, info = result
-            obs[i], rewards[i], terminated[i], truncated[i] = o, r, te, tr
-            if 'terminal_observation' in info:
-                info['terminal_observation'] = np.asarray(info['terminal_observation'],
-                                                          dtype=np.float32)
-            infos[i] = info
+        def store(indices, results):
+            # The host's one conversion in: a whole farm's answer per numpy call, not per env.
+            obs[indices] = np.array([res[0] for res in results], dtype=np.float32)
+            rewards[indices] = [res[1] for res in results]
+            terminated[indices] = [res[2] for res in results]
+            truncated[indices] = [res[3] for res in results]
+            for i, res in zip(indices, results):
+                info = res[4]
+                if 'terminal_observation' in info:
+                    info['terminal_observation'] = np.asarray(info['terminal_observation'],
+                                                              dtype=np.float32)
+                infos[i] = info
 
         futures, self._pending = self._pending, None
         lost = self._collect(futures, store)
@@ -498,7 +503,8 @@ class FarmVecEnv(VecEnv):
         return obs, rewards, terminated, truncated, infos
 
     def _collect(self, futures, store):
-        """Waits for every farm; stores results; returns ``{index: reason}`` of lost envs."""
+        """Waits for every farm; ``store(indices, results)`` takes each farm's good results;
+        returns ``{index: reason}`` of the lost environments."""
         lost = {}
         down = []
         for (link, lease), future in futures.items():
@@ -511,6 +517,7 @@ class FarmVecEnv(VecEnv):
                 for i in indices:
                     lost[i] = 'farm %s lost: %s' % (link.name, _describe(e))
                 continue
+            good = []
             for i, result in zip(indices, results):
                 if isinstance(result, dict):
                     if result.get('kind') == 'input':
@@ -518,7 +525,11 @@ class FarmVecEnv(VecEnv):
                     log.warning('%s', result['error'])
                     lost[i] = result['error']
                 else:
-                    store(i, result)
+                    good.append(i)
+            if len(good) < len(indices):
+                results = [r for r in results if not isinstance(r, dict)]
+            if good:
+                store(good, results)
         if down:
             moved = [i for i, p in enumerate(self.places) if p.link in down]
             for link in down:

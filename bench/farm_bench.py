@@ -35,7 +35,9 @@ Keys
     stepped directly in this process (reset called as episodes end, and timed). Both take the
     same number of env steps (``osim_steps``), with actions uniform in [0, 1]. With random
     actions the model falls after about 100 steps, so resets (about 50 ms each) are part of the
-    work. Target: >= 1.7 on 2 cores.
+    work. Target: >= 1.7 on 2 cores. ``osim_bare_speedup_2`` is the machine's own ceiling: two
+    plain processes (a spawned pool of 2, each stepping its own env, no farm, no pipes) / one;
+    ``osim_farm_vs_bare_2`` the farm's steps/s / that.
 ``osim_vs_async_2``
     The same 2-env farm's steps/s / ``gymnasium.vector.AsyncVectorEnv`` over 2 ``L2M2019Env``
     (each a small ``gymnasium.Env`` around an ``envs.make`` adapter, in a spawned worker
@@ -263,6 +265,36 @@ class VecRunner(object):
         self.env.close()
 
 
+_bare = {}
+
+
+def _bare_init(name, kwargs, seed):
+    _bare['runner'] = InProcessRunner(name, kwargs, seed + os.getpid())
+
+
+def _bare_run(k):
+    return _bare['runner'].run(k)
+
+
+class BareParallelRunner(object):
+    """``n`` plain processes each stepping its own environment, nothing in between: what the
+    machine itself allows ``n`` simulations to do at once (the ceiling for any vector env)."""
+
+    def __init__(self, name, kwargs, n, seed):
+        import multiprocessing
+        self.n = n
+        self.pool = multiprocessing.get_context('spawn').Pool(
+            n, initializer=_bare_init, initargs=(name, kwargs, seed))
+        self.resets = 0
+
+    def run(self, k):
+        return sum(self.pool.map(_bare_run, [k // self.n] * self.n, chunksize=1))
+
+    def close(self):
+        self.pool.terminate()
+        self.pool.join()
+
+
 def bench_osim(size, ports):
     name, kwargs, n = 'L2M2019Env', {}, 2
     fm, port = local_farmer(n)
@@ -276,6 +308,7 @@ def bench_osim(size, ports):
                 [functools.partial(AdapterEnv, name, kwargs) for _ in range(n)],
                 context='spawn', autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP),
                 seed=4)
+            runners['bare'] = BareParallelRunner(name, kwargs, n, seed=5)
             for key in runners:
                 runners[key].run(n * size['osim_warmup'])
                 runners[key].resets = 0
@@ -285,7 +318,8 @@ def bench_osim(size, ports):
             block = n * size['osim_block']
             rounds = 0
             while steps['farm'] < n * size['osim_vec_steps']:
-                for key in order[rounds % 3:] + order[:rounds % 3]:  # rotate who goes first
+                k = rounds % len(order)
+                for key in order[k:] + order[:k]:  # rotate who goes first
                     started = time.perf_counter()
                     steps[key] += runners[key].run(block)
                     wall[key] += time.perf_counter() - started
@@ -295,12 +329,16 @@ def bench_osim(size, ports):
             for runner in runners.values():
                 runner.close()
     rate = dict((key, steps[key] / wall[key]) for key in runners)
-    log.info('osim steps/s: farm %.1f, in-process %.1f, async %.1f', rate['farm'],
-             rate['inproc'], rate['async'])
+    log.info('osim steps/s: farm %.1f, in-process %.1f, async %.1f, bare 2 processes %.1f',
+             rate['farm'], rate['inproc'], rate['async'], rate['bare'])
     result = {'osim_speedup_2': round(rate['farm'] / rate['inproc'], 4),
               'osim_vs_async_2': round(rate['farm'] / rate['async'], 4),
-              'osim_steps': steps['farm']}
-    for key, label in (('farm', 'farm_2'), ('inproc', 'inproc_1'), ('async', 'async_2')):
+              'osim_steps': steps['farm'],
+              # The machine's own ceiling: 2 bare processes, no farm, no pipes, no vector env.
+              'osim_bare_speedup_2': round(rate['bare'] / rate['inproc'], 4),
+              'osim_farm_vs_bare_2': round(rate['farm'] / rate['bare'], 4)}
+    for key, label in (('farm', 'farm_2'), ('inproc', 'inproc_1'), ('async', 'async_2'),
+                       ('bare', 'bare_2')):
         result['osim_%s_steps_per_s' % label] = round(rate[key], 2)
         result['osim_%s_wall_s' % label] = round(wall[key], 3)
         result['osim_%s_resets' % label] = runners[key].resets
