@@ -54,8 +54,6 @@ def make_vec_env(env_name, n_envs, env_kwargs=None):
         import farmer
         # A local farm of our own on a free port: the default farm list's capacity (one env per
         # core) is below what a run needs, and another user's farm may be on the default port.
-        os.environ['PYTHONPATH'] = os.pathsep.join(
-            [ROOT] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
         _FARMER.append(farmer.Farmer(farms=[('127.0.0.1', BACKEND['capacity'], _free_port())]))
     return _FARMER[0].vec_env(env_name, n_envs, env_kwargs)
 
@@ -125,7 +123,22 @@ def run_seed(args, seed, rows):
         return result
 
 
-def write_curves(args, rows, target):
+def random_baseline(args):
+    """Mean return of uniformly random actions over ``eval_episodes`` episodes: the floor a
+    learning curve is read against."""
+    with make_vec_env(args.env, args.eval_envs, json.loads(args.env_kwargs)) as vec:
+        rng = np.random.default_rng(12345)
+        space = vec.action_space
+        vec.reset(seed=777)
+        returns = []
+        while len(returns) < args.eval_episodes:
+            actions = rng.uniform(space.low, space.high, (vec.num_envs,) + space.shape)
+            infos = vec.step(actions)[4]
+            returns += [info['episode']['r'] for info in infos if 'episode' in info]
+        return float(np.mean(returns[:args.eval_episodes]))
+
+
+def write_curves(args, rows, target, baseline=None):
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, '%s_%s_curves' % (args.algo, args.env))
     with open(stem + '.csv', 'w', newline='') as f:
@@ -147,6 +160,8 @@ def write_curves(args, rows, target):
                     label='seed %d (deterministic eval)' % seed)
     if target is not None:
         ax.axhline(target, ls='--', color='grey', label='target %g' % target)
+    if baseline is not None:
+        ax.axhline(baseline, ls=':', color='black', label='random policy %.1f' % baseline)
     ax.set_xlabel('env steps')
     ax.set_ylabel('episode return')
     ax.set_title('%s on %s, %d envs (dots: training episodes)'
@@ -187,15 +202,17 @@ def main(argv=None):
 
     rows, seeds = [], []
     try:
+        baseline = random_baseline(args)
         for seed in args.seeds:
             seeds.append(run_seed(args, seed, rows))
     finally:
         for farmer in _FARMER:
             farmer.close()
-    csv_path, png_path = write_curves(args, rows, target)
+    csv_path, png_path = write_curves(args, rows, target, baseline)
     finals = [s['final_mean_return'] for s in seeds if s['final_mean_return'] is not None]
     result = {'algo': args.algo, 'env': args.env, 'envs': args.envs, 'steps': args.steps,
               'backend': BACKEND['name'], 'target': target, 'seeds': seeds,
+              'random_policy_mean_return': round(baseline, 1),
               'mean_final_return': round(float(np.mean(finals)), 1) if finals else None,
               'all_seeds_reach_target': (None if target is None or not finals
                                          else all(f >= target for f in finals)
