@@ -398,8 +398,22 @@ def is_loopback(host):
         return False
 
 
-def serve(farm, host='127.0.0.1', port=DEFAULT_PORT, key=None, ready=None):
-    """Run a daemon for ``farm`` until interrupted. ``ready(uri)`` is called once it listens."""
+def _watch_parent(pid, daemon):
+    """Stop the daemon when process ``pid`` is gone (a learner that started this farm and died
+    without closing it, e.g. killed by SIGTERM or SIGKILL, whose atexit handlers never ran)."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            log.warning('parent process %d is gone: stopping', pid)
+            daemon.shutdown()
+            return
+
+
+def serve(farm, host='127.0.0.1', port=DEFAULT_PORT, key=None, ready=None, parent=None):
+    """Run a daemon for ``farm`` until interrupted. ``ready(uri)`` is called once it listens;
+    with ``parent`` (a pid) the farm also stops when that process ends."""
     configure_pyro()
     if not key and not is_loopback(host):
         raise SystemExit('farm.py: listening on %s (beyond loopback) needs a shared key: '
@@ -418,6 +432,11 @@ def serve(farm, host='127.0.0.1', port=DEFAULT_PORT, key=None, ready=None):
                      '--key SECRET, and export %s=SECRET on the learner', KEY_ENV)
         if ready is not None:
             ready(uri)
+        if parent:
+            watcher = threading.Thread(target=_watch_parent, args=(parent, daemon),
+                                       name='parent-watch')
+            watcher.daemon = True
+            watcher.start()
         daemon.requestLoop()
     finally:
         farm.close()
@@ -442,6 +461,9 @@ def main(argv=None):
     parser.add_argument('--recycle-steps', type=int, default=RECYCLE_STEPS)
     parser.add_argument('--recycle-resets', type=int, default=RECYCLE_RESETS)
     parser.add_argument('--lease-ttl', type=float, default=LEASE_TTL)
+    parser.add_argument('--exit-with', type=int, default=None, metavar='PID',
+                        help='stop when process PID ends (used by a learner that starts a '
+                        'local farm for itself)')
     parser.add_argument('--log-level', default='INFO')
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -450,7 +472,7 @@ def main(argv=None):
     farm = Farm(capacity=args.capacity, step_timeout=args.step_timeout, recycle_steps=args.recycle_steps,
                 recycle_resets=args.recycle_resets, lease_ttl=args.lease_ttl)
     try:
-        serve(farm, args.host, args.port, args.key)
+        serve(farm, args.host, args.port, args.key, parent=args.exit_with)
     except KeyboardInterrupt:  # Pyro4's loop usually swallows it; serve() has cleaned up either way
         pass
     return 0

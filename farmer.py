@@ -211,7 +211,8 @@ class Farmer(object):
         link = self.links[0]
         capacity = max(link.capacity, 1)
         command = [sys.executable, os.path.join(HERE, 'farm.py'), '--host', '127.0.0.1',
-                   '--port', str(link.port), '--capacity', str(capacity)]
+                   '--port', str(link.port), '--capacity', str(capacity),
+                   '--exit-with', str(os.getpid())]  # even if we die without closing it
         env = dict(os.environ)
         if self.key:
             env[KEY_ENV] = self.key

@@ -243,3 +243,24 @@ def test_leases_are_closed_when_the_farmer_closes_at_interpreter_exit(thread_far
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()
     assert f.proxy().info()['in_use'] == 0
+
+
+def test_embedded_farm_stops_when_its_learner_is_killed():
+    """A learner killed by SIGKILL runs no atexit handler; its local farm must still go."""
+    port = free_port()
+    code = ('import sys, time; sys.path.insert(0, %r)\n'
+            'import farmer\n'
+            'f = farmer.Farmer(farms=[("127.0.0.1", 1, %d)])\n'
+            'print("farm pid", f.local_farm.pid, flush=True)\n'
+            'time.sleep(600)\n' % (ROOT, port))
+    proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, cwd=ROOT)
+    line = proc.stdout.readline().decode()
+    farm_pid = int(line.split('farm pid')[1])
+    assert descendants_alive(farm_pid)
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 15
+    while descendants_alive(farm_pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert descendants_alive(farm_pid) == []
