@@ -96,7 +96,12 @@ def run_seed(args, seed, rows):
         train_seconds = 0.0
         evaluation = None
         first = True
+        deadline = started + 60 * args.max_minutes if args.max_minutes else None
         while agent.global_step < args.steps:
+            if deadline is not None and time.time() > deadline:
+                log.warning('seed %d: %.0f-minute budget spent at %d env steps; stopping',
+                            seed, args.max_minutes, agent.global_step)
+                break
             chunk = min(args.eval_every, args.steps - agent.global_step)
             t = time.time()
             summary = agent.train_vec(vec, nb_steps=chunk, callback=on_episode,
@@ -185,6 +190,9 @@ def main(argv=None):
     parser.add_argument('--eval-episodes', type=int, default=10)
     parser.add_argument('--eval-envs', type=int, default=10)
     parser.add_argument('--backend', choices=['auto', 'farm', 'inprocess'], default='auto')
+    parser.add_argument('--max-minutes', type=float, default=None,
+                        help='wall-time budget per seed: no training chunk starts after it '
+                        '(slow simulators); the JSON reports the env steps reached')
     parser.add_argument('--target', type=float, default=None,
                         help='final mean return to reach (default: the issue\'s, if any)')
     parser.add_argument('--out', default=os.path.join(ROOT, 'bench', 'out'))
