@@ -217,7 +217,10 @@ class Farmer(object):
         if self.key:
             env[KEY_ENV] = self.key
         log.info('no farm answered; starting a local one: %s', ' '.join(command))
-        self.local_farm = subprocess.Popen(command, env=env, start_new_session=True)
+        # The farm logs to stderr, but osim-rl prints to stdout from the workers; the learner's
+        # stdout may be a result a program reads (bench/*.py --json), so keep it clean.
+        self.local_farm = subprocess.Popen(command, env=env, start_new_session=True,
+                                           stdout=sys.stderr.fileno())
         atexit.register(self._stop_local_farm)
         deadline = time.time() + 60
         while time.time() < deadline:
