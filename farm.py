@@ -320,13 +320,9 @@ class Farm(object):
         return spec
 
     def _failure(self, slot, error):
-        if isinstance(error, WorkerError):
-            kind = error.kind
-        elif isinstance(error, WorkerLost):
-            kind = 'lost'
-        else:
-            kind = 'lost'
-            slot.worker.kill()
+        # A worker that answered with an error is intact; anything else (died, timed out, or an
+        # unexpected failure while talking to it) means it is replaced.
+        kind = error.kind if isinstance(error, WorkerError) else 'lost'
         if kind == 'lost' or not slot.worker.alive():
             kind = 'lost'
             log.warning('env %d (%s) lost: %s', slot.env_id, slot.worker.name, error)
