@@ -40,7 +40,7 @@ if PY27=$(find_python 2.7); then
   if ! PYTHONPATH=.venv27 "$PY27" -c "import Pyro4, msgpack, numpy" 2>/dev/null; then
     "$PY27" -m pip install -q --disable-pip-version-check --target .venv27 \
       Pyro4==4.82 msgpack==0.6.2 numpy==1.16.6 selectors34==1.2 serpent==1.28 2>&1 \
-      | grep -v -i 'deprecat' || true
+      | grep -v -i -e 'deprecat' -e 'is ignored' || true
   fi
 fi
 # Python 3.6 learning host (optional): for the 3.6 host smoke test.
