@@ -290,13 +290,25 @@ class Farm(object):
     def _due(self, worker):
         return worker.steps >= self.recycle_steps or worker.resets >= self.recycle_resets
 
+    def _replace(self, slot):
+        """A fresh worker for ``slot`` (the old one closed or killed); it must say hello first."""
+        old = slot.worker
+        if old.alive():
+            old.close()
+        else:
+            old.kill()  # reaps it and closes the pipe
+        slot.worker = EnvWorker(old.name, old.kwargs)  # builds while the caller goes on
+        slot.needs_hello = True
+
+    def _recycle_if_due(self, slot):
+        if not slot.needs_hello and self._due(slot.worker):
+            log.info('env %d: recycling worker %s after %d steps, %d resets', slot.env_id,
+                     slot.worker.pid, slot.worker.steps, slot.worker.resets)
+            self._replace(slot)
+
     def _recycle(self, slot):
         """Replace a worker that has served its quota; returns the new one's first observation."""
-        worker = slot.worker
-        log.info('env %d: recycling worker %s after %d steps, %d resets', slot.env_id,
-                 worker.pid, worker.steps, worker.resets)
-        worker.close()
-        slot.worker = EnvWorker(worker.name, worker.kwargs)
+        self._recycle_if_due(slot)
         self._hello(slot, BUILD_TIMEOUT)
         slot.worker.send('reset', None)
         obs = slot.worker.receive(time.time() + self.step_timeout)
@@ -304,13 +316,7 @@ class Farm(object):
         return obs
 
     def _prepare_reset(self, slot):
-        worker = slot.worker
-        if not slot.needs_hello and self._due(worker):
-            log.info('env %d: recycling worker %s after %d steps, %d resets', slot.env_id,
-                     worker.pid, worker.steps, worker.resets)
-            worker.close()
-            slot.worker = EnvWorker(worker.name, worker.kwargs)
-            slot.needs_hello = True
+        self._recycle_if_due(slot)
         if slot.needs_hello:
             self._hello(slot, BUILD_TIMEOUT)
 
@@ -326,10 +332,8 @@ class Farm(object):
         if kind == 'lost' or not slot.worker.alive():
             kind = 'lost'
             log.warning('env %d (%s) lost: %s', slot.env_id, slot.worker.name, error)
-            old = slot.worker
-            old.kill()
-            slot.worker = EnvWorker(old.name, old.kwargs)  # built while the caller decides
-            slot.needs_hello = True
+            slot.worker.kill()
+            self._replace(slot)
         return {'error': 'farm %s, env %d (%s): %s' % (self.label, slot.env_id, slot.worker.name,
                                                        error), 'kind': kind}
 

@@ -54,21 +54,26 @@ Pyro4.config.SERIALIZERS_ACCEPTED = {'msgpack'}
 FARM_DOWN = (Pyro4.errors.CommunicationError, OSError)
 
 
-def read_farmlist(module='farmlist'):
-    """``[(host, capacity, port)]`` from ``farmlist.farmlist_base``, checked, with default ports."""
-    try:
-        entries = importlib.import_module(module).farmlist_base
-    except ImportError as e:
-        raise RuntimeError('cannot read the farm list (%s.py): %s' % (module, e))
+def parse_farms(entries, where='farmlist.py'):
+    """``[(host, capacity, port)]`` from ``(host, capacity[, port])`` entries, checked."""
     farms = []
     for k, entry in enumerate(entries):
         if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 3):
-            raise ValueError('%s.py entry %d: expected (host, capacity[, port]), got %r'
-                             % (module, k, entry))
+            raise ValueError('%s entry %d: expected (host, capacity[, port]), got %r'
+                             % (where, k, entry))
         host, capacity = entry[0], int(entry[1])
         port = int(entry[2]) if len(entry) == 3 else DEFAULT_PORT
         farms.append((str(host), capacity, port))
     return farms
+
+
+def read_farmlist(module='farmlist'):
+    """The farms of ``farmlist.farmlist_base`` (see :func:`parse_farms`)."""
+    try:
+        entries = importlib.import_module(module).farmlist_base
+    except ImportError as e:
+        raise RuntimeError('cannot read the farm list (%s.py): %s' % (module, e))
+    return parse_farms(entries, '%s.py' % module)
 
 
 class FarmLink(object):
@@ -132,6 +137,13 @@ class FarmLink(object):
             return self._invoke(method, args, timeout or self.call_timeout)
         return future.result()
 
+    def status(self):
+        """This farm as one plain dict (last probe): name, up, capacity, in use, versions, error."""
+        info = (self.info or {}) if self.up else {}
+        return {'farm': self.name, 'up': self.up, 'capacity': info.get('capacity'),
+                'planned': self.capacity, 'in_use': info.get('in_use'),
+                'versions': info.get('versions', {}), 'error': self.error}
+
     def probe(self):
         """Ask the farm for its info; records up/down and returns whether it answered."""
         try:
@@ -169,8 +181,7 @@ class Farmer(object):
     """All farms of the farm list; builds environments on them. Close it (or use ``with``)."""
 
     def __init__(self, farms=None, key=None, start_local=True, lease_ttl=LEASE_TTL):
-        farms = read_farmlist() if farms is None else [
-            (f[0], int(f[1]), int(f[2]) if len(f) > 2 else DEFAULT_PORT) for f in farms]
+        farms = read_farmlist() if farms is None else parse_farms(farms, 'Farmer(farms=...)')
         self.key = key if key is not None else os.environ.get(KEY_ENV)
         self.lease_ttl = lease_ttl
         self.links = [FarmLink(h, c, p, self.key) for h, c, p in farms]
@@ -248,12 +259,7 @@ class Farmer(object):
         """One plain dict per farm: name, up, capacity, in use, versions, error."""
         for link in self.links:
             link.probe()
-        return [{'farm': link.name, 'up': link.up,
-                 'capacity': (link.info or {}).get('capacity') if link.up else None,
-                 'planned': link.capacity,
-                 'in_use': (link.info or {}).get('in_use') if link.up else None,
-                 'versions': (link.info or {}).get('versions', {}) if link.up else {},
-                 'error': link.error} for link in self.links]
+        return [link.status() for link in self.links]
 
     def _keep_alive(self):
         while not self._stop.wait(min(KEEPALIVE_EVERY, self.lease_ttl / 3.0)):
@@ -433,14 +439,14 @@ class FarmVecEnv(VecEnv):
         if actions.shape[:1] != (self.num_envs,) or actions.size != self.num_envs * per_env:
             raise ValueError('%s: expected %d actions of %d values each, got an array of shape %s'
                              % (self.env_name, self.num_envs, per_env, actions.shape))
+        actions = actions.reshape(self.num_envs, -1)
         if not np.all(np.isfinite(actions)):
-            bad = sorted(set(np.argwhere(~np.isfinite(actions.reshape(self.num_envs, -1)))[:, 0]
-                             .tolist()))
+            bad = sorted(set(np.argwhere(~np.isfinite(actions))[:, 0].tolist()))
             raise ValueError('%s: non-finite action for vector index %s (%s)' % (
                 self.env_name, bad, ', '.join('farm %s env %d' % (self.places[i].link.name,
                                                                   self.places[i].env_id)
                                               for i in bad)))
-        return actions.reshape(self.num_envs, -1).tolist()
+        return actions.tolist()
 
     def step(self, actions):
         """step_async + step_wait, with one farm's call made in the calling thread.
@@ -650,9 +656,7 @@ def main(argv=None):
     links = [FarmLink(h, c, p, os.environ.get(KEY_ENV)) for h, c, p in read_farmlist()]
     for link in links:
         link.probe()
-    statuses = [{'farm': l.name, 'up': l.up, 'capacity': (l.info or {}).get('capacity'),
-                 'in_use': (l.info or {}).get('in_use'),
-                 'versions': (l.info or {}).get('versions', {}), 'error': l.error} for l in links]
+    statuses = [link.status() for link in links]
     print_status(statuses)
     for link in links:
         link.close()
