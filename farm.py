@@ -45,7 +45,7 @@ import uuid
 import Pyro4
 
 import farm_compat
-from envworker import EnvWorker, WorkerError, WorkerLost, plain
+from envworker import EnvWorker, WorkerError, WorkerLost, plain, replies
 
 # --- configuration -------------------------------------------------------------------------------
 DEFAULT_PORT = 20099
@@ -257,30 +257,36 @@ class Farm(object):
 
     # --- the dispatching core --------------------------------------------------------------------
     def _call_all(self, slots, command, args):
-        """Send every command first, then collect: the workers run concurrently."""
+        """Send every command first, then collect in the order they finish: the workers run
+        concurrently. ``args`` are the commands' arguments (``(action, auto_reset)`` to step)."""
         results = [None] * len(slots)
         sent = []
         for k, (slot, arg) in enumerate(zip(slots, args)):
             try:
                 if command == 'reset':
                     self._prepare_reset(slot)
+                    slot.worker.send(command, arg)
                 elif slot.needs_hello:
                     raise WorkerError('input', 'environment was lost; reset it before stepping')
-                slot.worker.send(command, arg)
+                else:
+                    slot.worker.send_step(*arg)
                 sent.append(k)
             except Exception as e:
                 results[k] = self._failure(slot, e)
         deadline = time.time() + self.step_timeout
-        for k in sent:
+        for j, outcome in replies([slots[k].worker for k in sent], deadline):
+            k = sent[j]
             slot = slots[k]
             try:
-                results[k] = slot.worker.receive(deadline)
+                if isinstance(outcome, Exception):
+                    raise outcome
+                results[k] = outcome
                 if command == 'step':
                     slot.worker.steps += 1
-                    if 'terminal_observation' in results[k][4]:
+                    if 'terminal_observation' in outcome[4]:
                         slot.worker.resets += 1
                         if self._due(slot.worker):
-                            results[k][0] = self._recycle(slot)
+                            outcome[0] = self._recycle(slot)
                 else:
                     slot.worker.resets += 1
             except Exception as e:

@@ -73,6 +73,10 @@ class Wrapper(EnvAdapter):
         self.inner.close()
 
 
+# numpy would read True as 1.0 and '0.5' as 0.5; an action holding either is a caller's mistake.
+_NOT_NUMBERS = (bool, type(u''), type(b''))
+
+
 class CheckedAction(Wrapper):
     """Rejects actions of the wrong length or with NaN/inf before they reach the simulator.
 
@@ -104,7 +108,7 @@ class CheckedAction(Wrapper):
             ok = values.ndim == 1 and bool(np.isfinite(values).all())
         except (TypeError, ValueError):
             ok = False
-        if not ok or any(isinstance(a, bool) for a in action):
+        if not ok or any(isinstance(a, _NOT_NUMBERS) for a in action):
             self._explain(action)
         return self.inner.step(action)
 
