@@ -46,7 +46,9 @@ log = logging.getLogger('farm.worker')
 
 # A fast environment answers within tens of microseconds; waiting for it without sleeping saves
 # the scheduler's wake-up latency. Bounded, so a slow simulator costs one short spin per step.
+# The spin yields the CPU at every turn: on two cores the worker it waits for may need this one.
 SPIN_SECONDS = 0.0002
+_yield_cpu = getattr(os, 'sched_yield', lambda: None)  # Python 2.7 has none: a plain spin
 
 # One-byte messages of the shared-block step (anything else on the pipe is a pickle, which
 # always starts with the protocol byte 0x80).
@@ -383,7 +385,10 @@ def replies(workers, deadline):
         if now >= deadline:
             break
         wait_ms = 0 if now < spin_until else int(math.ceil((deadline - now) * 1000.0))
-        for fd, _ in poller.poll(wait_ms):
+        ready = poller.poll(wait_ms)
+        if not ready and not wait_ms:
+            _yield_cpu()
+        for fd, _ in ready:
             poller.unregister(fd)
             i = waiting.pop(fd)
             yield i, workers[i]._take()

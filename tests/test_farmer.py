@@ -264,3 +264,29 @@ def test_embedded_farm_stops_when_its_learner_is_killed():
     while descendants_alive(farm_pid) and time.time() < deadline:
         time.sleep(0.2)
     assert descendants_alive(farm_pid) == []
+
+
+def test_a_fast_farm_is_polled_for_its_answer_a_slow_one_slept_on(thread_farm, monkeypatch):
+    """The eager wait (farmer.EAGER_SECONDS) runs only while the farm answers that fast."""
+    yields = []
+    real_yield = os.sched_yield
+    monkeypatch.setattr(os, 'sched_yield', lambda: yields.append(1) or real_yield())
+    f = thread_farm(capacity=2)
+    for step_seconds, polled in ((0.0, True), (0.02, False)):
+        env = farm_vec([('127.0.0.1', 2, f.port)], 'SlowEnv', 1,
+                       {'step_seconds': step_seconds, 'obs_size': 7, 'act_size': 2})
+        try:
+            env.reset()
+            action = np.full((1, 2), 0.5)
+            for _ in range(10):  # the running mean of call times settles
+                obs = env.step(action)[0]
+            link = env.places[0].link
+            del yields[:]
+            for _ in range(20):
+                obs = env.step(action)[0]
+            assert obs.shape == (1, 7)
+            assert link._local.proxy._pyroConnection.eager
+            assert (link.latency < farmer.EAGER_SECONDS) is polled
+            assert bool(yields) is polled
+        finally:
+            env.close()
