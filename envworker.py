@@ -287,14 +287,22 @@ class EnvWorker(object):
         deadline = time.time() + timeout
         self.spec = self.receive(deadline)
         sizes = Block.sizes(self.spec)
-        if sizes is not None:
+        if sizes is None:
+            return self.spec
+        try:
             block, path = Block.create(sizes)
-            try:
-                self.send('attach', (path, sizes))
-                self.receive(deadline)
-            finally:
-                os.unlink(path)  # both have it mapped: the memory lives on, the name does not
+        except (IOError, OSError) as e:  # e.g. /dev/shm full: slower, but it works
+            log.warning('worker %s: no shared block (%s); stepping through the pipe', self.pid, e)
+            return self.spec
+        try:
+            self.send('attach', (path, sizes))
+            self.receive(deadline)
             self.block = block
+        except WorkerError as e:
+            log.warning('worker %s could not map the shared block (%s); stepping through the pipe',
+                        self.pid, e)
+        finally:
+            os.unlink(path)  # both have it mapped: the memory lives on, the name does not
         return self.spec
 
     def send(self, command, arg=None):

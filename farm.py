@@ -450,6 +450,19 @@ def serve(farm, host='127.0.0.1', port=DEFAULT_PORT, key=None, ready=None, paren
         log.info('farm %s stopped; all workers killed', farm.label)
 
 
+def _allow_many_files():
+    """Each worker holds about 4 of the daemon's file descriptors (its pipe, its process sentinel,
+    its shared block...): a large machine with overcommit passes the common soft limit of 1024."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError) as e:  # not on this platform, or not allowed
+        log.debug('file descriptor limit unchanged: %s', e)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt('signal %d' % signum)
 
@@ -475,6 +488,7 @@ def main(argv=None):
     logging.basicConfig(level=args.log_level.upper(),
                         format='%(asctime)s %(name)s %(levelname)s %(message)s')
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    _allow_many_files()
     farm = Farm(capacity=args.capacity, step_timeout=args.step_timeout, recycle_steps=args.recycle_steps,
                 recycle_resets=args.recycle_resets, lease_ttl=args.lease_ttl)
     try:

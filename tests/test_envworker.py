@@ -149,3 +149,14 @@ def test_block_layout_round_trips_exactly():
     assert info == {'t': 1}
     assert block.result(info) == [[0.0, 0.0, 0.0, 0.0], -float(np.sum((block.action - 0.5) ** 2)),
                                   True, False, {'t': 1, 'terminal_observation': [1.0, 1.0, 1.0, 1.0]}]
+
+
+def test_without_shared_memory_the_pipe_carries_the_steps(worker, monkeypatch):
+    def no_space(sizes):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(envworker.Block, 'create', staticmethod(no_space))
+    w = worker()
+    assert w.block is None
+    w.send('reset', None)
+    w.receive(time.time() + 10)
+    assert run(w, [[0.5, 0.5]])[0] == [[1.0, 1.0, 1.0], 0.0, False, False, {'t': 1}]

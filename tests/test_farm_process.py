@@ -63,3 +63,19 @@ def test_osim_envs_step_through_a_farm(process_farm, name, kwargs, obs_size, act
             ended += int((terminated | truncated).sum())
             assert not any('lost' in info for info in infos)
         assert env.last_obs.shape == (2, obs_size)
+
+
+def test_a_farm_raises_its_open_file_limit_for_many_workers(process_farm):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else hard
+    if wanted <= 256:
+        pytest.skip('the hard limit (%s) leaves nothing to raise' % hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # the farm inherits this
+    try:
+        f = process_farm(capacity=1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with open('/proc/%d/limits' % f.process.pid) as limits:
+        line = [l for l in limits if l.startswith('Max open files')][0]
+    assert int(line.split()[3]) == wanted
