@@ -127,7 +127,10 @@ class FarmLink(object):
             except Exception:  # already broken: nothing to release
                 pass
 
-    def _invoke(self, method, args, timeout):
+    def _invoke(self, method, args, timeout, eager=False):
+        """``proxy.method(*args)`` from this thread; ``eager``: the caller has nothing else to do
+        meanwhile, so a fast answer may be polled for (see _wait_eagerly)."""
+        self._local.eager = eager
         try:
             started = time.perf_counter()
             result = getattr(self._proxy(timeout), method)(*args)
@@ -187,13 +190,15 @@ class FarmLink(object):
 
 def _wait_eagerly(connection, link):
     """Makes a Pyro4 connection poll for the farm's answer for up to EAGER_SECONDS before it
-    blocks, while ``link``'s recent calls came back within that time."""
+    blocks, in calls made with ``eager`` (a synchronous ``step``: with ``step_async`` the learner
+    trains meanwhile, and polling would take CPU from it), while ``link``'s recent calls came
+    back within that time."""
     receive = connection.recv
     poller = select.poll()
     poller.register(connection.sock.fileno(), select.POLLIN)
 
     def eager_receive(size):
-        if link.latency < EAGER_SECONDS:
+        if getattr(link._local, 'eager', False) and link.latency < EAGER_SECONDS:
             give_up = time.perf_counter() + EAGER_SECONDS
             while not poller.poll(0) and time.perf_counter() < give_up:
                 os.sched_yield()
@@ -503,7 +508,7 @@ class FarmVecEnv(VecEnv):
             done = concurrent.futures.Future()
             try:
                 done.set_result(link._invoke('step', (lease, ids, [wire[i] for i in indices],
-                                                      True), link.call_timeout))
+                                                      True), link.call_timeout, eager=True))
             except Exception as e:
                 done.set_exception(e)
             pending[in_caller] = done

@@ -267,7 +267,8 @@ def test_embedded_farm_stops_when_its_learner_is_killed():
 
 
 def test_a_fast_farm_is_polled_for_its_answer_a_slow_one_slept_on(thread_farm, monkeypatch):
-    """The eager wait (farmer.EAGER_SECONDS) runs only while the farm answers that fast."""
+    """The eager wait (farmer.EAGER_SECONDS) runs only in a synchronous step, and only while the
+    farm answers that fast."""
     yields = []
     real_yield = os.sched_yield
     monkeypatch.setattr(os, 'sched_yield', lambda: yields.append(1) or real_yield())
@@ -288,5 +289,12 @@ def test_a_fast_farm_is_polled_for_its_answer_a_slow_one_slept_on(thread_farm, m
             assert link._local.proxy._pyroConnection.eager
             assert (link.latency < farmer.EAGER_SECONDS) is polled
             assert bool(yields) is polled
+            # With step_async the learner trains while the farm steps: never polled for.
+            del yields[:]
+            for _ in range(20):
+                env.step_async(action)
+                obs = env.step_wait()[0]
+            assert link.latency < farmer.EAGER_SECONDS or not polled
+            assert not yields
         finally:
             env.close()
