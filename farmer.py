@@ -12,8 +12,9 @@ speaks Pyro4).
 - One thread per farm owns that farm's proxy (Pyro4 proxies belong to one thread); a vector step
   sends one call to every farm at once, so it costs the slowest farm plus one round trip.
 - A farm that stops answering: its environments are truncated (``info['lost']``), rebuilt on the
-  farms that remain, and training goes on; the lost farm is probed again every ``retry_every``
-  seconds and used again for later placements once it answers.
+  farms that remain (above their capacity if need be), and training goes on; the lost farm is
+  probed again every ``RETRY_EVERY`` seconds, and once it answers, environments running above a
+  farm's capacity move to free capacity at their next step (``info['moved']``, truncated).
 - Leases are renewed by a keep-alive thread, so a learner may sit at the prompt for hours; if the
   learner dies, its leases expire on the farms.
 
@@ -225,6 +226,7 @@ class Farmer(object):
         self.links = [FarmLink(h, c, p, self.key) for h, c, p in farms]
         self.local_farm = None
         self._leases = []          # (link, token) to renew and to close
+        self.revivals = 0          # how many times a lost farm answered again
         self._vec_envs = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -311,7 +313,9 @@ class Farmer(object):
                         log.warning('renewing lease on %s failed: %s', link.name, _describe(e))
             for link in self.links:
                 if not link.up and time.time() >= link.retry_at and link.probe():
-                    log.info('farm %s answers again; it takes new environments', link.name)
+                    log.info('farm %s answers again; environments that took over its work '
+                             'move back at their next step', link.name)
+                    self.revivals += 1
 
     # --- leases and placement --------------------------------------------------------------------
     def open_lease(self, link):
@@ -396,6 +400,8 @@ class FarmVecEnv(VecEnv):
         self.closed = False
         self.places = [None] * n_envs
         self.spec = None
+        self._displaced = set()  # indices moved off a lost farm, maybe running above capacity
+        self._revivals_seen = farmer.revivals
         self._build(list(range(n_envs)))
         self.observation_space = make_space(self.spec['observation_space'])
         self.action_space = make_space(self.spec['action_space'])
@@ -545,6 +551,14 @@ class FarmVecEnv(VecEnv):
             truncated[i], terminated[i], rewards[i] = True, False, 0.0
             infos[i] = {'lost': reason, 'terminal_observation': self.last_obs[i].copy()}
             obs[i] = self._reset_one(i)
+        if self._displaced and self.farmer.revivals != self._revivals_seen:
+            self._revivals_seen = self.farmer.revivals
+            for i, (first_obs, reason) in self._move_back().items():
+                if not (terminated[i] or truncated[i]):  # this step's outcome stands; then cut
+                    truncated[i] = True
+                    infos[i] = dict(infos[i], terminal_observation=obs[i].copy())
+                infos[i]['moved'] = reason
+                obs[i] = first_obs
         self.tracker.record(rewards, terminated | truncated, infos)
         self.last_obs = obs.copy()
         self.wait_seconds += time.time() - started
@@ -585,9 +599,50 @@ class FarmVecEnv(VecEnv):
                     if l is link:
                         self.farmer.forget_lease(l, lease)
             self._build(moved, exclude=down, overcommit=True)
+            self._displaced.update(moved)
             log.warning('%d environments moved off %s', len(moved),
                         ', '.join(link.name for link in down))
         return lost
+
+    def _move_back(self):
+        """Environments that took over a lost farm's work may run on farms above capacity (at
+        half speed); once a farm answers again, those move to free capacity. Returns
+        ``{index: (first observation, reason)}`` of the moved ones; their episodes are cut."""
+        excess = []
+        for link in set(self.places[i].link for i in self._displaced):
+            mine = sorted(i for i in self._displaced if self.places[i].link is link)
+            over = max(0, link.info['in_use'] - link.info['capacity']) if link.probe() else 0
+            excess.extend(mine[:over])
+            self._displaced.difference_update(mine[over:])  # within capacity: they stay
+        fits = len(excess) - self.farmer.place(len(excess))[1] if excess else 0
+        if not fits:
+            return {}
+        old = dict((i, self.places[i]) for i in excess[:fits])
+        try:
+            self._build(list(old))
+        except Exception as e:  # capacity taken meanwhile, or a farm failed: they stay
+            log.warning('could not move %d environments back: %s', len(old), _describe(e))
+        moved = {}
+        released = {}
+        for i, place in old.items():
+            if self.places[i] is not place:
+                released.setdefault((place.link, place.lease), []).append(place.env_id)
+                self._displaced.discard(i)
+                moved[i] = (self._reset_one(i), 'farm %s -> farm %s' % (
+                    place.link.name, self.places[i].link.name))
+        for (link, lease), ids in released.items():
+            try:
+                if (link, lease) in self._groups:
+                    link.call('release', lease, ids)
+                else:  # nothing of ours left in that lease
+                    link.call('close_lease', lease)
+                    self.farmer.forget_lease(link, lease)
+            except Exception as e:  # the farm's reaper frees them when the lease expires
+                log.warning('releasing %s on %s failed: %s', ids, link.name, _describe(e))
+        if moved:
+            log.info('%d environments moved back to free capacity: %s', len(moved),
+                     ', '.join(sorted(set(reason for _, reason in moved.values()))))
+        return moved
 
     def _reset_one(self, i):
         place = self.places[i]

@@ -14,7 +14,8 @@ Host side; Python 3.6 compatible. Agents depend on this contract only, never on 
   observation of the ended one and ``infos[i]['episode'] = {'r': return, 'l': length}``.
 - *terminated* is a true end (bootstrap with 0); *truncated* is a time limit or an environment lost
   to a crashed worker or farm (bootstrap from the terminal observation). A lost environment also
-  has ``infos[i]['lost']`` with the reason.
+  has ``infos[i]['lost']`` with the reason; one moved to another farm (off a farm above its
+  capacity) has ``infos[i]['moved']``.
 - ``close()``; usable as a context manager.
 """
 import numpy as np

@@ -170,6 +170,23 @@ def test_lost_farm_moves_its_envs_to_the_others_and_is_retried(process_farm, mon
         while not link_b.up and time.time() < deadline:
             time.sleep(0.2)
         assert link_b.up
+        link_a = [link for link in f.links if link.port == a.port][0]
+        assert link_a.call('info')['in_use'] == 4  # above its capacity of 2 while b was gone
+        # At the next step the environments that took over b's work move back to free capacity:
+        # that step's outcome stands, then their episodes are cut (truncated, not terminal).
+        before = env.last_obs.copy()
+        obs, rewards, terminated, truncated, infos = env.step(np.full((4, 2), 0.5))
+        assert sorted(i for i in range(4) if 'moved' in infos[i]) == on_b
+        for i in on_b:
+            assert truncated[i] and not terminated[i] and rewards[i] == -0.0
+            assert str(b.port) in infos[i]['moved'] and obs[i, 0] == 0
+            assert infos[i]['terminal_observation'][0] == before[i, 0] + 1
+        assert sorted(p.link.port for p in env.places) == sorted([a.port] * 2 + [b.port] * 2)
+        assert link_a.call('info')['in_use'] == 2 and link_b.call('info')['in_use'] == 2
+        for _ in range(3):
+            obs, rewards, terminated, truncated, infos = env.step(np.full((4, 2), 0.5))
+        assert not truncated.any()
+        assert [obs[i, 0] for i in on_b] == [3.0] * len(on_b)  # fresh episodes, 3 steps in
         b2.stop()
 
 
