@@ -102,10 +102,9 @@ class Block(object):
     ``scalars`` = reward, terminated, truncated, reset-done (written by the worker)."""
 
     def __init__(self, mapped, sizes):
-        self.mapped = mapped
         self.act_size, self.obs_size = sizes
         a, o = sizes
-        values = np.frombuffer(mapped, dtype=np.float64)
+        values = np.frombuffer(mapped, dtype=np.float64)  # the views keep the mapping alive
         self.action = values[:a]
         self.obs = values[a:a + o]
         self.terminal = values[a + o:a + 2 * o]
@@ -166,15 +165,25 @@ class Block(object):
     # worker side
     def step(self, env, auto_reset):
         """Steps ``env`` with the block's action, leaves the outcome in the block; returns info."""
-        obs, reward, terminated, truncated, info = env.step(self.action.tolist())
-        info = plain(info)
+        obs, reward, terminated, truncated, info, ended = _step(env, self.action.tolist(),
+                                                                auto_reset)
+        if ended is not None:
+            self.terminal[:] = np.asarray(ended, dtype=np.float64).ravel()
         self.obs[:] = np.asarray(obs, dtype=np.float64).ravel()
-        reset = bool(auto_reset and (terminated or truncated))
-        if reset:
-            self.terminal[:] = self.obs
-            self.obs[:] = np.asarray(env.reset(None), dtype=np.float64).ravel()
-        self.scalars[:] = (float(reward), bool(terminated), bool(truncated), reset)
-        return info
+        self.scalars[:] = (reward, terminated, truncated, ended is not None)
+        return plain(info)
+
+
+def _step(env, action, auto_reset):
+    """``env.step(action)``, typed, plus ``ended``: with ``auto_reset``, the last observation of an
+    episode that ended here (``obs`` is then the next episode's first), else None. Reset here
+    rather than in another round trip: the learner needs that first observation anyway."""
+    obs, reward, terminated, truncated, info = env.step(action)
+    terminated, truncated = bool(terminated), bool(truncated)
+    ended = None
+    if auto_reset and (terminated or truncated):
+        ended, obs = obs, env.reset(None)
+    return obs, float(reward), terminated, truncated, info, ended
 
 
 def _batch_scheduling():
@@ -220,16 +229,11 @@ def _serve(conn, name, kwargs):
                 continue
             command, arg = pickle.loads(message)
             if command == 'step':
-                action, auto_reset = arg
-                obs, reward, terminated, truncated, info = env.step(action)
+                obs, reward, terminated, truncated, info, ended = _step(env, *arg)
                 info = plain(info)
-                obs = plain(obs)
-                if auto_reset and (terminated or truncated):
-                    # Reset here rather than in another round trip: the learner needs the next
-                    # episode's first observation to choose the next action anyway.
-                    info['terminal_observation'] = obs
-                    obs = plain(env.reset(None))
-                reply = ('ok', [obs, float(reward), bool(terminated), bool(truncated), info])
+                if ended is not None:
+                    info['terminal_observation'] = plain(ended)
+                reply = ('ok', [plain(obs), reward, terminated, truncated, info])
             elif command == 'reset':
                 reply = ('ok', plain(env.reset(arg)))
             elif command == 'attach':

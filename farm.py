@@ -45,7 +45,7 @@ import uuid
 import Pyro4
 
 import farm_compat
-from envworker import EnvWorker, WorkerError, WorkerLost, plain, replies
+from envworker import EnvWorker, WorkerError, WorkerLost, replies
 
 # --- configuration -------------------------------------------------------------------------------
 DEFAULT_PORT = 20099

@@ -1,6 +1,7 @@
 """envworker: one environment per process, its two channels (pipe and shared block), and how
 replies are collected. Real worker processes throughout."""
 import glob
+import mmap
 import os
 import time
 
@@ -136,7 +137,6 @@ def test_a_dead_worker_is_lost_not_waited_for(worker):
 
 def test_block_layout_round_trips_exactly():
     sizes = (3, 4)
-    import mmap
     block = envworker.Block(mmap.mmap(-1, envworker.Block.nbytes(sizes)), sizes)
     assert block.load_action([0.25, 1, 2 ** 40])
     assert block.action.tolist() == [0.25, 1.0, float(2 ** 40)]
