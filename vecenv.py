@@ -15,7 +15,7 @@ Host side; Python 3.6 compatible. Agents depend on this contract only, never on 
 - *terminated* is a true end (bootstrap with 0); *truncated* is a time limit or an environment lost
   to a crashed worker or farm (bootstrap from the terminal observation). A lost environment also
   has ``infos[i]['lost']`` with the reason; one moved to another farm (off a farm above its
-  capacity) has ``infos[i]['moved']``.
+  capacity) has ``infos[i]['moved']``. Why an episode ended is :func:`end_reason`.
 - ``close()``; usable as a context manager.
 """
 import numpy as np
@@ -35,6 +35,24 @@ def make_space(plain):
                                          np.array(plain['high'], dtype=np.float32),
                                          dtype=np.float32)
     raise ValueError('unknown space kind %r' % (plain.get('kind'),))
+
+
+# Why an episode ended, as recorded in episodes.csv. A lost environment's info carries
+# ``lost_cause``: 'worker' (its process died or hung), 'farm' (the farm stopped answering) or
+# 'lease' (the farm dropped the learner's lease: paused past its TTL, or the farm restarted).
+END_REASONS = ('terminated', 'time_limit', 'worker_lost', 'farm_lost', 'lease_expired', 'moved')
+
+
+def end_reason(terminated, info):
+    """One of :data:`END_REASONS` for an episode that ended with ``terminated`` and ``info``."""
+    if terminated:
+        return 'terminated'
+    if 'moved' in info:
+        return 'moved'
+    if 'lost' in info:
+        cause = info.get('lost_cause', 'worker')
+        return 'lease_expired' if cause == 'lease' else '%s_lost' % cause
+    return 'time_limit'
 
 
 class VecEnv(object):

@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from vecenv import end_reason
+
 log = logging.getLogger(__name__)
 
 
@@ -124,7 +126,8 @@ def _record(agent, state, actions, result, summary):
         summary['episodes'] += 1
         event = {'env': int(i), 'episode': agent.episodes, 'return': float(state.returns[i]),
                  'length': int(state.lengths[i]), 'global_step': agent.global_step,
-                 'terminated': bool(terminated[i]), 'lost': 'lost' in infos[i]}
+                 'terminated': bool(terminated[i]), 'lost': 'lost' in infos[i],
+                 'end': end_reason(bool(terminated[i]), infos[i])}
         summary['returns'].append(event['return'])
         summary['lengths'].append(event['length'])
         state.returns[i] = 0.0
@@ -147,7 +150,8 @@ def train_vec(agent, vec_env, nb_episodes=None, nb_steps=None, callback=None, st
 
     Whichever limit is reached first ends the call, after the vector step that reached it.
     ``callback(event)`` is called for every episode that ends, with a plain dict (``env``,
-    ``episode``, ``return``, ``length``, ``global_step``, ``terminated``, ``lost``). ``stop``:
+    ``episode``, ``return``, ``length``, ``global_step``, ``terminated``, ``lost``, ``end``: one
+    of vecenv.END_REASONS). ``stop``:
     a ``threading.Event`` or a callable, checked between vector steps. ``seed`` seeds the reset
     of a vectorized env that is not being continued. Returns a plain dict: ``steps``,
     ``episodes``, ``returns``, ``lengths`` (all of this call), ``interrupted``,
