@@ -6,12 +6,13 @@ Every adapter is wrapped to reject bad actions with a clear message, and in ``Fr
 """
 from __future__ import absolute_import
 
-from envs import gym_ids, osim, toy
+from envs import drill, gym_ids, osim, toy
 from envs.base import CheckedAction, EnvError, FrameSkip
 
 _OWN = {
     'CheapEnv': toy.CheapEnv,
     'SlowEnv': toy.SlowEnv,
+    'DrillEnv': drill.DrillEnv,  # bench/drills.py: observations that carry their identity
 }
 
 
