@@ -37,6 +37,8 @@ import time
 
 import numpy as np
 
+from envs import seeding
+
 try:  # Python 2.7: the C pickler
     import cPickle as pickle  # novermin (Python 2 branch)
 except ImportError:
@@ -269,15 +271,19 @@ class EnvWorker(object):
 
     def __init__(self, name, kwargs):
         self.name = name
-        self.kwargs = kwargs
         self.steps = 0
         self.resets = 0
         self.conn, child = _context.Pipe()
-        self.process = _context.Process(target=_serve, args=(child, name, kwargs),
+        self.process = _context.Process(target=_serve, args=(child, name, dict(kwargs)),
                                         name='env-%s' % name)
         self.process.daemon = True
         self.process.start()
         child.close()
+        # What a replacement of this worker is built with (the farm passes it on): the seed moves
+        # on to the successor of the last one given, so a recycled or lost worker's successor
+        # neither replays the seeded episodes nor starts unseeded (envs.seeding).
+        self.kwargs = dict(kwargs)
+        self._seeded(self.kwargs.get('seed'))
         self.spec = None
         self.block = None
 
@@ -309,7 +315,13 @@ class EnvWorker(object):
             os.unlink(path)  # both have it mapped: the memory lives on, the name does not
         return self.spec
 
+    def _seeded(self, seed):
+        if seed is not None and seeding.valid(seed):
+            self.kwargs['seed'] = seeding.successor(seed)
+
     def send(self, command, arg=None):
+        if command == 'reset':
+            self._seeded(arg)
         self._send(pickle.dumps((command, arg), 2))
 
     def send_step(self, action, auto_reset):

@@ -13,6 +13,7 @@ Python 2.7 compatible: no numpy-only conveniences newer than 1.16, no f-strings.
 """
 from __future__ import absolute_import, division
 
+import inspect
 import math
 
 import numpy as np
@@ -20,6 +21,17 @@ import numpy as np
 
 class EnvError(ValueError):
     """Bad input for an environment: unknown name, bad keyword, bad action. Names what was wrong."""
+
+
+def keywords(func):
+    """Names of the keyword arguments ``func`` takes; None when it takes ``**kwargs``."""
+    try:
+        spec = inspect.getfullargspec(func)
+        varkw = spec.varkw
+    except AttributeError:  # Python 2.7
+        spec = inspect.getargspec(func)
+        varkw = spec.keywords
+    return None if varkw else set(spec.args)
 
 
 def box(low, high, dtype='float32'):

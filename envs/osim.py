@@ -1,29 +1,75 @@
 """osim-rl environments, headless, with flat float-vector observations.
 
 Supports whatever osim-rl is installed: 3.x (``L2M2019Env``, ``Arm2DEnv``), 2.x (``L2RunEnv``,
-``ProstheticsEnv``, ``Arm2DEnv``) and 1.x (``RunEnv``). ``difficulty``, ``seed`` and
-``integrator_accuracy`` pass through to osim-rl where that environment accepts them.
+``ProstheticsEnv``, ``Arm2DEnv``) and 1.x (``RunEnv``). ``difficulty``, ``integrator_accuracy``
+and ``seed`` pass through to osim-rl where that environment accepts them (the seeding of every
+environment, osim-rl's included, is :mod:`envs.seeding`'s: a seed works for all of them);
+``max_episode_steps`` truncates episodes earlier than osim-rl's own time limit.
 
 *terminated* is osim-rl's own ``is_done()`` (the model fell); reaching the environment's
-``time_limit`` is *truncated*. Python 2.7 compatible.
+``time_limit`` is *truncated*.
+
+osim-rl prints as it builds and resets ("difficulty 3 for Round 2", Arm2DEnv's every new target):
+one line per worker and episode would bury a farm's log, so those prints go to this module's
+logger at debug level instead. Python 2.7 compatible.
 """
 from __future__ import absolute_import
 
-import inspect
+import contextlib
+import logging
+import os
+import sys
 
 import numpy as np
 
 from envs import osim_compat
-from envs.base import EnvAdapter, EnvError, box, unbounded_box
+from envs.base import EnvAdapter, EnvError, box, keywords, unbounded_box
 
 OSIM_NAMES = ('L2M2019Env', 'Arm2DEnv', 'L2RunEnv', 'ProstheticsEnv', 'RunEnv')
 
+log = logging.getLogger(__name__)
+
+# VTgtField (L2M2019Env) hands its seed to numpy.random.seed, which takes 32 bits; a larger seed
+# still seeds the episode, through the numpy stream envs.seeding sets up.
+_NUMPY_SEED_LIMIT = 2 ** 32
+
+
+def _python():
+    return 'Python %s (%s)' % (sys.version.split()[0], sys.executable)
+
+
+def _install_hint():
+    if sys.version_info[0] == 2:
+        return 'conda env create -f environment-py27.yml (opensim 4.0 + osim-rl 2.x)'
+    if (3, 11) <= sys.version_info[:2] <= (3, 13):
+        return 'pip install opensim==4.6 osim-rl==3.0.11 scipy==1.13.1 (or ./setup.sh)'
+    return ('a Python 3.11-3.13 farm (opensim wheels exist for those only) with ./setup.sh, '
+            'or conda env create -f environment-py27.yml')
+
+
+@contextlib.contextmanager
+def _stderr_quiet():
+    stderr = sys.stderr
+    sys.stderr = open(os.devnull, 'w')
+    try:
+        yield
+    finally:
+        sys.stderr.close()
+        sys.stderr = stderr
+
 
 def _osim_class(name):
-    try:
-        import osim.env as osim_env
-    except ImportError as e:
-        raise EnvError('%s needs osim-rl, which is not installed on this farm (%s)' % (name, e))
+    """osim-rl's class ``name``; when this interpreter lacks opensim or osim-rl, says which,
+    for which Python, and how to install them."""
+    for module in ('opensim', 'osim.env'):
+        try:
+            with _stderr_quiet():  # osim.env imports gym, whose banner is about gym itself
+                __import__(module)
+        except ImportError as e:
+            raise EnvError('%s needs opensim and osim-rl, but %s cannot import %s (%s): install '
+                           'them with: %s' % (name, _python(), module.split('.')[0], e,
+                                              _install_hint()))
+    osim_env = sys.modules['osim.env']
     cls = getattr(osim_env, name, None)
     if cls is None:
         raise EnvError('%s is not in the installed osim-rl (%s)'
@@ -31,37 +77,58 @@ def _osim_class(name):
     return cls
 
 
-def _accepted(func):
-    """Names of the keyword arguments ``func`` takes; None when it takes ``**kwargs``."""
+class _PrintsToLog(object):
+    """A stand-in for sys.stdout that sends whole lines to the debug log."""
+
+    def __init__(self):
+        self.partial = ''
+
+    def write(self, text):
+        lines = (self.partial + text).split('\n')
+        self.partial = lines.pop()
+        for line in lines:
+            if line.strip():
+                log.debug('osim-rl: %s', line)
+
+    def flush(self):
+        pass
+
+
+@contextlib.contextmanager
+def _prints_logged():
+    stdout = sys.stdout
+    sys.stdout = _PrintsToLog()
     try:
-        spec = inspect.getfullargspec(func)
-        varkw = spec.varkw
-    except AttributeError:  # Python 2.7
-        spec = inspect.getargspec(func)
-        varkw = spec.keywords
-    return None if varkw else set(spec.args)
+        yield
+    finally:
+        sys.stdout = stdout
 
 
 class OsimAdapter(EnvAdapter):
-    def __init__(self, name, difficulty=None, seed=None, integrator_accuracy=None, **kwargs):
-        osim_compat.apply()
+    def __init__(self, name, difficulty=None, seed=None, integrator_accuracy=None,
+                 max_episode_steps=None, **kwargs):
         cls = _osim_class(name)
+        osim_compat.apply()
         self.name = name
-        accepted = _accepted(cls.__init__)
+        accepted = keywords(cls.__init__)
         kwargs['visualize'] = False  # a farm has no display; osim-rl defaults to True
-        for key, value in (('difficulty', difficulty), ('seed', seed),
-                           ('integrator_accuracy', integrator_accuracy)):
+        for key, value in (('difficulty', difficulty), ('integrator_accuracy', integrator_accuracy)):
             if value is not None:
                 if accepted is not None and key not in accepted:
                     raise EnvError('%s does not take %s' % (name, key))
                 kwargs[key] = value
+        # The first reset is seeded with it either way (envs.seeding); a class that names it
+        # (L2M2019Env) gets it too, as osim-rl intends. Arm2DEnv takes **kwargs but passes them
+        # to a base that refuses a seed: only a named parameter counts.
+        if seed is not None and seed < _NUMPY_SEED_LIMIT and accepted and 'seed' in accepted:
+            kwargs['seed'] = seed
         try:
-            self.env = cls(**kwargs)
+            with _prints_logged():
+                self.env = cls(**kwargs)
         except TypeError as e:  # an unknown keyword: say which environment refused it
             raise EnvError('%s: %s' % (name, e))
-        self._reset_takes = _accepted(self.env.reset)
-        self._step_takes = _accepted(self.env.step)
-        self._seed = seed
+        self._reset_takes = keywords(self.env.reset)
+        self._step_takes = keywords(self.env.step)
         act_size = self.env.get_action_space_size()
         self.action_space = box([0.0] * act_size, [1.0] * act_size)
         space = self.env.observation_space
@@ -73,6 +140,13 @@ class OsimAdapter(EnvAdapter):
             self.observation_space = box(low, high)
         limit = getattr(self.env, 'time_limit', None)
         self.max_episode_steps = int(limit) if limit and limit < 1e9 else None
+        if max_episode_steps is not None:  # shorter episodes than osim-rl's time limit
+            if int(max_episode_steps) < 1:
+                raise EnvError('%s: max_episode_steps must be >= 1, got %r'
+                               % (name, max_episode_steps))
+            self.max_episode_steps = min(int(max_episode_steps),
+                                         self.max_episode_steps or int(max_episode_steps))
+        self._t = 0
         self._obs_size = self.observation_space['shape'][0]
 
     def _flat(self, obs):
@@ -86,16 +160,21 @@ class OsimAdapter(EnvAdapter):
         kwargs = {}
         if self._reset_takes is None or 'obs_as_dict' in self._reset_takes:
             kwargs['obs_as_dict'] = False
-        if seed is not None and (self._reset_takes is None or 'seed' in self._reset_takes):
+        if (seed is not None and seed < _NUMPY_SEED_LIMIT
+                and (self._reset_takes is None or 'seed' in self._reset_takes)):
             kwargs['seed'] = seed
-        return self._flat(self.env.reset(**kwargs))
+        with _prints_logged():
+            obs = self.env.reset(**kwargs)
+        self._t = 0
+        return self._flat(obs)
 
     def step(self, action):
         takes = self._step_takes
         kwargs = {'obs_as_dict': False} if takes is None or 'obs_as_dict' in takes else {}
         obs, reward, done, info = self.env.step(list(action), **kwargs)
+        self._t += 1
         terminated = bool(done) and bool(self.env.is_done())
-        truncated = bool(done) and not terminated
+        truncated = not terminated and (bool(done) or self._t >= (self.max_episode_steps or 1e18))
         return self._flat(obs), float(reward), terminated, truncated, info or {}
 
     def close(self):

@@ -1,13 +1,15 @@
 """Builds an environment adapter from a registered name and keyword arguments.
 
-``make(name, frame_skip=1, **kwargs)``: ``name`` is one of :func:`names` or a gymnasium/gym id.
-Every adapter is wrapped to reject bad actions with a clear message, and in ``FrameSkip`` when
-``frame_skip > 1``. Python 2.7 compatible.
+``make(name, frame_skip=1, seed=None, **kwargs)``: ``name`` is one of :func:`names` or a
+gymnasium/gym id. Every adapter is wrapped in :class:`envs.seeding.Seeding` (a seed at reset, or
+``seed`` here for the first reset, gives the same episodes every time, for every environment), to
+reject bad actions with a clear message, and in ``FrameSkip`` when ``frame_skip > 1``.
+Python 2.7 compatible.
 """
 from __future__ import absolute_import
 
-from envs import drill, gym_ids, osim, toy
-from envs.base import CheckedAction, EnvError, FrameSkip
+from envs import drill, gym_ids, osim, seeding, toy
+from envs.base import CheckedAction, EnvError, FrameSkip, keywords
 
 _OWN = {
     'CheapEnv': toy.CheapEnv,
@@ -21,22 +23,26 @@ def names():
     return sorted(_OWN) + list(osim.OSIM_NAMES)
 
 
-def make(name, frame_skip=1, **kwargs):
+def make(name, frame_skip=1, seed=None, **kwargs):
     if not isinstance(name, str if str is not bytes else basestring):  # noqa: F821 (2.7)
         raise EnvError('environment name must be a string, got %r' % (name,))
+    if seed is not None:
+        seed = seeding.check(seed, name)
     if name in _OWN:
+        cls = _OWN[name]
+        if seed is not None and 'seed' in (keywords(cls.__init__) or ()):
+            kwargs['seed'] = seed
         try:
-            adapter = _OWN[name](**kwargs)
+            adapter = cls(**kwargs)
         except TypeError as e:
             raise EnvError('%s: %s' % (name, e))
     elif name in osim.OSIM_NAMES:
-        adapter = osim.OsimAdapter(name, **kwargs)
+        adapter = osim.OsimAdapter(name, seed=seed, **kwargs)
     elif gym_ids.known(name):
         adapter = gym_ids.GymAdapter(name, **kwargs)
     else:
-        raise EnvError("unknown environment '%s'; known: %s, or any registered gym id"
-                       % (name, ', '.join(names())))
-    adapter = CheckedAction(adapter)
+        raise EnvError(gym_ids.unknown(name, names()))
+    adapter = CheckedAction(seeding.Seeding(adapter, seed))
     if int(frame_skip) != 1:
         adapter = FrameSkip(adapter, frame_skip)
     return adapter

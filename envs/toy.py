@@ -4,8 +4,11 @@
   ``-sum((a - 0.5)**2)``; terminated after ``episode_length`` steps, unless ``max_episode_steps``
   truncates it first. ``hang_after`` / ``crash_after`` steps make the worker hang forever or die
   (``os._exit``): the farm's failure handling is tested against real misbehaving processes.
+  ``reset(seed)`` offsets the observation by the seed; an unseeded reset by 0 (tests rely on both).
 - ``SlowEnv``: each step costs ``step_seconds`` (sleeping, like a simulator waiting on nothing the
-  farm can help with) and returns an observation of ``obs_size`` floats (339 as L2M2019Env).
+  farm can help with) and returns an observation of ``obs_size`` floats (339 as L2M2019Env). Each
+  episode starts from an observation drawn from its own RNG, which ``seed`` (at construction or
+  reset) seeds and unseeded resets continue.
 """
 from __future__ import absolute_import, division
 
@@ -15,6 +18,12 @@ import time
 import numpy as np
 
 from envs.base import EnvAdapter, box, unbounded_box
+from envs.seeding import derive
+
+
+def _rng(seed):
+    # derived: RandomState takes 32 bits, a seed may be any non-negative integer
+    return np.random.RandomState(None if seed is None else derive(seed, 'SlowEnv'))
 
 
 class CheapEnv(EnvAdapter):
@@ -68,14 +77,16 @@ class SlowEnv(EnvAdapter):
         self.observation_space = unbounded_box(int(obs_size))
         self.action_space = box([0.0] * int(act_size), [1.0] * int(act_size))
         self.max_episode_steps = int(episode_length)
-        self.rng = np.random.RandomState(seed)
-        self.obs = self.rng.uniform(-1, 1, int(obs_size))
+        self.obs_size = int(obs_size)
+        self.rng = _rng(seed)
+        self.obs = self.rng.uniform(-1, 1, self.obs_size)
         self.t = 0
 
     def reset(self, seed=None):
         if seed is not None:
-            self.rng = np.random.RandomState(seed)
+            self.rng = _rng(seed)
         self.t = 0
+        self.obs = self.rng.uniform(-1, 1, self.obs_size)
         return self.obs
 
     def step(self, action):
