@@ -1,19 +1,28 @@
 #!/usr/bin/env python
 """farm.py: serve a pool of environments to learners on other machines (or this one) over Pyro4.
 
-    python farm.py [--host H] [--port P] [--capacity N] [--key K]
+    python farm.py [--host H] [--port P] [--capacity N] [--key K] [--tls-cert F --tls-key F]
+                   [--lease-ttl S] [--release-after S] [--overcommit X] ...
 
 One OS process per environment (envworker.py); this daemon only dispatches, times out, replaces
 and recycles workers, and keeps the books of who holds what.
 
 The verbs, all taking and returning plain data (msgpack; pickle is never accepted):
 
-- ``info()``: capacity, what is in use, versions, known environment names.
+- ``info()``: capacity, what is in use, versions, known environment names, the farm's policies
+  (``lease_ttl``, ``overcommit``, ``release_after``), and ``frees_in``: seconds until the next held
+  capacity is released if its learner never comes back (None when nothing is held).
 - ``open_lease(ttl)`` -> lease token. A learner's environments belong to its lease; every call
   renews it; a lease not renewed for ``ttl`` seconds expires and its environments are killed, so a
-  crashed learner never locks capacity. Tokens are random: nobody can name another's lease.
-- ``make(lease, name, kwargs, n)`` -> ``{'env_ids', 'observation_space', 'action_space',
-  'max_episode_steps'}``: n workers of environment ``name`` (a registered name, never a module).
+  crashed learner never locks capacity. ``ttl`` is capped at the farm's ``--lease-ttl`` (the
+  operator's policy, not the caller's). Tokens are random: nobody can name another's lease.
+  A lease whose learner has disconnected (every connection that used it closed: Pyro4 tells the
+  daemon) and has not called again for ``--release-after`` seconds is released too, long before
+  its TTL: a killed learner's capacity comes back in seconds.
+- ``make(lease, name, kwargs, n, overcommit)`` -> ``{'env_ids', 'observation_space',
+  'action_space', 'max_episode_steps'}``: n workers of environment ``name`` (a registered name,
+  never a module). ``overcommit``: the learner is taking over a lost farm's environments and may
+  go above capacity, as far as the farm's ``--overcommit`` factor allows.
 - ``reset(lease, env_ids, seeds)`` / ``step(lease, env_ids, actions, auto_reset)``: one call for
   all of a learner's environments on this farm, stepped concurrently. With ``auto_reset`` an
   environment whose episode ended is reset at once: its ``obs`` is the next episode's first and
@@ -22,10 +31,15 @@ The verbs, all taking and returning plain data (msgpack; pickle is never accepte
   ``{'error': message, 'kind': 'input' | 'env' | 'lost'}``: one environment's failure never fails
   the others. ``'lost'``: its worker died or exceeded the step timeout and has been replaced; reset
   it. ``'env'``: the simulation raised; reset it. ``'input'``: the caller's action was bad.
+  An env id named twice in one call is refused (ValueError): its worker would get two commands.
 - ``release(lease, env_ids)``, ``close_lease(lease)``, ``renew(lease)``, ``worker_pids(lease)``.
 
 Security: without a key the farm listens on loopback only; beyond loopback a shared key (Pyro4's
-HMAC) is required, and callers without it are refused.
+HMAC) is required, and callers without it are refused (and logged, see farm_daemon.py). The key
+authenticates callers and protects every message against tampering; it does not hide the data.
+Beyond a trusted LAN, add TLS (``--tls-cert``/``--tls-key``; the learner trusts the CA file in
+``FARM_TLS_CA``). Connections that never finish their handshake cost no thread and are closed
+after ``--handshake-timeout`` (farm_daemon.py).
 
 Runs unmodified on Python 2.7 and 3.6+.
 """
@@ -34,6 +48,7 @@ from __future__ import absolute_import, print_function
 import argparse
 import logging
 import multiprocessing
+import numbers
 import os
 import signal
 import socket
@@ -45,6 +60,7 @@ import uuid
 import Pyro4
 
 import farm_compat
+import farm_daemon
 from envworker import EnvWorker, WorkerError, WorkerLost, replies
 
 # --- configuration -------------------------------------------------------------------------------
@@ -53,10 +69,19 @@ OBJECT_ID = 'farm'
 PROTOCOL = 1                 # bump when a verb changes shape
 STEP_TIMEOUT = 30.0          # seconds one step or reset may take before the worker is replaced
 BUILD_TIMEOUT = 120.0        # seconds to build an environment (OpenSim: 0.1-0.4 s, but cold imports)
-LEASE_TTL = 60.0             # seconds a lease lives without any call
+LEASE_TTL = 60.0             # seconds a lease lives without any call; also the most a caller gets
 RECYCLE_STEPS = 100000       # a worker is replaced at the next reset after this many steps...
 RECYCLE_RESETS = 500         # ...or this many resets (osim-rl issues #58, #176: leaks, slowdowns)
-OVERCOMMIT = 2               # a farm taking over a lost farm's envs may run up to this x capacity
+# How far above capacity a learner may go when it takes over a lost farm's environments
+# (make(..., overcommit=True)). 2: a learner spread evenly over two farms that loses one keeps
+# all its environments on the other (at half speed each, two processes per core) until the lost
+# farm answers again and they move back; with more farms a loss needs less (n/(n-1)). 1 refuses
+# it: that learner then stops when either farm dies. More than 2 only slows everything down.
+OVERCOMMIT = 2.0
+# Seconds after a lease's last connection closed before its environments are released. More
+# than the farmer's keep-alive (10 s): a farmer whose connection broke reconnects at its next call.
+RELEASE_AFTER = 15.0
+KEEPALIVE_EVERY = 10.0       # the farmer's renewal interval (farmer.py), for the checks above
 KEY_ENV = 'FARM_KEY'
 
 log = logging.getLogger('farm')
@@ -68,7 +93,9 @@ def configure_pyro():
     Pyro4.config.SERIALIZER = 'msgpack'
     Pyro4.config.SERIALIZERS_ACCEPTED = set(['msgpack'])
     Pyro4.config.SERVERTYPE = 'thread'
-    Pyro4.config.THREADPOOL_SIZE = 64
+    # One thread per connected learner (a farmer holds one or two per farm); connections still
+    # shaking hands hold one for at most the handshake timeout (farm_daemon.py).
+    Pyro4.config.THREADPOOL_SIZE = 128
     Pyro4.config.THREADPOOL_SIZE_MIN = 8
     Pyro4.config.DETAILED_TRACEBACK = False
 
@@ -115,6 +142,15 @@ class Lease(object):
         self.expires = time.time() + ttl
         self.env_ids = []
         self.lock = threading.Lock()  # one call at a time per learner
+        self.conns = set()            # the Pyro4 connections that called with this lease, open
+        self.orphaned_at = None       # when the last of them closed (None: one is open, or none
+                                      # was ever seen, as for a Farm called in-process)
+
+    def frees_at(self, release_after):
+        """When this lease is released if its learner never calls again."""
+        if self.orphaned_at is None:
+            return self.expires
+        return min(self.expires, self.orphaned_at + release_after)
 
 
 @Pyro4.expose
@@ -122,13 +158,19 @@ class Lease(object):
 class Farm(object):
     def __init__(self, capacity=None, label=None, step_timeout=STEP_TIMEOUT,
                  recycle_steps=RECYCLE_STEPS, recycle_resets=RECYCLE_RESETS,
-                 lease_ttl=LEASE_TTL):
-        self.capacity = int(capacity or multiprocessing.cpu_count())
+                 lease_ttl=LEASE_TTL, overcommit=OVERCOMMIT, release_after=RELEASE_AFTER):
+        self.capacity = multiprocessing.cpu_count() if capacity is None else int(capacity)
+        if self.capacity < 1:
+            raise ValueError('capacity must be at least 1, got %r' % (capacity,))
         self.label = label  # host:port, filled in by serve() once the port is known
         self.step_timeout = float(step_timeout)
         self.recycle_steps = int(recycle_steps)
         self.recycle_resets = int(recycle_resets)
         self.lease_ttl = float(lease_ttl)
+        self.overcommit = float(overcommit)
+        if self.overcommit < 1:
+            raise ValueError('overcommit must be at least 1, got %r' % (overcommit,))
+        self.release_after = float(release_after)
         self._versions = versions()
         self._leases = {}
         self._slots = {}
@@ -145,16 +187,36 @@ class Farm(object):
         with self._books:
             in_use = len(self._slots)
             leases = len(self._leases)
+            frees_in = self._frees_in(time.time())
         return {'farm': self.label, 'capacity': self.capacity, 'in_use': in_use, 'leases': leases,
                 'versions': self._versions, 'envs': envs.names(),
-                'step_timeout': self.step_timeout, 'lease_ttl': self.lease_ttl}
+                'step_timeout': self.step_timeout, 'lease_ttl': self.lease_ttl,
+                'overcommit': self.overcommit, 'release_after': self.release_after,
+                'frees_in': frees_in}
+
+    def _frees_in(self, now, leases=None):
+        """Seconds until the first lease holding environments is released if its learner never
+        comes back (disconnect or TTL), or None. Call with _books held."""
+        held = [l for l in (self._leases.values() if leases is None else leases) if l.env_ids]
+        if not held:
+            return None
+        return round(max(0.0, min(l.frees_at(self.release_after) for l in held) - now), 1)
 
     # --- leases ----------------------------------------------------------------------------------
     def open_lease(self, ttl=None):
-        ttl = float(ttl or self.lease_ttl)
-        if not 0 < ttl <= 24 * 3600:
-            raise ValueError('lease ttl must be in (0, 86400] seconds, got %r' % (ttl,))
+        """A new lease; ``ttl`` at most the farm's ``lease_ttl`` (None: that maximum)."""
+        if ttl is None:
+            ttl = self.lease_ttl
+        if not _is_number(ttl) or not ttl > 0:
+            raise ValueError('farm %s: lease ttl must be a number of seconds > 0, got %r'
+                             % (self.label, ttl))
+        ttl = float(ttl)
+        if ttl > self.lease_ttl:
+            log.info('lease asked for a ttl of %.0f s: capped at this farm\'s --lease-ttl %.0f s',
+                     ttl, self.lease_ttl)
+            ttl = self.lease_ttl
         lease = Lease(uuid.uuid4().hex, ttl)
+        self._seen(lease)
         with self._books:
             self._leases[lease.token] = lease
         log.info('lease %s... opened (ttl %.0f s)', lease.token[:8], ttl)
@@ -181,15 +243,12 @@ class Farm(object):
     # --- environments ----------------------------------------------------------------------------
     def make(self, lease, name, kwargs=None, n=1, overcommit=False):
         held = self._lease(lease)
-        if not isinstance(kwargs or {}, dict):
-            raise ValueError('%s: kwargs must be a dict, got %r' % (self.label, kwargs))
-        n = int(n)
-        limit = self.capacity * (OVERCOMMIT if overcommit else 1)
+        self._check_make(name, kwargs, n)
+        limit = int(self.capacity * (self.overcommit if overcommit else 1))
         with self._books:
             free = limit - len(self._slots)
-            if n < 1 or n > free:
-                raise ValueError('farm %s: cannot make %d environments, %d of %d free'
-                                 % (self.label, n, max(free, 0), limit))
+            if n > free:
+                raise ValueError(self._refusal(n, free, limit))
             ids = list(range(self._next_id, self._next_id + n))
             self._next_id += n
             # Reserve the capacity now; the workers are filled in below.
@@ -218,6 +277,38 @@ class Farm(object):
         result['env_ids'] = ids
         return result
 
+    def _check_make(self, name, kwargs, n):
+        """TypeError / ValueError naming the argument that is wrong, before anything starts."""
+        if not isinstance(name, _STRINGS):
+            raise TypeError('farm %s: make: name must be a string (a registered environment '
+                            'name), got %r' % (self.label, name))
+        if kwargs is not None and (not isinstance(kwargs, dict)
+                                   or not all(isinstance(k, _STRINGS) for k in kwargs)):
+            raise TypeError('farm %s: make: kwargs must be a dict with string keys, got %r'
+                            % (self.label, kwargs))
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError('farm %s: make: n (how many environments) must be an int, got %r'
+                            % (self.label, n))
+        if n < 1:
+            raise ValueError('farm %s: make: n (how many environments) must be at least 1, '
+                             'got %d' % (self.label, n))
+
+    def _refusal(self, n, free, limit):
+        """Why ``make`` cannot have ``n`` more, and when to retry, as one line (_books held)."""
+        now = time.time()
+        text = ('farm %s: cannot make %d environments, %d of %d free; %d held by %d leases'
+                % (self.label, n, max(free, 0), limit, len(self._slots), len(self._leases)))
+        gone = [l for l in self._leases.values() if l.env_ids and l.orphaned_at is not None]
+        if gone:
+            text += ('; %d of them by learners that disconnected, free in %.0f s'
+                     % (sum(len(l.env_ids) for l in gone), self._frees_in(now, gone)))
+        else:
+            frees_in = self._frees_in(now)
+            if frees_in is not None:
+                text += ('; all by connected learners (if one is gone, its capacity frees within '
+                         '%.0f s)' % frees_in)
+        return text
+
     def _unreserve(self, ids, slots):
         for slot in slots:
             slot.worker.kill()
@@ -227,7 +318,6 @@ class Farm(object):
 
     def release(self, lease, env_ids):
         held = self._lease(lease)
-        env_ids = [int(i) for i in env_ids]
         self._owned(held, env_ids)
         with self._books:
             for i in env_ids:
@@ -354,11 +444,44 @@ class Farm(object):
                 raise LookupError('farm %s: no such lease (expired, closed, or never opened)'
                                % self.label)
             held.expires = time.time() + held.ttl
-            return held
+        self._seen(held)
+        return held
+
+    def _seen(self, held):
+        """Remember the connection this call came on (see disconnected)."""
+        conn = getattr(Pyro4.current_context, 'client', None)
+        if conn is not None:
+            with self._books:
+                held.conns.add(conn)
+                held.orphaned_at = None
+
+    def disconnected(self, conn):
+        """Pyro4 (farm_daemon.FarmDaemon) says a client connection closed. A lease none of whose
+        connections is open any more is released ``release_after`` seconds later (_reap) unless a
+        call comes meanwhile: its learner died or closed without closing the lease."""
+        now = time.time()
+        with self._books:
+            for held in self._leases.values():
+                if conn in held.conns:
+                    held.conns.discard(conn)
+                    if not held.conns:
+                        held.orphaned_at = now
+                        log.info('lease %s...: its learner disconnected; its %d environments '
+                                 'are released in %.0f s unless it calls again', held.token[:8],
+                                 len(held.env_ids), self.release_after)
 
     def _owned(self, held, env_ids):
         if not isinstance(env_ids, (list, tuple)):
             raise ValueError('farm %s: env_ids must be a list' % self.label)
+        twice = []
+        for i in env_ids:
+            if env_ids.count(i) > 1 and i not in twice:
+                twice.append(i)
+        if twice:
+            # Two commands to one worker in one call would pair its answers with the wrong
+            # requests; releasing an id twice would lose the slot for ever.
+            raise ValueError('farm %s: env ids %s appear more than once in one call'
+                             % (self.label, twice))
         with self._books:
             slots = []
             for i in env_ids:
@@ -378,12 +501,18 @@ class Farm(object):
         while not self._stop.wait(1.0):
             now = time.time()
             with self._books:
-                expired = [l for l in self._leases.values() if l.expires < now]
-                for held in expired:
+                ended = [l for l in self._leases.values()
+                         if l.frees_at(self.release_after) < now]
+                for held in ended:
                     del self._leases[held.token]
-            for held in expired:
-                log.warning('lease %s... expired: releasing %d environments', held.token[:8],
-                            len(held.env_ids))
+            for held in ended:
+                if held.expires < now:
+                    log.warning('lease %s... expired: releasing %d environments', held.token[:8],
+                                len(held.env_ids))
+                else:
+                    log.warning('lease %s...: its learner disconnected %.0f s ago and has not '
+                                'come back: releasing %d environments', held.token[:8],
+                                now - held.orphaned_at, len(held.env_ids))
                 self._drop(held.env_ids)
 
     def close(self):
@@ -394,6 +523,13 @@ class Farm(object):
             self._leases.clear()
         for held in leases:
             self._drop(held.env_ids)
+
+
+_STRINGS = (str, type(u''))  # msgpack gives Python 2.7 unicode for a Python 3 peer's str
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 # --- serving -------------------------------------------------------------------------------------
@@ -417,22 +553,70 @@ def _watch_parent(pid, daemon):
             return
 
 
-def serve(farm, host='127.0.0.1', port=DEFAULT_PORT, key=None, ready=None, parent=None):
-    """Run a daemon for ``farm`` until interrupted. ``ready(uri)`` is called once it listens;
-    with ``parent`` (a pid) the farm also stops when that process ends."""
+class SettingError(ValueError):
+    """A flag value the farm cannot run with; farm.py shows it as one line and exits 2."""
+
+
+def use_tls(cert, key):
+    """Serve with TLS (Pyro4's SSL support) with this certificate and private key (PEM files).
+    Process-wide: Pyro4's SSL settings are global. Raises SettingError if they cannot be used."""
+    import ssl
+    for flag, path in (('--tls-cert', cert), ('--tls-key', key)):
+        try:
+            with open(path, 'rb'):
+                pass
+        except (IOError, OSError) as e:
+            raise SettingError('%s %s: cannot read it (%s)' % (flag, path, e.strerror or e))
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (ssl.SSLError, ValueError) as e:
+        raise SettingError('--tls-cert %s --tls-key %s: not a PEM certificate and its private '
+                           'key (%s)' % (cert, key, e))
+    Pyro4.config.SSL = True
+    Pyro4.config.SSL_SERVERCERT = cert
+    Pyro4.config.SSL_SERVERKEY = key
+    Pyro4.config.SSL_REQUIRECLIENTCERT = False  # callers prove themselves with the shared key
+
+
+def make_daemon(farm, host='127.0.0.1', port=DEFAULT_PORT, key=None,
+                handshake_timeout=farm_daemon.HANDSHAKE_TIMEOUT):
+    """A listening daemon with ``farm`` registered (not yet serving): the farm's own
+    (farm_daemon.FarmDaemon), which also tells the farm when a learner disconnects.
+    Raises SettingError if it cannot listen there."""
     configure_pyro()
     if not key and not is_loopback(host):
-        raise SystemExit('farm.py: listening on %s (beyond loopback) needs a shared key: '
-                         '--key SECRET or %s=SECRET, and the same on the learner' % (host, KEY_ENV))
-    daemon = Pyro4.Daemon(host=host, port=port)
+        raise SettingError('listening on %s (beyond loopback) needs a shared key: --key SECRET '
+                           'or %s=SECRET, and the same on the learner' % (host, KEY_ENV))
     try:
-        if key:
-            daemon._pyroHmacKey = key.encode('utf-8') if not isinstance(key, bytes) else key
-        uri = daemon.register(farm, OBJECT_ID)
-        if farm.label is None:
-            farm.label = '%s:%d' % (socket.gethostname(), uri.port)
-        log.info('farm %s serving %d environments at %s (python %s)', farm.label, farm.capacity,
-                 uri.location, farm._versions['python'])
+        daemon = farm_daemon.FarmDaemon(host, port, served=farm,
+                                        handshake_timeout=handshake_timeout)
+    except socket.gaierror as e:
+        raise SettingError('--host %s: not an address of this machine (%s)' % (host, e))
+    except socket.error as e:
+        raise SettingError('cannot listen on %s:%s: %s; is another farm running there? choose '
+                           'another --port' % (host, port, e.strerror or e))
+    if key:
+        daemon._pyroHmacKey = key.encode('utf-8') if not isinstance(key, bytes) else key
+    uri = daemon.register(farm, OBJECT_ID)
+    if farm.label is None:
+        farm.label = '%s:%d' % (socket.gethostname(), uri.port)
+    return daemon, uri
+
+
+def serve(farm, host='127.0.0.1', port=DEFAULT_PORT, key=None, ready=None, parent=None,
+          handshake_timeout=farm_daemon.HANDSHAKE_TIMEOUT, daemon=None):
+    """Run a daemon for ``farm`` until interrupted (``daemon``: one from make_daemon, else one
+    is made here). ``ready(uri)`` is called once it listens; with ``parent`` (a pid) the farm also
+    stops when that process ends."""
+    if daemon is None:
+        daemon, uri = make_daemon(farm, host, port, key, handshake_timeout)
+    else:
+        uri = daemon.uriFor(OBJECT_ID)
+    try:
+        log.info('farm %s serving %d environments at %s%s (python %s; lease ttl at most %.0f s, '
+                 'released %.0f s after its learner disconnects; overcommit %gx)', farm.label,
+                 farm.capacity, uri.location, ' with TLS' if Pyro4.config.SSL else '',
+                 farm._versions['python'], farm.lease_ttl, farm.release_after, farm.overcommit)
         if not key:
             log.info('loopback only; to serve other machines: python farm.py --host 0.0.0.0 '
                      '--key SECRET, and export %s=SECRET on the learner', KEY_ENV)
@@ -467,32 +651,109 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt('signal %d' % signum)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, not argparse's usage block: the same shape as every other bad value."""
+        _bad(message + ' (see farm.py --help)')
+
+
+def _bad(message):
+    sys.stderr.write('farm.py: %s\n' % message)
+    sys.exit(2)
+
+
+def check_args(args):
+    """Every flag value the farm cannot run with, as SettingError, before anything starts."""
+    if not 1 <= args.port <= 65535:
+        raise SettingError('--port %d: a port is 1-65535 (default %d)' % (args.port, DEFAULT_PORT))
+    if args.capacity is not None and args.capacity < 1:
+        raise SettingError('--capacity %d: a farm serves at least 1 environment (default: the '
+                           'CPU count, %d)' % (args.capacity, multiprocessing.cpu_count()))
+    for flag in ('step_timeout', 'lease_ttl', 'release_after', 'handshake_timeout'):
+        value = getattr(args, flag)
+        if not value > 0:  # also refuses nan
+            raise SettingError('--%s %s: must be a number of seconds > 0'
+                               % (flag.replace('_', '-'), value))
+    for flag in ('recycle_steps', 'recycle_resets'):
+        if getattr(args, flag) < 1:
+            raise SettingError('--%s %d: must be at least 1' % (flag.replace('_', '-'),
+                                                               getattr(args, flag)))
+    if not args.overcommit >= 1:
+        raise SettingError('--overcommit %s: a factor of capacity, at least 1 (1: never above '
+                           'capacity; default %g)' % (args.overcommit, OVERCOMMIT))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SettingError('TLS needs both --tls-cert FILE and --tls-key FILE')
+    if args.exit_with is not None and args.exit_with < 1:
+        raise SettingError('--exit-with %d: not a process id' % args.exit_with)
+    if not isinstance(logging.getLevelName(args.log_level.upper()), int):
+        raise SettingError('--log-level %s: one of DEBUG, INFO, WARNING, ERROR' % args.log_level)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = _Parser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default loopback; others need --key)')
     parser.add_argument('--port', type=int, default=DEFAULT_PORT, help='port (default 20099)')
-    parser.add_argument('--capacity', type=int, default=multiprocessing.cpu_count(),
+    parser.add_argument('--capacity', type=int, default=None,
                         help='environments served at once (default: CPU count)')
     parser.add_argument('--key', default=os.environ.get(KEY_ENV),
-                        help='shared key (default: $%s); required beyond loopback' % KEY_ENV)
-    parser.add_argument('--step-timeout', type=float, default=STEP_TIMEOUT)
+                        help='shared key (default: $%s); required beyond loopback. It '
+                        'authenticates callers and protects messages against tampering; it does '
+                        'not hide them (use --tls-cert/--tls-key for that)' % KEY_ENV)
+    parser.add_argument('--tls-cert', metavar='FILE',
+                        help='serve with TLS: this PEM certificate (learners trust its CA through '
+                        'FARM_TLS_CA)')
+    parser.add_argument('--tls-key', metavar='FILE', help="the certificate's PEM private key")
+    parser.add_argument('--step-timeout', type=float, default=STEP_TIMEOUT,
+                        help='seconds a step or reset may take before the worker is replaced '
+                        '(default %g)' % STEP_TIMEOUT)
     parser.add_argument('--recycle-steps', type=int, default=RECYCLE_STEPS)
     parser.add_argument('--recycle-resets', type=int, default=RECYCLE_RESETS)
-    parser.add_argument('--lease-ttl', type=float, default=LEASE_TTL)
+    parser.add_argument('--lease-ttl', type=float, default=LEASE_TTL,
+                        help='seconds a lease lives without a call: the default and the most a '
+                        'learner may ask for (default %g)' % LEASE_TTL)
+    parser.add_argument('--release-after', type=float, default=RELEASE_AFTER,
+                        help="seconds after a learner's last connection closed before its "
+                        'environments are released (default %g; keep it above the farmer\'s '
+                        'keep-alive, %g s)' % (RELEASE_AFTER, KEEPALIVE_EVERY))
+    parser.add_argument('--overcommit', type=float, default=OVERCOMMIT, metavar='FACTOR',
+                        help="how far above capacity a learner taking over a lost farm's "
+                        'environments may go (default %g; 1: never)' % OVERCOMMIT)
+    parser.add_argument('--handshake-timeout', type=float,
+                        default=farm_daemon.HANDSHAKE_TIMEOUT,
+                        help='seconds a new connection has to finish its handshake (default %g)'
+                        % farm_daemon.HANDSHAKE_TIMEOUT)
     parser.add_argument('--exit-with', type=int, default=None, metavar='PID',
                         help='stop when process PID ends (used by a learner that starts a '
                         'local farm for itself)')
     parser.add_argument('--log-level', default='INFO')
     args = parser.parse_args(argv)
+    try:
+        check_args(args)
+        if args.tls_cert:
+            use_tls(args.tls_cert, args.tls_key)
+    except SettingError as e:
+        _bad(str(e))
     logging.basicConfig(level=args.log_level.upper(),
                         format='%(asctime)s %(name)s %(levelname)s %(message)s')
+    for flag, value in (('--release-after', args.release_after),
+                        ('--lease-ttl', args.lease_ttl)):
+        if value <= KEEPALIVE_EVERY:
+            log.warning('%s %g is not above the farmer\'s keep-alive (%g s): a learner idle at '
+                        'its prompt may lose its environments', flag, value, KEEPALIVE_EVERY)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     _allow_many_files()
-    farm = Farm(capacity=args.capacity, step_timeout=args.step_timeout, recycle_steps=args.recycle_steps,
-                recycle_resets=args.recycle_resets, lease_ttl=args.lease_ttl)
+    farm = Farm(capacity=args.capacity, step_timeout=args.step_timeout,
+                recycle_steps=args.recycle_steps, recycle_resets=args.recycle_resets,
+                lease_ttl=args.lease_ttl, overcommit=args.overcommit,
+                release_after=args.release_after)
     try:
-        serve(farm, args.host, args.port, args.key, parent=args.exit_with)
+        daemon, _ = make_daemon(farm, args.host, args.port, args.key, args.handshake_timeout)
+    except SettingError as e:
+        farm.close()
+        _bad(str(e))
+    try:
+        serve(farm, args.host, args.port, args.key, parent=args.exit_with, daemon=daemon)
     except KeyboardInterrupt:  # Pyro4's loop usually swallows it; serve() has cleaned up either way
         pass
     return 0

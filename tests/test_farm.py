@@ -191,8 +191,110 @@ def test_pickle_is_refused(thread_farm):
 
 
 def test_listening_beyond_loopback_requires_a_key():
-    with pytest.raises(SystemExit, match='needs a shared key'):
+    with pytest.raises(farm.SettingError, match='needs a shared key'):
         farm.serve(farm.Farm(capacity=1), host='0.0.0.0', port=0)
+
+
+# --- issue 8: duplicate ids, the operator's policies, make's arguments ---------------------------
+
+def test_duplicate_ids_are_refused_naming_them_and_nothing_leaks(thread_farm):
+    """Regression: release(lease, [i, i]) lost the slot for ever; step/reset with [i, i] sent two
+    commands to one worker and paired its answers with the wrong requests."""
+    f = thread_farm(capacity=2)
+    p = f.proxy()
+    lease, ids = lease_with(p, 2)
+    i, j = ids
+    with pytest.raises(ValueError, match=r'env ids \[%d\] appear more than once' % i):
+        p.reset(lease, [i, j, i])
+    assert p.reset(lease, ids) == [[0.0, 0.0, 0.0]] * 2
+    with pytest.raises(ValueError, match=r'env ids \[%d\] appear more than once' % i):
+        p.step(lease, [i, i], [GOOD, GOOD])
+    # Each worker is still in step with its caller: one step each, answers in order.
+    assert [r[0] for r in p.step(lease, [j, i], [GOOD, [1.0, 1.0]])] == [[1.0] * 3, [1.0] * 3]
+    with pytest.raises(ValueError, match=r'env ids \[%d\] appear more than once' % i):
+        p.release(lease, [i, i])
+    assert p.info()['in_use'] == 2
+    assert p.release(lease, [i])
+    assert p.info()['in_use'] == 1
+    assert p.close_lease(lease)
+    assert p.info()['in_use'] == 0  # nothing held for ever
+    assert len(p.make(p.open_lease(30), 'CheapEnv', {}, 2)['env_ids']) == 2
+
+
+def test_overcommit_is_the_farms_policy_not_the_callers(thread_farm):
+    """Regression: any client passing overcommit=True got twice the capacity, whatever the
+    operator wanted."""
+    never = thread_farm(capacity=2, overcommit=1).proxy()
+    assert never.info()['overcommit'] == 1
+    lease = never.open_lease(30)
+    never.make(lease, 'CheapEnv', {}, 2)
+    with pytest.raises(ValueError, match='cannot make 1 environments, 0 of 2 free'):
+        never.make(lease, 'CheapEnv', {}, 1, True)
+    half = thread_farm(capacity=2, overcommit=1.5).proxy()
+    lease = half.open_lease(30)
+    with pytest.raises(ValueError, match='cannot make 3 environments, 2 of 2 free'):
+        half.make(lease, 'CheapEnv', {}, 3)  # without overcommit: capacity
+    assert len(half.make(lease, 'CheapEnv', {}, 3, True)['env_ids']) == 3
+    with pytest.raises(ValueError, match='cannot make 1 environments, 0 of 3 free'):
+        half.make(lease, 'CheapEnv', {}, 1, True)
+    assert farm.OVERCOMMIT == 2 and thread_farm(capacity=1).proxy().info()['overcommit'] == 2
+
+
+def test_lease_ttl_is_capped_at_the_farms_lease_ttl(thread_farm):
+    """Regression: a client could hold capacity for 86,400 s whatever --lease-ttl said."""
+    p = thread_farm(capacity=1, lease_ttl=1.0).proxy()
+    assert p.info()['lease_ttl'] == 1.0
+    lease = p.open_lease(86400)
+    p.make(lease, 'CheapEnv', {}, 1)
+    deadline = time.time() + 15
+    while p.info()['in_use'] and time.time() < deadline:
+        time.sleep(0.2)
+    assert p.info()['in_use'] == 0
+    with pytest.raises(LookupError, match='no such lease'):
+        p.renew(lease)
+    for bad in (-1, 0, 'x', True, [5]):
+        with pytest.raises(ValueError, match='lease ttl must be a number of seconds > 0'):
+            p.open_lease(bad)
+
+
+@pytest.mark.parametrize('name,kwargs,n,kind,named', [
+    ('CheapEnv', {}, 1.7, TypeError, 'n (how many environments) must be an int'),
+    ('CheapEnv', {}, True, TypeError, 'n (how many environments) must be an int'),
+    ('CheapEnv', {}, 'x', TypeError, 'n (how many environments) must be an int'),
+    ('CheapEnv', {}, 0, ValueError, 'n (how many environments) must be at least 1'),
+    ('CheapEnv', [], 1, TypeError, 'kwargs must be a dict with string keys'),
+    (5, {}, 1, TypeError, 'name must be a string'),
+    (['CheapEnv'], {}, 1, TypeError, 'name must be a string'),
+])
+def test_make_names_the_argument_that_is_wrong(thread_farm, name, kwargs, n, kind, named):
+    """Regression: make took n=1.7, n=True and kwargs=[]; n='x' gave an error naming nothing."""
+    f = thread_farm(capacity=2)
+    p = f.proxy()
+    lease = p.open_lease(30)
+    with pytest.raises(kind) as raised:
+        p.make(lease, name, kwargs, n)
+    assert named in str(raised.value) and f.farm.label in str(raised.value)
+    assert p.info()['in_use'] == 0
+
+
+def test_make_refuses_kwargs_with_keys_that_are_not_strings(thread_farm):
+    # msgpack already refuses them on the wire; a Farm called in-process checks them too.
+    f = thread_farm(capacity=1)
+    with pytest.raises(TypeError, match='kwargs must be a dict with string keys'):
+        f.farm.make(f.farm.open_lease(30), 'CheapEnv', {1: 2}, 1)
+
+
+def test_a_refusal_for_capacity_says_what_is_held_and_when_it_frees(thread_farm):
+    p = thread_farm(capacity=2, lease_ttl=30).proxy()
+    assert p.info()['frees_in'] is None  # nothing held
+    lease_with(p, 2)
+    frees_in = p.info()['frees_in']
+    assert 0 < frees_in <= 30
+    with pytest.raises(ValueError) as refused:
+        p.make(p.open_lease(30), 'CheapEnv', {}, 1)
+    message = str(refused.value)
+    assert 'cannot make 1 environments, 0 of 2 free; 2 held by 2 leases' in message
+    assert 'frees within' in message and '\n' not in message
 
 
 def _alive(pid):
