@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+import errors
 import farmer
 from conftest import ROOT, descendants_alive, free_port
 from vecenv import InProcessVecEnv
@@ -211,7 +212,7 @@ def test_embedded_farm_is_started_and_stopped_with_no_process_left():
 
 def test_no_farm_reachable_is_one_clear_error():
     port = free_port()
-    with pytest.raises(RuntimeError) as e:
+    with pytest.raises(errors.NoFarmError) as e:
         farmer.Farmer(farms=[('127.0.0.2', 4, port)], start_local=False)
     message = str(e.value)
     assert 'no farm answered' in message and '127.0.0.2:%d' % port in message
@@ -220,7 +221,7 @@ def test_no_farm_reachable_is_one_clear_error():
 
 def test_farmer_needs_the_farms_key(thread_farm):
     f = thread_farm(key='s3cret')
-    with pytest.raises(RuntimeError, match='wrong or missing key'):
+    with pytest.raises(errors.NoFarmError, match='wrong or missing key'):
         farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], key='', start_local=False)
     with farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], key='s3cret') as ok:
         assert ok.status()[0]['up']
