@@ -144,24 +144,13 @@ def main(argv=None):
         started = time.time()
 
     result = {'pid': os.getpid(), 'error': None}
-    farmer = session.make_farmer(cfg.farms)
-    env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)
-    recorder = Recorder(env)
-    tf.random.set_seed(cfg.seed)
-    agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
-                            gamma=cfg.gamma, tau=cfg.tau, batch_size=cfg.batch_size,
-                            nb_steps_warmup=cfg.warmup, updates_per_step=cfg.updates_per_step,
-                            initial_alpha=cfg.initial_alpha, memory_limit=cfg.memory_limit,
-                            seed=cfg.seed)
-    agent.compile(adam(cfg.lr))
-    run = session.Session(cfg, 'sac', agent, env, farmer)
-    result['loaded'] = agent.counters()
-    result['loaded_digest'] = weights_digest(agent)
-    result['run_dir'] = run.run_dir
+    agent = recorder = run = None
     last = [0.0]
 
     def heartbeat(phase='training', **extra):
-        beat.update(agent.counters(), phase=phase, time=time.time(), **extra)
+        if agent is not None:
+            beat.update(agent.counters())
+        beat.update(phase=phase, time=time.time(), **extra)
         write_json(mine.heartbeat, beat)
 
     def stop_now():
@@ -181,12 +170,26 @@ def main(argv=None):
             return base.tick(self) or stop_now()
 
     session.Progress = DrillProgress  # Session.train builds its Progress from this name
-    heartbeat()
     try:
+        # What train_sac.py does, in its order.
+        farmer = session.make_farmer(cfg.farms)
+        env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)
+        recorder = Recorder(env)
+        tf.random.set_seed(cfg.seed)
+        agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
+                                gamma=cfg.gamma, tau=cfg.tau, batch_size=cfg.batch_size,
+                                nb_steps_warmup=cfg.warmup, updates_per_step=cfg.updates_per_step,
+                                initial_alpha=cfg.initial_alpha, memory_limit=cfg.memory_limit,
+                                seed=cfg.seed)
+        agent.compile(adam(cfg.lr))
+        run = session.Session(cfg, 'sac', agent, env, farmer)
+        result.update(loaded=agent.counters(), loaded_digest=weights_digest(agent),
+                      run_dir=run.run_dir)
+        heartbeat(loaded=result['loaded'], loaded_digest=result['loaded_digest'])
         if mine.save_storm:
             run.train(cfg.episodes)
             k = 0
-            while True:
+            while not stop_now():
                 agent.train_vec(env, nb_steps=env.num_envs)
                 k += 1
                 heartbeat('saving', save=k, saving=dict(agent.counters(),
@@ -198,27 +201,29 @@ def main(argv=None):
             run.train(10 ** 9)  # until the stop file or --max-seconds
     except BaseException as e:  # recorded for the drill, then raised again below
         result['error'] = '%s: %s' % (type(e).__name__, e)
-        heartbeat('failed')
+        heartbeat('failed', error=result['error'])
         raise
     finally:
-        result['counters'] = agent.counters()
-        result['memory_size'] = len(agent.memory)
-        result['memory_limit'] = agent.memory.limit
-        result['ended_episodes'] = len(recorder.ended)
-        if mine.dump:
-            n = len(agent.memory)
+        if agent is not None:
+            result['counters'] = agent.counters()
+            result['memory_size'] = len(agent.memory)
+            result['memory_limit'] = agent.memory.limit
+        if recorder is not None:
+            result['ended_episodes'] = len(recorder.ended)
+        if mine.dump and agent is not None and recorder is not None:
+            n, width = len(agent.memory), env.observation_space.shape[0]
             np.savez_compressed(
-                mine.dump,
-                memory_obs=agent.memory.observations[:n], memory_next=agent.memory.next_observations[:n],
-                received_obs=np.array(recorder.obs, dtype=np.float32).reshape(-1, env.observation_space.shape[0]),
-                received_next=np.array(recorder.next_obs, dtype=np.float32).reshape(-1, env.observation_space.shape[0]),
+                mine.dump, memory_obs=agent.memory.observations[:n],
+                memory_next=agent.memory.next_observations[:n],
+                received_obs=np.array(recorder.obs, dtype=np.float32).reshape(-1, width),
+                received_next=np.array(recorder.next_obs, dtype=np.float32).reshape(-1, width),
                 received_kind=np.array(recorder.kind, dtype=np.int8),
                 ended_env=np.array([e[0] for e in recorder.ended], dtype=np.int64),
                 ended_length=np.array([e[1] for e in recorder.ended], dtype=np.int64),
                 ended_reason=np.array([e[2] for e in recorder.ended], dtype='U16'))
         result['seconds'] = time.time() - started
         write_json(mine.result, result)
-        heartbeat('stopping')
+    heartbeat('stopping')
     run.close()
     heartbeat('done')
     return 0

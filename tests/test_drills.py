@@ -1,0 +1,133 @@
+"""The fault drills' counting (bench/drills.py) and DrillEnv's identity encoding (envs/drill.py).
+
+The drills themselves take minutes and kill processes: they stay out of the default test run
+(``python bench/drills.py --json``). Here the counting is checked on memories built by hand,
+including negative controls (a planted duplicate, a planted gap, a transition received but never
+stored, a phantom and a mismatched transition must each be caught), and once on a real DrillEnv
+stepped through a real farm process.
+"""
+import csv
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, 'bench'))
+import drills  # noqa: E402
+from envs.drill import DrillEnv  # noqa: E402
+
+
+def episode_obs(env, steps):
+    """The observations of one episode of ``env``: reset, then ``steps`` steps."""
+    obs = [env.reset()]
+    for _ in range(steps):
+        obs.append(env.step([0.0])[0])
+    return np.asarray(obs, dtype=np.float32)
+
+
+def transitions(obs):
+    """(s, s') pairs of consecutive observations, as the replay memory holds them."""
+    return obs[:-1], obs[1:]
+
+
+def clean_memory():
+    """Two environments, two episodes each, interleaved: a memory with nothing wrong."""
+    a, b = DrillEnv(episode_length=10), DrillEnv(episode_length=10)
+    parts = [transitions(episode_obs(env, 6)) for env in (a, b, a, b)]
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def test_identity_survives_float32_and_decodes():
+    env = DrillEnv()
+    env.reset()
+    env.reset()
+    for _ in range(700):
+        obs = env.step([0.0])[0]
+    identity, episode, t = drills.decode(np.asarray([obs], dtype=np.float32))
+    assert identity[0] == (env.identity[0] << 24) + env.identity[1]
+    assert (episode[0], t[0]) == (1, 700)
+
+
+def test_two_instances_have_different_identities():
+    ids = set(tuple(DrillEnv().identity) for _ in range(50))
+    assert len(ids) == 50
+
+
+def test_clean_memory_counts_nothing_lost_or_duplicated():
+    obs, nxt = clean_memory()
+    counts = drills.count_transitions(obs, nxt, obs, nxt)
+    assert counts['stored'] == counts['real'] == counts['received'] == 24
+    assert counts['episodes'] == 4
+    assert (counts['lost'], counts['duplicated'], counts['phantom'], counts['mismatched']) == (
+        0, 0, 0, 0)
+
+
+def test_planted_duplicate_and_gap_are_caught():
+    """Negative control: one transition stored twice, another dropped from the middle."""
+    obs, nxt = clean_memory()
+    received = (obs.copy(), nxt.copy())
+    keep = [i for i in range(len(obs)) if i != 3]          # a gap: episode 1's t=3 is gone
+    obs2 = np.concatenate([obs[keep], obs[[8]]])            # ...and t=2 of another stored twice
+    nxt2 = np.concatenate([nxt[keep], nxt[[8]]])
+    counts = drills.count_transitions(obs2, nxt2, *received)
+    assert counts['duplicated'] == 1
+    assert counts['gaps'] == 1
+    assert counts['missing'] == 1  # received once, never stored
+    assert counts['lost'] == 2     # the gap and the missing are the same transition, seen twice
+    without_received = drills.count_transitions(obs2, nxt2)
+    assert (without_received['duplicated'], without_received['lost']) == (1, 1)
+
+
+def test_received_but_not_stored_at_the_end_of_an_episode_is_missing_not_a_gap():
+    obs, nxt = clean_memory()
+    last = 5  # the first episode's last transition: no later t shows the hole
+    keep = [i for i in range(len(obs)) if i != last]
+    counts = drills.count_transitions(obs[keep], nxt[keep], obs, nxt)
+    assert (counts['gaps'], counts['missing'], counts['lost']) == (0, 1, 1)
+
+
+def test_phantom_and_mismatched_transitions_are_told_apart():
+    obs, nxt = clean_memory()
+    phantom = (obs[[2]], obs[[2]])           # s' = s: a lost step's stand-in
+    crossed = (obs[[2]], obs[[9]])           # s' from another environment
+    counts = drills.count_transitions(np.concatenate([obs, phantom[0], crossed[0]]),
+                                      np.concatenate([nxt, phantom[1], crossed[1]]))
+    assert (counts['phantom'], counts['mismatched']) == (1, 1)
+    assert (counts['duplicated'], counts['lost']) == (0, 0)
+
+
+def test_episodes_csv_against_the_received_ends(tmp_path):
+    path = str(tmp_path / 'episodes.csv')
+    with open(path, 'w') as f:
+        rows = csv.writer(f)
+        rows.writerow(['episode', 'global_step', 'return', 'length', 'terminated', 'lost', 'env',
+                       'wall_time'])
+        rows.writerow([1, 20, -1, 10, 1, 0, 0, 0])
+        rows.writerow([2, 20, -1, 10, 1, 0, 0, 0])   # the same episode written twice
+    counts = drills.count_episodes(path, [0, 1], [10, 10])
+    assert counts == {'csv_rows': 2, 'episodes_received': 2, 'csv_missing': 1, 'csv_extra': 1}
+
+
+def test_drill_env_through_a_real_farm_counts_clean(process_farm):
+    """DrillEnv served by a real farm.py: what comes back decodes, in order, with no gap."""
+    sys.path.insert(0, ROOT)
+    import farmer
+    farm = process_farm(capacity=2)
+    with farmer.Farmer(farms=[('127.0.0.1', 2, farm.port)], start_local=False) as f:
+        env = f.vec_env('DrillEnv', 2, {'episode_length': 7})
+        obs = env.reset()
+        memory_obs, memory_next = [], []
+        for _ in range(20):
+            nxt, _, terminated, truncated, infos = env.step(np.zeros((2, 1)))
+            for i in range(2):
+                memory_obs.append(obs[i])
+                ended = terminated[i] or truncated[i]
+                memory_next.append(infos[i]['terminal_observation'] if ended else nxt[i])
+            obs = nxt
+        env.close()
+    counts = drills.count_transitions(np.asarray(memory_obs), np.asarray(memory_next))
+    assert counts['real'] == 40 and counts['episodes'] == 6
+    assert (counts['lost'], counts['duplicated'], counts['phantom']) == (0, 0, 0)
