@@ -63,11 +63,11 @@ def _missing():
     if any(_import_quietly(module) is not None for module in _LIBRARIES):
         return None
     where = 'Python %s (%s)' % (sys.version.split()[0], sys.executable)
-    if sys.version_info[0] == 2:
-        how = 'neither has a release for Python 2.7: serve gym ids from a Python 3 farm'
+    if sys.version_info[0] == 2:  # no gymnasium for 2.7, and gym 0.26 needs Python 3
+        how = 'serve gym ids from a Python 3 farm (pip install gymnasium there)'
     else:
         how = 'install it with: %s -m pip install gymnasium' % (sys.executable,)
-    return 'this farm\'s %s has neither gymnasium nor gym; %s' % (where, how)
+    return 'this farm\'s %s has neither gymnasium nor gym: %s' % (where, how)
 
 
 def unknown(name, names):

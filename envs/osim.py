@@ -61,14 +61,14 @@ def _stderr_quiet():
 def _osim_class(name):
     """osim-rl's class ``name``; when this interpreter lacks opensim or osim-rl, says which,
     for which Python, and how to install them."""
-    for module in ('opensim', 'osim.env'):
+    for module, package in (('opensim', 'opensim'), ('osim.env', 'osim-rl')):
         try:
             with _stderr_quiet():  # osim.env imports gym, whose banner is about gym itself
                 __import__(module)
         except ImportError as e:
-            raise EnvError('%s needs opensim and osim-rl, but %s cannot import %s (%s): install '
-                           'them with: %s' % (name, _python(), module.split('.')[0], e,
-                                              _install_hint()))
+            raise EnvError('%s needs opensim and osim-rl, but this farm\'s %s cannot import %s '
+                           '(%s): install them with: %s'
+                           % (name, _python(), package, e, _install_hint()))
     osim_env = sys.modules['osim.env']
     cls = getattr(osim_env, name, None)
     if cls is None:

@@ -1,5 +1,7 @@
 """envs/: names, adapters, plain-data spaces, frame skip, bad input; osim-rl's own `envs` package
 still importable next to ours."""
+import os
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,95 @@ def test_osim_envs_are_headless_flat_vectors(name, obs_size, act_size, limit):
     assert isinstance(reward, float)
     with pytest.raises(envs.EnvError, match="Arm2DEnv: .*unexpected keyword argument 'difficulty'"):
         envs.make('Arm2DEnv', difficulty=1)
+
+
+def test_arm2d_targets_follow_the_seed_at_reset_and_at_make():
+    """osim-rl draws Arm2DEnv's target (the first two values of the observation after the first
+    step: reset's own observation shows the previous target) from Python's global ``random``: the
+    seed must reach it, and ``make(seed=...)`` must not be refused."""
+    def target(reset_seed, **make_kwargs):
+        env = envs.make('Arm2DEnv', integrator_accuracy=1e-3, **make_kwargs)
+        try:
+            env.reset(seed=reset_seed)
+            return np.asarray(env.step([0.5] * 6)[0])[:2].tolist()
+        finally:
+            env.close()
+
+    assert target(5) == target(5)
+    assert target(5) != target(6)
+    assert target(None, seed=5) == target(5)
+
+
+def test_osim_rl_prints_go_to_the_debug_log_not_stdout(capsys, caplog):
+    import logging
+    caplog.set_level(logging.DEBUG, logger='envs.osim')
+    env = envs.make('L2M2019Env', difficulty=3)  # osim-rl prints "difficulty 3 for Round 2"
+    env.reset(seed=1)
+    arm = envs.make('Arm2DEnv')
+    arm.reset(seed=1)  # osim-rl prints each new target
+    assert capsys.readouterr().out == ''
+    assert 'difficulty 3 for Round 2' in caplog.text and 'target: [' in caplog.text
+
+
+def _python_says(code, python=None, env=None):
+    """Runs ``code`` in a fresh interpreter with the project importable; its stdout, stderr."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    full_env = dict(env or {}, PATH='/usr/bin:/bin')
+    full_env['PYTHONPATH'] = os.pathsep.join(
+        [ROOT] + [p for p in full_env.get('PYTHONPATH', '').split(os.pathsep) if p])
+    done = subprocess.run([python or sys.executable, '-c', code], env=full_env,
+                          capture_output=True, timeout=120)
+    return done.stdout.decode(), done.stderr.decode()
+
+
+MISSING = '''
+import sys
+for name in {modules!r}:
+    sys.modules[name] = None  # as if not installed on this farm
+import envs
+for name in {names!r}:
+    try:
+        envs.make(name)
+    except envs.EnvError as e:
+        print(e)
+'''
+
+
+def test_a_farm_without_gym_says_what_is_missing_and_how_to_install_it():
+    out, err = _python_says(MISSING.format(modules=['gymnasium', 'gym'],
+                                           names=['Pendulum-v1', 'Nope']))
+    gym_id, unknown = out.splitlines()
+    assert gym_id.startswith("'Pendulum-v1' looks like a gym id, but this farm's Python 3.")
+    assert 'has neither gymnasium nor gym: install it with: ' in gym_id
+    assert gym_id.endswith('-m pip install gymnasium')
+    assert unknown.startswith("unknown environment 'Nope'; known: CheapEnv")
+    assert 'neither gymnasium nor gym' in unknown
+
+
+def test_a_farm_without_opensim_or_osim_rl_says_which_and_how_to_install_it():
+    for module, package in (('opensim', 'opensim'), ('osim.env', 'osim-rl')):
+        out, err = _python_says(MISSING.format(modules=[module], names=['Arm2DEnv']))
+        assert out.startswith('Arm2DEnv needs opensim and osim-rl, but this farm\'s Python 3.'), err
+        assert 'cannot import %s (' % package in out
+        assert 'install them with: pip install opensim==4.6 osim-rl==3.0.11' in out
+
+
+def test_a_python27_farm_says_what_it_lacks():
+    from test_py27 import PY27, PY27_ENV
+    if PY27 is None:
+        pytest.skip(PY27_ENV)
+    out, err = _python_says(MISSING.format(modules=[], names=['Pendulum-v1', 'Arm2DEnv']),
+                            python=PY27, env=PY27_ENV)
+    gym_id, osim_name = out.splitlines()
+    assert "this farm's Python 2.7" in gym_id and 'serve gym ids from a Python 3 farm' in gym_id
+    assert "this farm's Python 2.7" in osim_name and 'cannot import opensim' in osim_name
+    assert 'conda env create -f environment-py27.yml' in osim_name
+
+
+def test_unknown_names_do_not_print_gym_banner():
+    out, err = _python_says("import envs\ntry:\n    envs.make('Nope-v0')\n"
+                            "except envs.EnvError as e:\n    print(e)")
+    assert out.startswith("unknown environment 'Nope-v0'")
+    assert 'Gym has been unmaintained' not in err and err == '', err

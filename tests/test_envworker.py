@@ -160,3 +160,21 @@ def test_without_shared_memory_the_pipe_carries_the_steps(worker, monkeypatch):
     w.send('reset', None)
     w.receive(time.time() + 10)
     assert run(w, [[0.5, 0.5]])[0] == [[1.0, 1.0, 1.0], 0.0, False, False, {'t': 1}]
+
+
+def test_a_replacement_is_built_with_the_successor_of_the_last_seed(worker):
+    """The farm builds a recycled or lost worker's replacement from ``worker.kwargs``: that seed
+    moves on with every seed given, so the replacement neither replays the seeded episodes nor
+    starts unseeded."""
+    from envs.seeding import successor
+    slow = {'step_seconds': 0.0, 'obs_size': 4, 'act_size': 2}
+    w = worker('SlowEnv', dict(slow, seed=3))
+    assert w.kwargs == dict(slow, seed=successor(3))
+    w.send('reset', 9)
+    seeded = w.receive(time.time() + 10)
+    assert w.kwargs == dict(slow, seed=successor(9))
+    replacement = worker('SlowEnv', w.kwargs)
+    replacement.send('reset', None)
+    first = replacement.receive(time.time() + 10)
+    assert first != seeded
+    assert first == envs.make('SlowEnv', **dict(slow, seed=successor(9))).reset().tolist()
