@@ -63,6 +63,7 @@ STALL_AFTER = 5.0         # a call outstanding this long is reported...
 REPORT_EVERY = 5.0        # ...every this many seconds while the farm does not answer a probe
 SLOW_REPORT_EVERY = 30.0  # ...or this often while it does (a slow environment step)
 PROBE_TIMEOUT = 3.0
+CALL_MARGIN = 30.0        # a call times out this long after the farm's own step timeout
 CLOSE_TIMEOUT = 3.0       # close() returns within about this long, whatever the farms do
 WAIT_FOR_CAPACITY = 30.0  # capacity a departed learner still holds is waited for this long
 BUILD_SECONDS = 120.0     # a farm's time to build environments (its BUILD_TIMEOUT)
@@ -322,15 +323,15 @@ class FarmLink(object):
                 'planned': self.capacity, 'in_use': info.get('in_use'),
                 'versions': info.get('versions', {}), 'error': self.error}
 
-    def ping(self, timeout=PROBE_TIMEOUT):
+    def ping(self, timeout=None):
         """The farm's info, or the exception of a farm that does not answer (recorded)."""
         try:
-            info = self.call('info', timeout=timeout)
+            info = self.call('info', timeout=timeout or PROBE_TIMEOUT)
         except Exception as e:
             self.error, self.cause = _describe(e, self), _classify(e)
             return e
         self.error = self.cause = None
-        self.call_timeout = float(info.get('step_timeout', 30.0)) + 30.0
+        self.call_timeout = float(info.get('step_timeout', 30.0)) + CALL_MARGIN
         return info
 
     def probe(self):
@@ -776,8 +777,9 @@ class Farmer(object):
                 raise NoCapacityError(self._no_capacity(n, what, n - missing))
             if not said:
                 said = True
-                log.warning('%d x %s: capacity held by a learner that has gone frees on %s in '
-                            '%.0f s; waiting for it', n, what, soonest[1].name, soonest[0])
+                log.warning('%d x %s: %d do not fit now; capacity another learner holds on %s '
+                            'frees in %.0f s if that learner has gone: waiting for it', n, what,
+                            missing, soonest[1].name, soonest[0])
             self._stop.wait(min(max(soonest[0], 0.2) + 0.3, 5.0))
             if self._stop.is_set():
                 raise NoCapacityError(self._no_capacity(n, what, n - missing))
@@ -795,8 +797,8 @@ class Farmer(object):
                                            info.get('capacity', 0))
             if others > 0:
                 text += ' (%d by other learners%s)' % (others, (
-                    '; a departed learner\'s free in %.0f s' % info['frees_in'])
-                    if info.get('frees_in') is not None else ', still running')
+                    '; the first frees in %.0f s unless its learner calls again'
+                    % info['frees_in']) if info.get('frees_in') is not None else '')
             if mine:
                 text += ' (%d by this learner)' % mine
             if link.capacity < info.get('capacity', 0):
@@ -922,12 +924,7 @@ class FarmVecEnv(VecEnv):
             if missing and mode == 'move':
                 raise RuntimeError('only %d free' % (len(indices) - missing))
             if missing:  # taking over a lost farm's envs: let the survivors run above capacity
-                links = sorted((link for link in self.farmer.links if link.up),
-                               key=lambda l: -(l.capacity - plan.get(l, 0)))
-                if not links:
-                    raise RuntimeError('no farm answers')
-                for k in range(missing):
-                    plan[links[k % len(links)]] = plan.get(links[k % len(links)], 0) + 1
+                self._overcommit(plan, missing)
         todo = list(indices)
         try:
             for link, count in plan.items():
@@ -943,7 +940,7 @@ class FarmVecEnv(VecEnv):
                         self.farmer.close_leases([(link, token)])  # it holds nothing
                     if mode != 'start' and isinstance(e, FARM_DOWN):
                         self.farmer.mark_down(link, e)
-                    if mode == 'start' and isinstance(e, ValueError):
+                    if mode == 'start' and isinstance(e, (ValueError, TypeError)):
                         raise self._refusal(link, e)
                     raise
                 if self.spec is None:
@@ -952,6 +949,22 @@ class FarmVecEnv(VecEnv):
                     self.places[i] = Placement(link, token, env_id)
         finally:
             self._groups = self._group()
+
+    def _overcommit(self, plan, missing):
+        """Adds ``missing`` environments to ``plan`` above the answering farms' capacity, one at
+        a time to the farm with the most room left under its overcommit factor."""
+        room = {}
+        for link in self.farmer.links:
+            if link.up and link.info:
+                info = link.info
+                room[link] = int(info['capacity'] * info.get('overcommit', OVERCOMMIT)) \
+                    - info['in_use'] - plan.get(link, 0)
+        for _ in range(missing):
+            if not room:
+                raise RuntimeError('no farm answers')
+            best = max(room, key=lambda l: room[l])  # past every farm's room: the farm refuses
+            plan[best] = plan.get(best, 0) + 1
+            room[best] -= 1
 
     def _refusal(self, link, error):
         """A farm's refusal of ``make`` as the user's error: capacity, or the name or kwargs."""
@@ -1176,10 +1189,12 @@ class FarmVecEnv(VecEnv):
                 self._build(todo, mode='recover')
             except FARM_DOWN:  # that farm is marked down: try the others (or wait for one)
                 continue
-            except ValueError as e:  # refused (capacity, the farm's overcommit policy)
-                log.warning('could not rebuild %d environments yet: %s; retrying', len(todo), e)
-                self.farmer.check_give_up()
-                self.farmer._stop.wait(MONITOR_EVERY * 2)
+            except (ValueError, RuntimeError) as e:  # refused: capacity, the overcommit policy
+                log.warning('could not rebuild %d environments yet: %s; retrying in %.0f s',
+                            len(todo), e, REPORT_EVERY)
+                self.farmer._stop.wait(REPORT_EVERY)
+                if self.farmer._stop.is_set():
+                    raise FarmsLostError('the farmer was closed while environments were lost')
         self._displaced.update(old)
         log.warning('%d environments rebuilt on %s', len(old), ', '.join(sorted(set(
             self.places[i].link.name for i in old))))
