@@ -11,8 +11,8 @@ CASES = [
     ('CheapEnv', {'episode_length': 4}, 10),
     ('SlowEnv', {'step_seconds': 0.0, 'obs_size': 6, 'act_size': 2, 'episode_length': 4}, 10),
     ('Pendulum-v1', {'max_episode_steps': 5}, 12),
-    ('Arm2DEnv', {'max_episode_steps': 10, 'integrator_accuracy': 1e-3}, 24),
-    ('L2M2019Env', {'max_episode_steps': 10, 'difficulty': 2, 'integrator_accuracy': 1e-3}, 24),
+    ('Arm2DEnv', {'max_episode_steps': 6, 'integrator_accuracy': 1e-3}, 14),
+    ('L2M2019Env', {'max_episode_steps': 6, 'difficulty': 2, 'integrator_accuracy': 1e-3}, 14),
 ]
 IDS = [case[0] for case in CASES]
 
