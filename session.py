@@ -1,25 +1,33 @@
 """session.py: what train_sac.py and train_ddpg.py share, so each script can stay one short story.
 
 - :func:`parse_config`: command-line flags generated from a config dataclass; each field's
-  docstring (the string literal under it) is its ``--help`` text.
-- :func:`make_farmer`: a :class:`farmer.Farmer` from ``--farms`` (empty: ``farmlist.py``).
+  docstring (the string literal under it) is its ``--help`` text; a value out of range (``--n-envs
+  0``, ``--episodes -1``) is refused in one line before anything starts.
+- :func:`prepare`: the checks that need no farm (run directory writable, ``--resume`` loadable),
+  one-line user errors (``--verbose``: tracebacks and debug logs), logging.
+- :func:`make_farmer`, :func:`closing_on_error`, :func:`require_box`: the farms, released at once
+  when the start-up fails after they were reserved.
 - :class:`Session`: one run directory and the verbs behind the scripts' ``r``, ``test``, ``save``,
   ``load``. A run directory (default ``runs/<algo>-<env>-<timestamp>``) holds:
 
   - ``config.json`` (``config-<timestamp>.json`` for each later session resuming the run);
-  - ``episodes.csv``: one row per episode, appended as it ends (:data:`CSV_COLUMNS`);
+  - ``episodes.csv``: one row per episode, appended as it ends (:data:`CSV_COLUMNS`; ``end`` is
+    why it ended, one of vecenv.END_REASONS; files of earlier versions get the column added);
   - ``evaluations.csv``: one row per ``test()``;
-  - ``checkpoints/ep<episodes>_<part>.h5`` and ``..._state.json`` (weights and counters, the
-    agent's ``save_weights``), every ``checkpoint_every`` episodes and at the end of every ``r``
-    and on exit; ``checkpoint.json`` names the latest; the newest ``keep_checkpoints`` are kept;
+  - ``checkpoints/ep<episodes>/`` (weights and counters), every ``checkpoint_every`` episodes, at
+    the end of every ``r`` and on exit, and ``checkpoint.json`` naming the newest: written so that
+    a kill at any moment leaves the previous one loadable (checkpoints.py);
   - ``curve.png``: the learning curve, redrawn after every ``r``.
 
 The replay memory and optimizer states are not checkpointed: a resumed run keeps its weights and
 counters (so warm-up is not repeated) and refills its memory before updating again.
 
 Ctrl-C: during ``r`` the first one stops training after the vector step in flight (the agent's
-``train_vec`` handles it), then the checkpoint and plot are written. Writing files is never cut
-in half: a Ctrl-C arriving meanwhile is delivered once the file is complete.
+``train_vec`` handles it), then the checkpoint and plot are written. SIGTERM (what a scheduler
+sends): the same during ``r``, then the farms are released and the process exits (code 143); at
+the prompt at once; during ``test()`` once it ends. A step still in flight after
+:data:`TERM_GRACE` seconds (the farms stalled) is abandoned. Writing files is never cut in half:
+a signal arriving meanwhile is acted on once the file is complete.
 
 Python 3.6 compatible (the learner may run under TensorFlow 2.6); imports no TensorFlow itself.
 """
@@ -29,7 +37,6 @@ import atexit
 import contextlib
 import csv
 import dataclasses  # novermin (3.6: the dataclasses backport, environment-py36.yml)
-import glob
 import json
 import logging
 import os
@@ -43,9 +50,16 @@ from collections import deque
 
 import numpy as np
 
+import checkpoints
+import errors
+
+log = logging.getLogger('session')
+
 CSV_COLUMNS = ('episode', 'global_step', 'return', 'length', 'terminated', 'lost', 'env',
-               'wall_time')
+               'wall_time', 'end')
 EVAL_COLUMNS = ('global_step', 'episodes', 'mean_return', 'std_return', 'n', 'wall_time')
+TERM_GRACE = 10.0   # seconds a vector step may still take after SIGTERM (schedulers wait ~30)
+TERM_EXIT = 128 + signal.SIGTERM   # the shell's code for "ended by SIGTERM"
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -68,15 +82,86 @@ def field_docs(cls, path):
     return {}
 
 
+def _named(name, convert):
+    convert.__name__ = name  # argparse says "invalid <name> value: 'x'"
+    return convert
+
+
+def _json_object(text):
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError('not a JSON object')
+    return value
+
+
 def _flag_type(default):
     """How a flag's text becomes the field's value, judged by the default's type."""
     if isinstance(default, bool):
-        return lambda text: text.lower() in ('1', 'true', 'yes', 'on')
+        return _named('yes/no', lambda text: text.lower() in ('1', 'true', 'yes', 'on'))
     if isinstance(default, tuple):
-        return lambda text: tuple(int(x) for x in text.replace(' ', '').split(',') if x)
+        return _named('comma-separated int', lambda text: tuple(
+            int(x) for x in text.replace(' ', '').split(',') if x))
     if isinstance(default, dict):
-        return json.loads
+        return _named('JSON object', _json_object)
     return type(default)
+
+
+# The values the scripts' fields may take, checked before anything starts: (test, what is allowed).
+LIMITS = {
+    'n_envs': (lambda v: v >= 1, 'at least 1'),
+    'episodes': (lambda v: v >= 1, 'at least 1'),
+    'checkpoint_every': (lambda v: v >= 1, 'at least 1'),
+    'keep_checkpoints': (lambda v: v >= 1, 'at least 1'),
+    'batch_size': (lambda v: v >= 1, 'at least 1'),
+    'memory_limit': (lambda v: v >= 1, 'at least 1'),
+    'warmup': (lambda v: v >= 0, '0 or more'),
+    'random_steps': (lambda v: v >= 0, '0 or more'),
+    'updates_per_step': (lambda v: v >= 0, '0 or more'),
+    'log_every': (lambda v: v >= 0, '0 or more'),
+    'give_up_after': (lambda v: v >= 0, '0 (never) or more seconds'),
+    'hidden': (lambda v: len(v) >= 1 and min(v) >= 1, 'one or more sizes of at least 1'),
+    'lr': (lambda v: v > 0, 'above 0'),
+    'actor_lr': (lambda v: v > 0, 'above 0'),
+    'critic_lr': (lambda v: v > 0, 'above 0'),
+    'initial_alpha': (lambda v: v > 0, 'above 0'),
+    'gamma': (lambda v: 0 <= v <= 1, 'between 0 and 1'),
+    'tau': (lambda v: v > 0, 'above 0'),
+    'sigma': (lambda v: v >= 0, '0 or more'),
+    'noise': (lambda v: v in ('gaussian', 'ou'), 'gaussian or ou'),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, no usage block: ``train_sac.py: argument --n-envs: ... (see --help)``."""
+        self.exit(2, '%s: %s (see --help)\n' % (self.prog, message))
+
+
+def parse_config(cls, path, argv=None, description=None):
+    """An instance of the dataclass ``cls`` from command-line flags (``--n-envs`` or
+    ``--n_envs``); every field must carry a docstring, which becomes its help. A value outside
+    :data:`LIMITS` ends the program with one line (exit code 2)."""
+    docs = field_docs(cls, path)
+    parser = _Parser(prog=os.path.basename(path), description=description)
+    for f in dataclasses.fields(cls):
+        if f.name not in docs:
+            raise TypeError('%s.%s has no docstring (it is the --help text)' % (cls.__name__,
+                                                                                f.name))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flags = ['--' + f.name.replace('_', '-')] + (['--' + f.name] if '_' in f.name else [])
+        options = dict(dest=f.name, type=_flag_type(default), default=default,
+                       metavar=type(default).__name__.upper(),
+                       help='%s (default: %s)' % (docs[f.name], _show(default)))
+        if isinstance(default, bool):
+            options.update(nargs='?', const=True)  # --verbose alone means yes
+        parser.add_argument(*flags, **options)
+    values = vars(parser.parse_args(argv))
+    for name, value in sorted(values.items()):
+        allowed, text = LIMITS.get(name, (lambda v: True, ''))
+        if not allowed(value):
+            parser.error('argument --%s: %s is not allowed: %s' % (
+                name.replace('_', '-'), _show(value), text))
+    return cls(**values)
 
 
 def _show(value):
@@ -87,86 +172,140 @@ def _show(value):
     return repr(value) if value == '' else str(value)
 
 
-def parse_config(cls, path, argv=None, description=None):
-    """An instance of the dataclass ``cls`` from command-line flags (``--n-envs`` or
-    ``--n_envs``); every field must carry a docstring, which becomes its help."""
-    docs = field_docs(cls, path)
-    parser = argparse.ArgumentParser(description=description)
-    for f in dataclasses.fields(cls):
-        if f.name not in docs:
-            raise TypeError('%s.%s has no docstring (it is the --help text)' % (cls.__name__,
-                                                                                f.name))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        flags = ['--' + f.name.replace('_', '-')] + (['--' + f.name] if '_' in f.name else [])
-        parser.add_argument(*flags, dest=f.name, type=_flag_type(default), default=default,
-                            metavar=type(default).__name__.upper(),
-                            help='%s (default: %s)' % (docs[f.name], _show(default)))
-    return cls(**vars(parser.parse_args(argv)))
-
-
 def interactive():
     """True under ``python -i``, ``ipython -i``, IPython's ``%run`` and Jupyter; False for
     ``python script.py`` and ``ipython script.py``."""
     if sys.flags.interactive:
         return True
-    ipython = sys.modules.get('IPython')
-    shell = ipython.get_ipython() if ipython is not None else None
+    shell = _ipython()
     if shell is None:
         return False
     # TerminalIPythonApp.interact is False when a file is run without -i; kernels have no such app
     return bool(getattr(getattr(shell, 'parent', None), 'interact', True))
 
 
-def setup_logging():
-    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(name)s: %(message)s',
-                        datefmt='%H:%M:%S')
-    for noisy in ('tensorflow', 'absl', 'h5py', 'matplotlib', 'Pyro4'):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _ipython():
+    ipython = sys.modules.get('IPython')
+    return ipython.get_ipython() if ipython is not None else None
 
 
-def make_farmer(farms):
+def setup_logging(verbose=False):
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
+    for noisy in ('tensorflow', 'absl', 'h5py', 'matplotlib', 'Pyro4', 'PIL'):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+# --- before anything starts ----------------------------------------------------------------------
+def prepare(cfg, algo):
+    """Everything that can be checked before TensorFlow and the farms start; returns the run
+    directory. From here on a user error (errors.UserError) is one line on stderr and a
+    non-zero exit (a traceback too with ``--verbose``), at the prompt as well; SIGTERM exits
+    (143) through the ``finally`` blocks, so a :func:`closing_on_error` farmer is released."""
+    errors.install_excepthook(cfg.verbose)
+    shell = _ipython()
+    if shell is not None and not cfg.verbose:  # IPython shows errors itself, not by excepthook
+        program = os.path.basename(sys.argv[0] or 'python')
+        shell.set_custom_exc((errors.UserError,), lambda shell, kind, error, tb, tb_offset=None:
+                             sys.stderr.write('%s: %s\n' % (program, error)))
+    setup_logging(cfg.verbose)
+    if cfg.resume:
+        try:
+            checkpoints.find(cfg.resume)
+        except errors.UserError as e:
+            raise errors.UserError('--resume %s' % e)
+    run_dir = prepare_run_dir(cfg, algo)
+    flag = '--resume' if cfg.resume and checkpoints.run_dir_of(cfg.resume) else '--run-dir'
+    _check_writable(run_dir, flag)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    return run_dir
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(TERM_EXIT)  # Session replaces this once there is a run to checkpoint
+
+
+def _check_writable(path, flag):
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise errors.UserError('%s %s: %s is a file, not a folder; give a folder' % (
+            flag, path, probe))
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise errors.UserError('%s %s: cannot write in %s; give a folder you can write to' % (
+            flag, path, probe))
+
+
+def make_farmer(farms, give_up_after=0):
     """``Farmer()`` (farmlist.py) when ``farms`` is empty, else the farms of
     ``host:capacity[:port],...``. Either way a local farm is started when only this machine is
-    listed and none answers; ``Farmer.close`` stops it."""
+    listed and none answers; ``Farmer.close`` stops it. ``give_up_after`` seconds with no farm
+    answering end training with errors.FarmsLostError (0: never)."""
     from farmer import Farmer
+    kwargs = {'give_up_after': give_up_after} if give_up_after else {}
     if not farms:
-        return Farmer()
+        return Farmer(**kwargs)
     return Farmer(farms=[tuple(part.strip().split(':')) for part in farms.split(',')
-                         if part.strip()])
+                         if part.strip()], **kwargs)
 
 
-# --- Ctrl-C while a file is written --------------------------------------------------------------
 @contextlib.contextmanager
-def sigint_deferred(note=None, redeliver=True):
-    """Hold Ctrl-C until the block ends; then hand it to the handler that was installed before
-    (``train_vec``'s stop request, or a KeyboardInterrupt) when ``redeliver``."""
+def closing_on_error(farmer):
+    """Release the farms at once (not after the lease TTL) when the block fails: an env the
+    agent cannot use, a SIGTERM or a Ctrl-C during start-up."""
+    try:
+        yield farmer
+    except BaseException:
+        farmer.close()
+        raise
+
+
+def require_box(space, algo, env_name):
+    """errors.UserError unless ``space`` is a one-dimensional Box (continuous actions)."""
+    if not (hasattr(space, 'low') and hasattr(space, 'high')
+            and len(getattr(space, 'shape', None) or ()) == 1):
+        raise errors.UserError(
+            '%s needs a continuous (Box) action space; --env %s has %s: choose an environment '
+            'with continuous actions (L2M2019Env, Arm2DEnv, Pendulum-v1)' % (algo, env_name, space))
+
+
+# --- signals while a file is written -------------------------------------------------------------
+@contextlib.contextmanager
+def signals_deferred(note=None, redeliver=True):
+    """Hold Ctrl-C and SIGTERM until the block ends; then hand each to the handler that was
+    installed before (``train_vec``'s stop request, a KeyboardInterrupt, the session's SIGTERM
+    handler). A held Ctrl-C is dropped unless ``redeliver``; a held SIGTERM never is."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught = []
+    caught = {}
 
     def hold(signum, frame):
-        if note and not caught:
+        if note and not caught and signum == signal.SIGINT:
             print('\n' + note, flush=True)
-        caught.append(frame)
+        caught.setdefault(signum, frame)
 
-    previous = signal.signal(signal.SIGINT, hold)
+    previous = dict((s, signal.signal(s, hold)) for s in (signal.SIGINT, signal.SIGTERM))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught and redeliver and callable(previous):
-            previous(signal.SIGINT, caught[0])
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            if s in caught and callable(previous[s]) and (redeliver or s == signal.SIGTERM):
+                previous[s](s, caught[s])
 
 
 # --- progress ------------------------------------------------------------------------------------
 class Progress(object):
     """The status of one ``r``: redrawn in place on a terminal, a log line every ``every``
     seconds otherwise. ``tick`` is passed to ``train_vec`` as its ``stop`` check, the one hook
-    called between vector steps; it never asks to stop."""
+    called between vector steps; it asks to stop once ``stopping()`` is true."""
 
-    def __init__(self, session, target, every):
-        self.s, self.target = session, target
+    def __init__(self, session, target, every, stopping):
+        self.s, self.target, self.stopping = session, target, stopping
         self.tty = sys.stdout.isatty()
         self.every = 0.5 if self.tty else every
         agent = session.agent
@@ -183,7 +322,7 @@ class Progress(object):
     def tick(self):
         if time.time() - self.last_draw >= self.every:
             self.draw()
-        return False
+        return self.stopping()
 
     def line(self):
         agent, s = self.s.agent, self.start
@@ -214,15 +353,18 @@ class Progress(object):
 class Session(object):
     """One run directory, and ``train`` (the scripts' ``r``), ``test``, ``save``, ``load``."""
 
-    def __init__(self, cfg, algo, agent, env, farmer):
+    def __init__(self, cfg, algo, agent, env, farmer, run_dir=None):
         self.cfg, self.algo, self.agent, self.env, self.farmer = cfg, algo, agent, env, farmer
         self.summary = None
-        self.saved = None    # the counters of the last checkpoint
+        self.saved = self.saved_path = None    # the counters and folder of the last checkpoint
+        self._busy = None    # 'train', 'test', 'close': what a SIGTERM must let finish
+        self._in_vec = False  # inside train_vec: a second SIGTERM may interrupt its step
+        self._terminating = 0  # SIGTERMs received
+        self._grace = None
         stamp = time.strftime('%Y%m%d-%H%M%S')
-        resume_dir = _run_dir_of(_checkpoint_of(cfg.resume)) if cfg.resume else None
-        self.run_dir = resume_dir or cfg.run_dir or os.path.join(
-            'runs', '%s-%s-%s' % (algo, cfg.env.replace('/', '_'), stamp))
-        os.makedirs(os.path.join(self.run_dir, 'checkpoints'), exist_ok=True)
+        self.run_dir = run_dir or prepare_run_dir(cfg, algo)
+        self._created = not os.path.exists(self.run_dir)
+        os.makedirs(os.path.join(self.run_dir, checkpoints.FOLDER), exist_ok=True)
         config = os.path.join(self.run_dir, 'config.json')
         if os.path.exists(config):
             config = os.path.join(self.run_dir, 'config-%s.json' % stamp)
@@ -233,6 +375,8 @@ class Session(object):
                       f, indent=1, sort_keys=True)
         if cfg.resume:
             self.load(cfg.resume)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
         atexit.register(self.close)
 
     @property
@@ -242,110 +386,196 @@ class Session(object):
     # -- r ----------------------------------------------------------------------------------------
     def train(self, n):
         """Train ``n`` more episodes; checkpoint, redraw the curve; Ctrl-C stops cleanly."""
-        progress = Progress(self, n, self.cfg.log_every)
-        new = not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise errors.UserError('r(%r): give a number of episodes, at least 1' % (n,))
+        progress = Progress(self, n, self.cfg.log_every, lambda: self._terminating > 0)
+        self._busy = 'train'
+        try:
+            try:
+                self.summary = self._train_vec(n, progress)
+            except Exception:
+                # Every farm lost past --give-up-after, or a fault: keep what was learned.
+                self._save_after_failure()
+                raise
+            finally:
+                if self._grace is not None:
+                    self._grace.cancel()
+            progress.draw(final=True)
+            path = self.save()
+            self.plot()
+            returns = self.summary['returns']
+            print('%s%d episodes, %d env steps in %.0f s; mean return %s; saved %s; curve %s' % (
+                'interrupted: ' if self.summary['interrupted'] else '', self.summary['episodes'],
+                self.summary['steps'], self.summary['seconds'],
+                '%.2f' % np.mean(returns) if returns else '-', path,
+                os.path.join(self.run_dir, 'curve.png')), flush=True)
+        finally:
+            self._busy = None
+            if self._terminating:
+                self._shutdown()
+
+    def _train_vec(self, n, progress):
+        self._upgrade_csv()
         with open(self.csv_path, 'a') as f:
-            rows = csv.writer(f)
-            if new:
-                rows.writerow(CSV_COLUMNS)
+            rows = csv.DictWriter(f, CSV_COLUMNS)
+            if f.tell() == 0:
+                rows.writeheader()
 
             def on_episode(event):
                 progress.episode(event)
-                with sigint_deferred():
-                    rows.writerow([event['episode'], event['global_step'],
-                                   '%.6g' % event['return'], event['length'],
-                                   int(event['terminated']), int(event['lost']), event['env'],
-                                   '%.3f' % time.time()])
+                with signals_deferred():
+                    rows.writerow(dict(
+                        episode=event['episode'], global_step=event['global_step'],
+                        end=event['end'], env=event['env'], length=event['length'],
+                        terminated=int(event['terminated']), lost=int(event['lost']),
+                        wall_time='%.3f' % time.time(), **{'return': '%.6g' % event['return']}))
                     f.flush()
                 if event['episode'] % self.cfg.checkpoint_every == 0:
                     self.save()
 
-            self.summary = self.agent.train_vec(
-                self.env, nb_episodes=n, callback=on_episode, stop=progress.tick,
-                seed=self.cfg.seed + self.agent.episodes)
-        progress.draw(final=True)
-        path = self.save()
-        self.plot()
-        returns = self.summary['returns']
-        print('%s%d episodes, %d env steps in %.0f s; mean return %s; saved %s; curve %s' % (
-            'interrupted: ' if self.summary['interrupted'] else '', self.summary['episodes'],
-            self.summary['steps'], self.summary['seconds'],
-            '%.2f' % np.mean(returns) if returns else '-', path,
-            os.path.join(self.run_dir, 'curve.png')), flush=True)
+            self._in_vec = True
+            try:
+                return self.agent.train_vec(
+                    self.env, nb_episodes=n, callback=on_episode, stop=progress.tick,
+                    seed=self.cfg.seed + self.agent.episodes)
+            finally:
+                self._in_vec = False
+
+    def _save_after_failure(self):
+        try:
+            if self.saved != self.agent.counters():
+                print('saved %s' % self.save(), flush=True)
+        except Exception as e:  # the failure that brought us here is the one to report
+            log.warning('could not write a checkpoint: %s', e)
 
     # -- test -------------------------------------------------------------------------------------
     def test(self, n=5):
         """``n`` episodes with deterministic actions on the training environments (their episodes
         in flight end; the next ``r`` starts fresh ones). Prints and returns the mean return."""
         note = 'Ctrl-C: test() finishes its episodes first'
-        with sigint_deferred(note, redeliver=False):
-            result = self.agent.evaluate_vec(self.env, nb_episodes=n, seed=self.cfg.seed + 10 ** 6)
-            path = os.path.join(self.run_dir, 'evaluations.csv')
-            new = not os.path.exists(path)
-            with open(path, 'a') as f:
-                rows = csv.writer(f)
-                if new:
-                    rows.writerow(EVAL_COLUMNS)
-                rows.writerow([self.agent.global_step, self.agent.episodes,
-                               '%.6g' % result['mean_return'], '%.6g' % result['std_return'], n,
-                               '%.3f' % time.time()])
-        print('test: mean return %.2f +- %.2f over %d episodes (deterministic), after %d episodes'
-              % (result['mean_return'], result['std_return'], n, self.agent.episodes), flush=True)
+        self._busy = 'test'
+        try:
+            with signals_deferred(note, redeliver=False):
+                result = self.agent.evaluate_vec(self.env, nb_episodes=n,
+                                                 seed=self.cfg.seed + 10 ** 6)
+                path = os.path.join(self.run_dir, 'evaluations.csv')
+                new = not os.path.exists(path)
+                with open(path, 'a') as f:
+                    rows = csv.writer(f)
+                    if new:
+                        rows.writerow(EVAL_COLUMNS)
+                    rows.writerow([self.agent.global_step, self.agent.episodes,
+                                   '%.6g' % result['mean_return'], '%.6g' % result['std_return'],
+                                   n, '%.3f' % time.time()])
+            print('test: mean return %.2f +- %.2f over %d episodes (deterministic), after %d '
+                  'episodes' % (result['mean_return'], result['std_return'], n,
+                                self.agent.episodes), flush=True)
+        finally:
+            self._busy = None
+            if self._terminating:
+                self._shutdown()
         return result['mean_return']
 
-    # -- checkpoints ------------------------------------------------------------------------------
+    # -- checkpoints (checkpoints.py) -------------------------------------------------------------
     def save(self, path=None):
-        """Weights and counters to ``checkpoints/ep<episodes>.h5`` (or ``path``); returns it."""
-        folder = os.path.join(self.run_dir, 'checkpoints')
-        path = path or os.path.join(folder, 'ep%07d.h5' % self.agent.episodes)
-        with sigint_deferred():
-            self.agent.save_weights(path, overwrite=True)
-            self.saved = self.agent.counters()
-            if os.path.dirname(os.path.abspath(path)) == os.path.abspath(folder):
-                with open(os.path.join(self.run_dir, 'checkpoint.json'), 'w') as f:
-                    json.dump(dict(self.saved, latest=os.path.basename(path)), f, indent=1)
-                self._prune(folder, keep=os.path.basename(path))
+        """Weights and counters to ``checkpoints/ep<episodes>/`` (or to the folder ``path``, a
+        suffix added when taken); returns the checkpoint's folder."""
+        if path is None and self.saved == self.agent.counters() and self.saved_path and \
+                os.path.isdir(self.saved_path):
+            return self.saved_path  # no update since: the same weights (r's end after a save)
+        with signals_deferred():
+            if path is None:
+                folder = os.path.join(self.run_dir, checkpoints.FOLDER)
+                path = checkpoints.save(self.agent, folder, 'ep%07d' % self.agent.episodes,
+                                        keep=self.cfg.keep_checkpoints)
+                checkpoints.write_pointer(self.run_dir, path, self.agent.counters())
+            else:
+                path = os.path.splitext(os.path.normpath(path))[0]
+                path = checkpoints.save(self.agent, os.path.dirname(path) or '.',
+                                        os.path.basename(path))
+            self.saved, self.saved_path = self.agent.counters(), path
         return path
 
-    def _prune(self, folder, keep):
-        states = sorted(glob.glob(os.path.join(folder, 'ep*_state.json')), key=os.path.getmtime)
-        for state in states[:-max(1, self.cfg.keep_checkpoints)]:
-            base = state[:-len('_state.json')]
-            if os.path.basename(base) + '.h5' != keep:
-                for part in glob.glob(base + '_*'):
-                    os.remove(part)
-
     def load(self, path=None):
-        """Resume from the latest checkpoint of this run, or of ``path`` (a run directory or a
+        """Resume from the newest loadable checkpoint of this run (none yet: of the newest
+        earlier run of this algo and env beside it), or of ``path`` (a run directory or a
         checkpoint). A checkpoint inside a run directory makes that run the current one: its CSV
         continues (rows past the checkpoint's episodes move to a backup file)."""
-        checkpoint = _checkpoint_of(path or self.run_dir)
-        with sigint_deferred():
-            self.agent.load_weights(checkpoint)
-            self.saved = self.agent.counters()
-            run_dir = _run_dir_of(checkpoint)
+        if path is None and not checkpoints.candidates(self.run_dir):
+            path = self._earlier_run()
+        with signals_deferred():
+            base = checkpoints.load(self.agent, path or self.run_dir)
+            self.saved, self.saved_path = self.agent.counters(), checkpoints.location(base)
+            run_dir = checkpoints.run_dir_of(base)
             if run_dir and os.path.abspath(run_dir) != os.path.abspath(self.run_dir):
+                self._leave_empty_run()
                 self.run_dir = run_dir
                 print('now writing to %s' % run_dir)
             self._trim_csv(self.agent.episodes)
         c = self.agent.counters()
         print('loaded %s: %d episodes, %d env steps, %d updates' % (
-            checkpoint, c['episodes'], c['global_step'], c['updates']), flush=True)
+            os.path.dirname(base), c['episodes'], c['global_step'], c['updates']), flush=True)
+
+    def _earlier_run(self):
+        runs = os.path.dirname(os.path.abspath(self.run_dir))
+        for run in checkpoints.earlier_runs(runs, self.algo, self.cfg.env, exclude=self.run_dir):
+            try:
+                checkpoints.find(run)
+            except errors.UserError:
+                continue
+            print('no checkpoint in %s yet: loading the newest of the latest %s run on %s, %s'
+                  % (self.run_dir, self.algo, self.cfg.env, os.path.relpath(run)), flush=True)
+            return run
+        raise errors.UserError('no checkpoint in %s, nor in an earlier %s run on %s in %s; '
+                               'train with r(n) first, or give load() a run or a checkpoint'
+                               % (self.run_dir, self.algo, self.cfg.env, runs))
+
+    def _leave_empty_run(self):
+        """Remove the run directory this session made if it holds nothing but its config."""
+        if self._created and sorted(os.listdir(self.run_dir)) == [
+                checkpoints.FOLDER, 'config.json'] and not os.listdir(
+                    os.path.join(self.run_dir, checkpoints.FOLDER)):
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    # -- episodes.csv -----------------------------------------------------------------------------
+    def _read_csv(self):
+        with open(self.csv_path) as f:
+            rows = list(csv.reader(f))
+        return (rows[0] if rows else []), [dict(zip(rows[0], row)) for row in rows[1:]]
+
+    def _write_csv(self, rows):
+        tmp = self.csv_path + '.tmp'
+        with open(tmp, 'w') as f:
+            writer = csv.DictWriter(f, CSV_COLUMNS, restval='', extrasaction='ignore')
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.csv_path)
+
+    def _upgrade_csv(self):
+        """An episodes.csv of an earlier version gets today's columns (``end`` empty there)."""
+        if not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0:
+            return
+        header, rows = self._read_csv()
+        if tuple(header) != CSV_COLUMNS:
+            with signals_deferred():
+                self._write_csv(rows)
+            log.info('episodes.csv: columns %s added', ', '.join(
+                c for c in CSV_COLUMNS if c not in header))
 
     def _trim_csv(self, episodes):
         """Drop rows the loaded weights have not lived through (a crash, an older checkpoint)."""
-        if not os.path.exists(self.csv_path):
+        if not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0:
             return
-        with open(self.csv_path) as f:
-            rows = list(csv.reader(f))
-        keep = [row for row in rows[1:] if int(row[0]) <= episodes]
-        if len(keep) < len(rows) - 1:
+        header, rows = self._read_csv()
+        keep = [row for row in rows if int(row['episode']) <= episodes]
+        if len(keep) < len(rows) or tuple(header) != CSV_COLUMNS:
             backup = '%s.%s.bak' % (self.csv_path, time.strftime('%Y%m%d-%H%M%S'))
-            shutil.copyfile(self.csv_path, backup)
-            with open(self.csv_path, 'w') as f:
-                csv.writer(f).writerows(rows[:1] + keep)
-            print('episodes.csv: %d rows past episode %d moved aside (%s)'
-                  % (len(rows) - 1 - len(keep), episodes, backup))
+            if len(keep) < len(rows):
+                shutil.copyfile(self.csv_path, backup)
+            self._write_csv(keep)
+            if len(keep) < len(rows):
+                print('episodes.csv: %d rows past episode %d moved aside (%s)'
+                      % (len(rows) - len(keep), episodes, backup))
 
     # -- curve ------------------------------------------------------------------------------------
     def plot(self):
@@ -372,14 +602,17 @@ class Session(object):
         ax.grid(alpha=0.3)
         if len(returns) or len(e_means):
             ax.legend(loc='best')
-        with sigint_deferred():
-            figure.savefig(os.path.join(self.run_dir, 'curve.png'), dpi=100)
+        with signals_deferred():
+            tmp = os.path.join(self.run_dir, '.curve.png.tmp')
+            figure.savefig(tmp, dpi=100, format='png')
+            os.replace(tmp, os.path.join(self.run_dir, 'curve.png'))
 
     # -- end --------------------------------------------------------------------------------------
     def close(self):
         """Checkpoint what is not saved yet, redraw the curve, release the farms."""
         if self.farmer is None:
             return
+        self._busy = 'close'
         try:
             if self.saved != self.agent.counters():
                 print('saved %s' % self.save(), flush=True)
@@ -387,6 +620,7 @@ class Session(object):
         finally:
             self.farmer.close()
             self.farmer = None
+            self._busy = None
 
     def train_and_exit(self, n):
         """``python train_x.py``: train ``n`` episodes, save, stop the farms, exit."""
@@ -395,35 +629,44 @@ class Session(object):
         finally:
             self.close()
 
+    def _on_sigterm(self, signum, frame):
+        """SIGTERM: like Ctrl-C during ``r`` (then checkpoint, release, exit); after ``test()``
+        or ``close()`` when one runs; at once otherwise (the prompt)."""
+        self._terminating += 1
+        if self._busy == 'train':
+            if self._terminating == 1:
+                log.warning('SIGTERM: stopping after the current vector step, then checkpoint, '
+                            'release the farms and exit')
+                main = threading.main_thread().ident
+                # A step the farms never answer must not outlast the scheduler's patience.
+                self._grace = threading.Timer(TERM_GRACE, lambda: self._busy == 'train' and
+                                              signal.pthread_kill(main, signal.SIGTERM))
+                self._grace.daemon = True
+                self._grace.start()
+            elif self._in_vec:
+                raise KeyboardInterrupt  # train_vec abandons the step in flight
+            return
+        if self._busy is None:
+            self._shutdown()
 
-def _checkpoint_of(path):
-    """A checkpoint's base path (``.../epN.h5``) from a run directory, its checkpoints folder,
-    a base path or one of its files."""
-    path = os.path.normpath(path)
-    if os.path.isdir(path):
-        run = os.path.dirname(path) if os.path.basename(path) == 'checkpoints' else path
-        pointer = os.path.join(run, 'checkpoint.json')
-        if os.path.exists(pointer):
-            with open(pointer) as f:
-                return os.path.join(run, 'checkpoints', json.load(f)['latest'])
-        states = sorted(glob.glob(os.path.join(run, 'checkpoints', '*_state.json')),
-                        key=os.path.getmtime)
-        if not states:
-            raise FileNotFoundError('no checkpoint in %s' % run)
-        return states[-1][:-len('_state.json')] + '.h5'
-    if path.endswith('_state.json'):
-        return path[:-len('_state.json')] + '.h5'
-    base, ext = os.path.splitext(path)
-    if not os.path.exists(base + '_state.json') and '_' in os.path.basename(base):
-        base = base.rsplit('_', 1)[0]  # one part's file (ep0000100_policy.h5)
-    if not os.path.exists(base + '_state.json'):
-        raise FileNotFoundError('no checkpoint at %s (expected %s_state.json)' % (path, base))
-    return base + (ext or '.h5')
+    def _shutdown(self):
+        """Checkpoint, release the farms, exit with 143; called once nothing is in progress."""
+        log.warning('SIGTERM: checkpoint, release the farms, exit')
+        self.close()
+        if interactive():  # IPython turns SystemExit at the prompt into a warning
+            sys.stdout.flush()
+            sys.stderr.flush()
+            logging.shutdown()
+            os._exit(TERM_EXIT)
+        raise SystemExit(TERM_EXIT)
 
 
-def _run_dir_of(checkpoint):
-    folder = os.path.dirname(os.path.abspath(checkpoint))
-    return os.path.dirname(folder) if os.path.basename(folder) == 'checkpoints' else None
+def prepare_run_dir(cfg, algo):
+    """The run directory of ``cfg`` without the other checks of :func:`prepare`."""
+    if cfg.resume and checkpoints.run_dir_of(cfg.resume):
+        return checkpoints.run_dir_of(cfg.resume)
+    return cfg.run_dir or os.path.join('runs', '%s-%s-%s' % (
+        algo, cfg.env.replace('/', '_'), time.strftime('%Y%m%d-%H%M%S')))
 
 
 def _read_columns(path, names):

@@ -9,7 +9,11 @@
     r(100)      train 100 more episodes (Ctrl-C stops cleanly after the current step; r continues)
     test(5)     5 episodes with deterministic actions; prints the mean return
     save()      checkpoint now (r also saves at its end, every --checkpoint-every episodes, on exit)
-    load()      the latest checkpoint of this run; load('runs/...') another run's, which continues
+    load()      the newest checkpoint of this run (none yet: of the latest earlier run like it);
+                load('runs/...') another run's, which continues
+
+SIGTERM (a scheduler's stop) acts like Ctrl-C, then checkpoints, releases the farms and exits;
+--give-up-after S ends training the same way when no farm has answered for S seconds.
 
 The namespace also holds ``cfg``, ``farmer`` (``farmer.status()``), ``env`` and ``agent``.
 Environments come from the farms in farmlist.py (or ``--farms``); when only this machine is listed
@@ -35,6 +39,8 @@ class Config:
     """environments stepped in parallel on the farms"""
     farms: str = ''
     """farms as host:capacity[:port],... ; empty: those of farmlist.py"""
+    give_up_after: float = 0.0
+    """seconds with no farm answering before training ends with a checkpoint (0: wait for ever)"""
     # --- DDPG; defaults from the TD3 paper's DDPG (Fujimoto et al. 2018, arXiv:1802.09477)
     hidden: tuple = (256, 256)
     """hidden layer sizes of the actor and of the critic, comma-separated"""
@@ -75,31 +81,34 @@ class Config:
     """checkpoints kept in the run directory (the newest)"""
     log_every: float = 30.0
     """seconds between progress lines when stdout is not a terminal"""
+    verbose: bool = False
+    """debug logs, and a traceback with every error (otherwise a user error is one line)"""
 
 
 cfg = session.parse_config(Config, __file__, description=__doc__.split('\n')[1])
-session.setup_logging()
+run_dir = session.prepare(cfg, 'ddpg')  # run dir writable, --resume loadable: before anything starts
 
 from agents.compat import adam, tf  # noqa: E402  (plumbing: must come before TensorFlow)
 from agents.ddpg import DDPG  # noqa: E402  (imports rl.agents: TensorFlow in graph mode)
 from agents.noise import VectorNoise  # noqa: E402
 
 # The environments: n_envs of them on the farms, seen as one vectorized env (vecenv.py).
-farmer = session.make_farmer(cfg.farms)
-env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)
+farmer = session.make_farmer(cfg.farms, cfg.give_up_after)
+with session.closing_on_error(farmer):  # a failed start-up releases the farms at once
+    env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)
+    session.require_box(env.action_space, 'DDPG', cfg.env)
 
-# The agent: a tanh actor and a critic (agents/networks.py), built after rl.agents set graph mode.
-tf.random.set_seed(cfg.seed)
-agent = DDPG.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
-                         noise=VectorNoise(env.action_space.shape[0], cfg.noise, cfg.sigma,
-                                           seed=cfg.seed),
-                         gamma=cfg.gamma, tau=cfg.tau, batch_size=cfg.batch_size,
-                         nb_steps_warmup=cfg.warmup, nb_steps_random=cfg.random_steps,
-                         updates_per_step=cfg.updates_per_step, memory_limit=cfg.memory_limit,
-                         seed=cfg.seed)
-agent.compile([adam(cfg.actor_lr), adam(cfg.critic_lr)])
-run = session.Session(cfg, 'ddpg', agent, env, farmer)
-
+    # The agent: a tanh actor and a critic (agents/networks.py), built after rl.agents (graph mode).
+    tf.random.set_seed(cfg.seed)
+    agent = DDPG.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
+                             noise=VectorNoise(env.action_space.shape[0], cfg.noise, cfg.sigma,
+                                               seed=cfg.seed),
+                             gamma=cfg.gamma, tau=cfg.tau, batch_size=cfg.batch_size,
+                             nb_steps_warmup=cfg.warmup, nb_steps_random=cfg.random_steps,
+                             updates_per_step=cfg.updates_per_step,
+                             memory_limit=cfg.memory_limit, seed=cfg.seed)
+    agent.compile([adam(cfg.actor_lr), adam(cfg.critic_lr)])
+    run = session.Session(cfg, 'ddpg', agent, env, farmer, run_dir)
 
 def r(n=100):
     """Train n more episodes; counters and episodes in flight continue from the last call."""
@@ -117,7 +126,7 @@ def save(path=None):
 
 
 def load(path=None):
-    """Resume from the latest checkpoint of this run, or of path (a run dir or a checkpoint)."""
+    """Resume from the newest checkpoint of this run (or of an earlier one), or of path."""
     run.load(path)
 
 

@@ -126,12 +126,14 @@ def test_a_script_run_trains_saves_and_stops_its_local_farm(script, tmp_path):
     rows = read_csv(str(run_dir / 'episodes.csv'))
     assert [int(r['episode']) for r in rows] == [1, 2, 3, 4]
     assert all(int(r['length']) == 50 and r['terminated'] == '0' for r in rows)
+    assert [r['end'] for r in rows] == ['time_limit'] * 4  # why each episode ended
     saved = json.loads((run_dir / 'checkpoint.json').read_text())
     assert saved['episodes'] == 4 and saved['global_step'] == 200 and saved['updates'] > 0
-    state = json.loads((run_dir / 'checkpoints' / 'ep0000004_state.json').read_text())
-    assert state['global_step'] == 200
-    assert (run_dir / 'checkpoints' / 'ep0000002_state.json').exists()  # checkpoint_every
-    assert len(list((run_dir / 'checkpoints').glob('ep0000004_*.h5'))) >= 2
+    state = json.loads((run_dir / 'checkpoints' / 'ep0000004' / 'ep0000004_state.json')
+                       .read_text())
+    assert state['global_step'] == 200 and saved['latest'] == 'ep0000004'
+    assert (run_dir / 'checkpoints' / 'ep0000002' / 'ep0000002_state.json').exists()  # every 2
+    assert len(list((run_dir / 'checkpoints' / 'ep0000004').glob('ep0000004_*.h5'))) >= 2
     assert (run_dir / 'curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert_no_farm_left(port)
 
@@ -203,7 +205,8 @@ def test_ctrl_c_during_r_stops_cleanly_and_r_continues(tmp_path):
     # the CSV every episode; the farms' environments are still leased: r(2) goes on.
     rows = read_csv(str(run_dir / 'episodes.csv'))
     assert [int(r['episode']) for r in rows] == list(range(1, c2['episodes'] + 1))
-    assert json.loads((run_dir / 'checkpoints' / ('ep%07d_state.json' % c1['episodes']))
+    name = 'ep%07d' % c1['episodes']
+    assert json.loads((run_dir / 'checkpoints' / name / (name + '_state.json'))
                       .read_text())['global_step'] == c1['global_step']
     assert c2['episodes'] == c1['episodes'] + 2 and c2['global_step'] > c1['global_step']
     assert_no_farm_left(port)
