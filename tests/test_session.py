@@ -1,0 +1,323 @@
+"""session.py in-process, with fakes for the agent, the vectorized env and the farmer (no
+TensorFlow, no farm): the flags' limits, the checks before start-up, episodes.csv's ``end``
+column, load() from an earlier run, a run ending because every farm is lost, and SIGTERM (real
+signals sent to this process). The scripts themselves are run in test_train_scripts.py."""
+import csv
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from conftest import ROOT
+from test_checkpoints import FakeAgent
+import checkpoints
+import errors
+import session
+
+
+# --- fakes ---------------------------------------------------------------------------------------
+class VecAgent(FakeAgent):
+    """A FakeAgent whose ``train_vec`` ends one episode per vector step, with the ends given,
+    and behaves as agents/parallel.py's on Ctrl-C (first: stop request; KeyboardInterrupt: the
+    step is abandoned)."""
+
+    def __init__(self, ends=('time_limit',), during_step=None, fail_after=None):
+        FakeAgent.__init__(self, size=10)
+        self.ends, self.during_step, self.fail_after = ends, during_step, fail_after
+
+    def train_vec(self, env, nb_episodes, callback, stop, seed=None):
+        summary = {'steps': 0, 'episodes': 0, 'returns': [], 'lengths': [],
+                   'interrupted': False, 'abandoned_step': False}
+        started = time.time()
+        try:
+            while summary['episodes'] < nb_episodes:
+                if stop():
+                    summary['interrupted'] = True
+                    break
+                if self.fail_after is not None and summary['episodes'] == self.fail_after:
+                    raise errors.FarmsLostError('no farm answered for 5 s')
+                if self.during_step:
+                    self.during_step(self)
+                self.global_step += 10
+                self.updates += 10
+                self.episodes += 1
+                summary['episodes'] += 1
+                summary['steps'] += 10
+                summary['returns'].append(-1.0)
+                callback({'env': 0, 'episode': self.episodes, 'return': -1.0, 'length': 10,
+                          'global_step': self.global_step, 'terminated': False, 'lost': False,
+                          'end': self.ends[(summary['episodes'] - 1) % len(self.ends)]})
+        except KeyboardInterrupt:
+            summary['interrupted'] = summary['abandoned_step'] = True
+        summary['seconds'] = time.time() - started
+        return summary
+
+
+class Farmer(object):
+    def __init__(self):
+        self.closed = False
+
+    def status(self):
+        return [{'farm': '127.0.0.1:1', 'up': True}]
+
+    def utilization(self):
+        return 1.0
+
+    def close(self):
+        self.closed = True
+
+
+@dataclass
+class Cfg:
+    env: str = 'Fake-v0'
+    seed: int = 1
+    resume: str = ''
+    run_dir: str = ''
+    checkpoint_every: int = 2
+    keep_checkpoints: int = 5
+    log_every: float = 0.0
+    verbose: bool = False
+
+
+@pytest.fixture
+def restore_signals():
+    saved = dict((s, signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM))
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def new_session(run_dir, agent=None, **cfg):
+    return session.Session(Cfg(**cfg), 'fake', agent or VecAgent(), env=object(),
+                           farmer=Farmer(), run_dir=str(run_dir))
+
+
+def rows_of(path):
+    with open(str(path)) as f:
+        return list(csv.DictReader(f))
+
+
+# --- flags and checks before start-up ------------------------------------------------------------
+@dataclass
+class Flags:
+    n_envs: int = 4
+    """how many"""
+    episodes: int = 100
+    """how many episodes"""
+    noise: str = 'gaussian'
+    """a choice"""
+    verbose: bool = False
+    """a switch"""
+
+
+@pytest.mark.parametrize('argv, where', [
+    (['--n-envs', '0'], '--n-envs: 0 is not allowed: at least 1'),
+    (['--episodes', '-1'], '--episodes: -1 is not allowed: at least 1'),
+    (['--noise', 'pink'], '--noise: pink is not allowed: gaussian or ou'),
+    (['--n-envs', 'x'], "--n-envs/--n_envs: invalid int value: 'x'")])
+def test_a_bad_flag_is_one_line_and_exit_code_2(argv, where, capsys):
+    with pytest.raises(SystemExit) as e:
+        session.parse_config(Flags, __file__, argv=argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('test_session.py: argument ') and where in err
+
+
+def test_a_switch_alone_means_yes():
+    assert session.parse_config(Flags, __file__, argv=['--verbose']).verbose is True
+    assert session.parse_config(Flags, __file__, argv=['--verbose', 'no']).verbose is False
+
+
+def test_an_unwritable_run_dir_is_refused_before_anything_starts(tmp_path):
+    (tmp_path / 'file').write_text('x')
+    with pytest.raises(errors.UserError, match='--run-dir .*is a file, not a folder'):
+        session._check_writable(str(tmp_path / 'file' / 'run'), '--run-dir')
+    session._check_writable(str(tmp_path / 'new' / 'deeper'), '--run-dir')  # creatable: fine
+    assert not (tmp_path / 'new').exists()  # and nothing made yet
+
+
+def test_only_a_box_action_space_is_accepted():
+    from vecenv import gym_spaces_lib as lib
+    import numpy as np
+    session.require_box(lib.spaces.Box(-np.ones(2, np.float32), np.ones(2, np.float32)), 'SAC',
+                        'Pendulum-v1')
+    with pytest.raises(errors.UserError) as e:
+        session.require_box(lib.spaces.Discrete(2), 'SAC', 'CartPole-v1')
+    assert str(e.value).startswith('SAC needs a continuous (Box) action space; --env '
+                                   'CartPole-v1 has Discrete(2)')
+
+
+@pytest.mark.parametrize('error', [errors.UserError('bad env'), SystemExit(143),
+                                   KeyboardInterrupt()])
+def test_a_failed_start_up_releases_the_farms_at_once(error):
+    farmer = Farmer()
+    with pytest.raises(type(error)):
+        with session.closing_on_error(farmer):
+            raise error
+    assert farmer.closed
+
+
+def test_make_farmer_passes_give_up_after(monkeypatch):
+    import farmer as farmer_module
+    made = []
+    monkeypatch.setattr(farmer_module, 'Farmer', lambda **kwargs: made.append(kwargs))
+    session.make_farmer('127.0.0.1:2:9000', give_up_after=30.0)
+    session.make_farmer('', give_up_after=0)
+    assert made == [{'farms': [('127.0.0.1', '2', '9000')], 'give_up_after': 30.0}, {}]
+
+
+# --- episodes.csv --------------------------------------------------------------------------------
+def test_episodes_csv_says_why_each_episode_ended_and_an_old_file_gets_the_column(
+        tmp_path, restore_signals):
+    run = tmp_path / 'run'
+    run.mkdir()
+    old = ('episode', 'global_step', 'return', 'length', 'terminated', 'lost', 'env',
+           'wall_time')  # the header of earlier versions
+    with open(str(run / 'episodes.csv'), 'w') as f:
+        csv.writer(f).writerows([old, (1, 10, -1, 10, 0, 0, 0, 1.0), (2, 20, -1, 10, 1, 0, 1, 2.0)])
+    agent = VecAgent(ends=('moved', 'farm_lost', 'lease_expired', 'worker_lost'))
+    agent.episodes, agent.global_step = 2, 20
+    s = new_session(run, agent)
+    s.train(4)
+    rows = rows_of(run / 'episodes.csv')
+    assert [r['episode'] for r in rows] == ['1', '2', '3', '4', '5', '6']
+    assert [r['end'] for r in rows] == ['', '', 'moved', 'farm_lost', 'lease_expired',
+                                        'worker_lost']
+    assert rows[1]['terminated'] == '1' and rows[1]['env'] == '1'  # old rows kept whole
+    assert (run / 'curve.png').exists()
+    s.close()
+
+
+# --- load() --------------------------------------------------------------------------------------
+def a_run(runs, name, algo, env, episodes):
+    run = runs / name
+    (run / 'checkpoints').mkdir(parents=True)
+    (run / 'config.json').write_text(json.dumps({'algo': algo, 'env': env}))
+    agent = FakeAgent(size=10)
+    agent.episodes = episodes
+    checkpoints.save(agent, str(run / 'checkpoints'), 'ep%07d' % episodes)
+    time.sleep(0.02)  # distinct modification times: which run is the latest
+    return run
+
+
+def test_load_in_a_fresh_run_takes_the_latest_earlier_run_of_this_algo_and_env(
+        tmp_path, capsys, restore_signals):
+    runs = tmp_path / 'runs'
+    a_run(runs, 'older', 'fake', 'Fake-v0', 2)
+    latest = a_run(runs, 'latest', 'fake', 'Fake-v0', 5)
+    a_run(runs, 'other-env', 'fake', 'Other-v0', 9)
+    a_run(runs, 'other-algo', 'sac', 'Fake-v0', 9)
+    s = new_session(runs / 'new')
+    s.load()
+    assert s.agent.episodes == 5 and s.run_dir == str(latest)
+    out = capsys.readouterr().out
+    assert 'no checkpoint in %s yet' % (runs / 'new') in out and 'latest' in out
+    assert not (runs / 'new').exists()  # the empty run it made is not left behind
+    s.close()
+
+
+def test_load_with_no_checkpoint_anywhere_is_a_user_error(tmp_path, restore_signals):
+    s = new_session(tmp_path / 'runs' / 'new')
+    with pytest.raises(errors.UserError, match='no checkpoint in .*new, nor in an earlier fake '
+                                               'run on Fake-v0'):
+        s.load()
+    s.close()
+
+
+# --- every farm lost (--give-up-after) -----------------------------------------------------------
+def test_when_every_farm_is_lost_the_run_keeps_a_checkpoint_and_says_so(tmp_path,
+                                                                         restore_signals):
+    s = new_session(tmp_path / 'run', VecAgent(fail_after=3), checkpoint_every=100)
+    with pytest.raises(errors.FarmsLostError):
+        s.train(10)
+    assert json.loads((tmp_path / 'run' / 'checkpoint.json').read_text())['episodes'] == 3
+    s.close()
+    assert s.farmer is None
+
+
+# --- signals -------------------------------------------------------------------------------------
+def test_signals_held_while_a_file_is_written_are_delivered_after(restore_signals):
+    got = []
+    signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    with session.signals_deferred(redeliver=False):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert got == []
+    assert got == [signal.SIGTERM]  # a held Ctrl-C may be dropped; a SIGTERM never
+    with session.signals_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+    assert got == [signal.SIGTERM, signal.SIGINT]
+
+
+def sigterm_after(episodes):
+    def during_step(agent):
+        if agent.episodes == episodes:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return during_step
+
+
+def test_sigterm_during_r_stops_after_the_step_then_checkpoints_releases_and_exits(
+        tmp_path, restore_signals):
+    s = new_session(tmp_path / 'run', VecAgent(during_step=sigterm_after(3)),
+                    checkpoint_every=100)
+    with pytest.raises(SystemExit) as e:
+        s.train(1000)
+    assert e.value.code == 143
+    assert s.agent.episodes == 4  # the step in flight when the signal came was finished
+    assert json.loads((tmp_path / 'run' / 'checkpoint.json').read_text())['episodes'] == 4
+    assert len(rows_of(tmp_path / 'run' / 'episodes.csv')) == 4
+    assert s.farmer is None  # closed: its leases released
+
+
+def test_a_step_that_outlives_the_grace_after_sigterm_is_abandoned(tmp_path, monkeypatch,
+                                                                   restore_signals):
+    monkeypatch.setattr(session, 'TERM_GRACE', 0.2)
+
+    def stalled(agent):
+        if agent.episodes == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+            deadline = time.time() + 30
+            while time.time() < deadline:  # the farms do not answer
+                time.sleep(0.01)
+            raise AssertionError('the stalled step was not interrupted')
+    s = new_session(tmp_path / 'run', VecAgent(during_step=stalled), checkpoint_every=100)
+    with pytest.raises(SystemExit):
+        s.train(1000)
+    assert json.loads((tmp_path / 'run' / 'checkpoint.json').read_text())['episodes'] == 2
+    assert s.farmer is None
+
+
+def test_sigterm_at_the_prompt_checkpoints_releases_and_exits(tmp_path, restore_signals):
+    agent = VecAgent()
+    s = new_session(tmp_path / 'run', agent)
+    agent.episodes, agent.global_step = 7, 70  # progress not checkpointed yet
+    with pytest.raises(SystemExit) as e:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs in this thread, between two bytecodes
+    assert e.value.code == 143 and s.farmer is None
+    assert json.loads((tmp_path / 'run' / 'checkpoint.json').read_text())['episodes'] == 7
+
+
+def test_sigterm_during_a_save_waits_for_the_save(tmp_path, monkeypatch, restore_signals):
+    agent = VecAgent()
+    s = new_session(tmp_path / 'run', agent)
+    real = agent.save_weights
+
+    def slow_save(filepath, overwrite=False):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        real(filepath, overwrite)
+    monkeypatch.setattr(agent, 'save_weights', slow_save)
+    agent.episodes = 3
+    with pytest.raises(SystemExit):
+        s.save()
+    saved = checkpoints.candidates(str(tmp_path / 'run'))
+    assert len(saved) == 1 and FakeAgent.load_weights(FakeAgent(), saved[0]) is None
