@@ -568,7 +568,7 @@ class Farmer(object):
         was_up = link.up
         link.mark_down(error)
         if was_up:
-            log.warning('farm %s stopped answering (%s); probing it every %.0f s',
+            log.warning('farm %s stopped answering (%s); probing it every %g s',
                         link.name, link.error, RETRY_EVERY)
 
     def try_revive(self, link):
@@ -647,14 +647,20 @@ class Farmer(object):
         log.warning('farm %s answers; going on after %.0f s without a farm',
                     ', '.join(link.name for link in self.links if link.up), time.time() - started)
 
+    def _renew_every(self):
+        """A third of the shortest lease TTL we get (a farm caps ours at its --lease-ttl)."""
+        ttls = [self.lease_ttl] + [float(link.info.get('lease_ttl') or self.lease_ttl)
+                                   for link in self.links if link.up and link.info]
+        return min([KEEPALIVE_EVERY] + [ttl / 3.0 for ttl in ttls])
+
     def _keep_alive(self):
-        next_round = time.time() + min(KEEPALIVE_EVERY, self.lease_ttl / 3.0)
-        while not self._stop.wait(MONITOR_EVERY):
+        next_round = time.time() + self._renew_every()
+        while not self._stop.wait(min(MONITOR_EVERY, self._renew_every())):
             try:
                 now = time.time()
                 self._report_stalls(now)
                 if now >= next_round:
-                    next_round = now + min(KEEPALIVE_EVERY, self.lease_ttl / 3.0)
+                    next_round = now + self._renew_every()
                     self._renew_all()
                     for env in list(self._vec_envs):
                         env.rebalance_due = True
@@ -686,7 +692,8 @@ class Farmer(object):
         """Says which farm has not answered a call for how long, and what a probe of it says."""
         for link in self.links:
             oldest = link.oldest_call()
-            if oldest is None or now - oldest[1] < STALL_AFTER:
+            if oldest is None or now - oldest[1] < STALL_AFTER or not link.up:
+                # (a farm that is down has its calls abandoned; wait_for_a_farm reports it)
                 link.reported = 0.0
                 continue
             method, started = oldest
@@ -1206,7 +1213,7 @@ class FarmVecEnv(VecEnv):
         excess = []
         for link in set(self.places[i].link for i in self._displaced):
             mine = sorted(i for i in self._displaced if self.places[i].link is link)
-            if link.up and link.info:
+            if link.up and link.refresh():
                 over = max(0, link.info['in_use'] - link.info['capacity'])
             else:
                 over = len(mine)  # on a farm that is down again: move them when there is room

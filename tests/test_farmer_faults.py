@@ -1,0 +1,311 @@
+"""The learner under faults: farms that freeze (SIGSTOP) shorter and longer than the call timeout,
+Ctrl-C during a stall, give_up_after, environments moving back after a revival, leases closed on
+every exit path, leases the farm forgot, capacity held by others, refusals that are the user's.
+Real farm.py processes where the behaviour is about processes."""
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import Pyro4
+
+import errors
+import farm
+import farmer
+from conftest import ROOT, ThreadFarm
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    """Seconds-scale constants so outages fit in a test."""
+    monkeypatch.setattr(farmer, 'STALL_AFTER', 1.0, raising=False)
+    monkeypatch.setattr(farmer, 'REPORT_EVERY', 1.0, raising=False)
+    monkeypatch.setattr(farmer, 'PROBE_TIMEOUT', 0.5, raising=False)
+    monkeypatch.setattr(farmer, 'RETRY_EVERY', 0.5, raising=False)
+    monkeypatch.setattr(farmer, 'MONITOR_EVERY', 0.2, raising=False)
+    monkeypatch.setattr(farmer, 'KEEPALIVE_EVERY', 0.5, raising=False)
+
+
+def freeze(process_farm, seconds):
+    """SIGSTOP the farm and its workers (a frozen machine); SIGCONT after ``seconds``."""
+    os.killpg(process_farm.process.pid, signal.SIGSTOP)
+    timer = threading.Timer(seconds, os.killpg, (process_farm.process.pid, signal.SIGCONT))
+    timer.start()
+    return timer
+
+
+def in_use(port):
+    link = farmer.FarmLink('127.0.0.1', 1, port)
+    try:
+        return link.call('info', timeout=5)['in_use']
+    finally:
+        link._drop_proxy()
+
+
+def messages(caplog, level=logging.WARNING):
+    return [r.getMessage() for r in caplog.records if r.levelno >= level]
+
+
+def test_a_stall_is_reported_every_few_seconds_and_the_step_completes(process_farm, quick,
+                                                                       caplog):
+    """Regression: during an outage nothing was said until the learner died. A stall shorter
+    than the call timeout now says which farm, for how long and why, and loses nothing."""
+    f = process_farm(capacity=2)
+    with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
+        env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
+        env.reset()
+        env.step(np.full((2, 2), 0.5))
+        caplog.set_level(logging.WARNING, logger='farmer')
+        timer = freeze(f, 4.0)
+        obs, rewards, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
+        timer.join()
+        assert not truncated.any() and not terminated.any()
+        assert obs[:, 0].tolist() == [2, 2]  # nothing lost, nothing rebuilt
+        said = [m for m in messages(caplog) if 'no answer to step' in m]
+        assert len(said) >= 2, messages(caplog)
+        assert '127.0.0.1:%d' % f.port in said[0] and 'nor to a probe' in said[0]
+
+
+def test_a_single_farm_frozen_past_the_call_timeout_the_learner_waits_and_goes_on(
+        process_farm, quick, monkeypatch, caplog):
+    """Regression: a learner with one farm died 60 s into any outage ('every farm is lost ...
+    Start one with python farm.py', the farm running). Now it waits, says so, and goes on when
+    the farm answers: environments rebuilt, episodes truncated (lost_cause 'farm'), and the lease
+    it held there before is closed, so the farm is not left at twice its load."""
+    monkeypatch.setattr(farmer, 'CALL_MARGIN', 1.0, raising=False)  # call timeout: step timeout 1 s + 1 s
+    f = process_farm(capacity=2, extra=['--step-timeout', '1'])
+    with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
+        env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
+        env.reset()
+        before = env.step(np.full((2, 2), 0.5))[0]
+        caplog.set_level(logging.WARNING, logger='farmer')
+        timer = freeze(f, 6.0)
+        obs, rewards, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
+        timer.join()
+        assert truncated.all() and not terminated.any()
+        for i in range(2):
+            assert infos[i]['lost_cause'] == 'farm' and str(f.port) in infos[i]['lost']
+            assert infos[i]['terminal_observation'].tolist() == before[i].tolist()
+        assert obs[:, 0].tolist() == [0, 0]  # rebuilt: first observations
+        said = messages(caplog)
+        assert any('no farm answers (for' in m and '127.0.0.1:%d' % f.port in m
+                   for m in said), said
+        assert in_use(f.port) == 2  # the stale lease was closed, not left holding 2 more
+        for step in range(1, 4):
+            obs, rewards, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
+            assert not truncated.any() and obs[:, 0].tolist() == [step, step]
+
+
+def test_give_up_after_ends_with_farms_lost(process_farm, quick):
+    f = process_farm(capacity=1)
+    with farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], start_local=False,
+                       give_up_after=2.0) as fm:
+        env = fm.vec_env('CheapEnv', 1, {'episode_length': 100})
+        env.reset()
+        os.killpg(f.process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(errors.FarmsLostError, match='no farm has answered for'):
+                env.step(np.full((1, 2), 0.5))
+        finally:
+            os.killpg(f.process.pid, signal.SIGCONT)
+
+
+def test_ctrl_c_during_a_stall_interrupts_and_close_returns(process_farm):
+    """Regression: Ctrl-C during a stall, then closing, hung until the stuck call timed out
+    (call timeout here: 30 + 30 s); now both return at once whatever the farm does."""
+    f = process_farm(capacity=2)
+    code = ('import sys, time; sys.path.insert(0, %r)\n'
+            'import numpy as np, farmer\n'
+            'fm = farmer.Farmer(farms=[("127.0.0.1", 2, %d)], start_local=False)\n'
+            'env = fm.vec_env("CheapEnv", 2, {"episode_length": 100})\n'
+            'env.reset()\n'
+            'print("stepping", flush=True)\n'
+            'try:\n'
+            '    env.step_async(np.full((2, 2), 0.5))\n'
+            '    env.step_wait()\n'
+            '    print("not stalled", flush=True)\n'
+            'except KeyboardInterrupt:\n'
+            '    print("interrupted", flush=True)\n'
+            'fm.close()\n'
+            'print("closed", flush=True)\n' % (ROOT, f.port))
+    proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        assert proc.stdout.readline().decode().strip() == 'stepping'
+        os.killpg(f.process.pid, signal.SIGSTOP)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=25)[0].decode()  # well before the 60 s call timeout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.killpg(f.process.pid, signal.SIGCONT)
+    assert proc.returncode == 0, out
+    assert 'interrupted' in out and 'closed' in out, out
+
+
+def test_environments_move_back_after_a_farm_froze_past_the_call_timeout(process_farm, quick,
+                                                                         monkeypatch):
+    """Regression: after a farm froze longer than the call timeout and came back, its stale
+    lease still held its capacity when the move back was tried, once: one farm then ran at 2x
+    capacity and the other idled for the rest of the run, while utilization() said 100%."""
+    monkeypatch.setattr(farmer, 'CALL_MARGIN', 1.0, raising=False)
+    a = process_farm(capacity=2, extra=['--step-timeout', '1'])
+    b = process_farm(capacity=2, extra=['--step-timeout', '1'])
+    with farmer.Farmer(farms=[('127.0.0.1', 2, a.port), ('127.0.0.1', 2, b.port)],
+                       start_local=False) as fm:
+        env = fm.vec_env('CheapEnv', 4, {'episode_length': 1000})
+        env.reset()
+        env.step(np.full((4, 2), 0.5))
+        on_b = [i for i, p in enumerate(env.places) if p.link.port == b.port]
+        assert len(on_b) == 2
+        link_a, link_b = fm.links
+        os.killpg(b.process.pid, signal.SIGSTOP)
+        infos = env.step(np.full((4, 2), 0.5))[4]
+        assert [infos[i].get('lost_cause') for i in on_b] == ['farm', 'farm']
+        assert in_use(a.port) == 4 and {p.link.port for p in env.places} == {a.port}
+        link_a.refresh()
+        assert fm.overcommit() == {link_a.name: 2.0}
+        os.killpg(b.process.pid, signal.SIGCONT)
+        deadline = time.time() + 20
+        while not link_b.up and time.time() < deadline:
+            env.step(np.full((4, 2), 0.5))
+            time.sleep(0.1)
+        assert link_b.up
+        assert in_use(b.port) == 0  # our lease from before the freeze was closed at once
+        link_a.refresh()
+        # b answers and idles while a runs 4: half of the answering capacity does full work
+        assert fm.utilization() == 0.5
+        moved = []
+        while len(moved) < 2 and time.time() < deadline:
+            infos = env.step(np.full((4, 2), 0.5))[4]
+            moved += [i for i in range(4) if 'moved' in infos[i]]
+            time.sleep(0.1)
+        assert sorted(moved) == on_b
+        assert sorted(p.link.port for p in env.places) == sorted([a.port] * 2 + [b.port] * 2)
+        assert in_use(a.port) == 2 and in_use(b.port) == 2
+        link_a.refresh()
+        link_b.refresh()
+        assert fm.utilization() == 1.0 and fm.overcommit() == {}
+
+
+@Pyro4.expose
+class RefusingFarm(farm.Farm):
+    """A farm that cannot build anything (a missing simulator, say)."""
+
+    def make(self, lease, name, kwargs=None, n=1, overcommit=False):
+        self._lease(lease)
+        raise ValueError('farm %s: cannot make %s: broken on purpose' % (self.label, name))
+
+
+def test_a_build_that_fails_part_way_releases_what_was_made(thread_farm, monkeypatch):
+    """Regression: the first farm's environments stayed leased (renewed for ever) when the
+    second farm could not build; a retry then failed with 'only 2 free'."""
+    good = thread_farm(capacity=3)
+    with monkeypatch.context() as m:
+        m.setattr(farm, 'Farm', RefusingFarm)
+        bad = ThreadFarm(capacity=2)
+    try:
+        with farmer.Farmer(farms=[('127.0.0.1', 3, good.port), ('127.0.0.1', 2, bad.port)],
+                           start_local=False) as fm:
+            with pytest.raises(errors.UserError, match='broken on purpose'):
+                fm.vec_env('CheapEnv', 5)
+            info = good.proxy().info()
+            assert info['in_use'] == 0 and info['leases'] == 0
+            assert fm._leases == []
+    finally:
+        bad.close()
+
+
+def test_a_learner_dying_during_start_up_frees_its_leases_at_once(thread_farm):
+    """Regression: a learner that died after make (e.g. SAC refusing a Discrete env) kept its
+    environments reserved until the lease TTL."""
+    f = thread_farm(capacity=2)
+    code = ('import sys; sys.path.insert(0, %r)\n'
+            'import farmer\n'
+            'fm = farmer.Farmer(farms=[("127.0.0.1", 2, %d)], start_local=False)\n'
+            'env = fm.vec_env("CheapEnv", 2, {})\n'
+            'raise SystemExit("the agent refuses this environment")\n' % (ROOT, f.port))
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, timeout=60)
+    assert b'refuses' in result.stderr
+    info = f.proxy().info()
+    assert info['in_use'] == 0 and info['leases'] == 0
+
+
+def test_a_lease_the_farm_forgot_is_rebuilt_and_training_goes_on(thread_farm, caplog):
+    """Regression: a learner paused past the lease TTL (laptop asleep, debugger) got LookupError
+    on every step for ever."""
+    f = thread_farm(capacity=2, lease_ttl=1.0)
+    with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
+        fm._renew_all = lambda: None  # as if this process were paused: nothing renews
+        env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
+        env.reset()
+        before = env.step(np.full((2, 2), 0.5))[0]
+        caplog.set_level(logging.WARNING, logger='farmer')
+        deadline = time.time() + 10
+        while f.proxy().info()['leases'] and time.time() < deadline:
+            time.sleep(0.2)
+        obs, rewards, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
+        assert truncated.all() and not terminated.any()
+        assert [info['lost_cause'] for info in infos] == ['lease', 'lease']
+        assert infos[0]['terminal_observation'].tolist() == before[0].tolist()
+        assert obs[:, 0].tolist() == [0, 0]
+        assert any('no longer knows our lease' in m for m in messages(caplog))
+        obs = env.step(np.full((2, 2), 0.5))[0]
+        assert obs[:, 0].tolist() == [1, 1]
+        assert f.proxy().info()['in_use'] == 2
+
+
+def other_learner(port, n):
+    """Another learner's lease holding ``n`` environments (its proxy stays connected)."""
+    link = farmer.FarmLink('127.0.0.1', n, port)
+    token = link.call('open_lease', 60.0, timeout=5)
+    link.call('make', token, 'CheapEnv', {}, n, False, timeout=60)
+    return link, token
+
+
+def test_capacity_held_by_another_learner_is_one_line_saying_so(process_farm):
+    f = process_farm(capacity=2)
+    link, token = other_learner(f.port, 2)
+    try:
+        with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
+            with pytest.raises(errors.NoCapacityError) as e:
+                fm.vec_env('CheapEnv', 2)
+    finally:
+        link._drop_proxy()
+    message = str(e.value)
+    assert '\n' not in message
+    assert '2 x CheapEnv requested, but the farms that answer have only 0 free' in message
+    assert '127.0.0.1:%d: 2 of 2 in use (2 by other learners; the first frees in' % f.port \
+        in message
+
+
+def test_capacity_of_a_departed_learner_is_waited_for(process_farm, caplog):
+    """A restart right after a learner died is not refused: its capacity frees within seconds
+    (the farm's --release-after), and the new learner says so and waits for it."""
+    f = process_farm(capacity=2, extra=['--release-after', '2'])
+    link, token = other_learner(f.port, 2)
+    link._drop_proxy()  # that learner is gone: its connection closed
+    caplog.set_level(logging.WARNING, logger='farmer')
+    with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
+        env = fm.vec_env('CheapEnv', 2)
+        assert env.reset().shape == (2, 3)
+    assert any('waiting for it' in m for m in messages(caplog)), messages(caplog)
+
+
+@pytest.mark.parametrize('name, kwargs, says', [
+    ('NoSuchEnv-v0', {}, "unknown environment 'NoSuchEnv-v0'"),
+    ('CheapEnv', {'no_such_argument': 1}, 'no_such_argument'),
+])
+def test_a_refusal_that_is_the_users_fault_is_a_user_error(thread_farm, name, kwargs, says):
+    f = thread_farm(capacity=2)
+    with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
+        with pytest.raises(errors.UserError, match=says) as e:
+            fm.vec_env(name, 1, kwargs)
+        assert '\n' not in str(e.value)
+    assert f.proxy().info()['leases'] == 0
