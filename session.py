@@ -217,6 +217,11 @@ def prepare(cfg, algo):
     run_dir = prepare_run_dir(cfg, algo)
     flag = '--resume' if cfg.resume and checkpoints.run_dir_of(cfg.resume) else '--run-dir'
     _check_writable(run_dir, flag)
+    import farmer  # the farm list: errors.FarmListError naming the entry, before any farm starts
+    if cfg.farms:
+        farmer.parse_farms(farm_entries(cfg.farms), '--farms')
+    else:
+        farmer.read_farmlist()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return run_dir
@@ -247,8 +252,12 @@ def make_farmer(farms, give_up_after=0):
     kwargs = {'give_up_after': give_up_after} if give_up_after else {}
     if not farms:
         return Farmer(**kwargs)
-    return Farmer(farms=[tuple(part.strip().split(':')) for part in farms.split(',')
-                         if part.strip()], **kwargs)
+    return Farmer(farms=farm_entries(farms), **kwargs)
+
+
+def farm_entries(farms):
+    """``[(host, capacity[, port])]`` from ``--farms host:capacity[:port],...`` (unchecked)."""
+    return [tuple(part.strip().split(':')) for part in farms.split(',') if part.strip()]
 
 
 @contextlib.contextmanager

@@ -210,3 +210,158 @@ def test_ctrl_c_during_r_stops_cleanly_and_r_continues(tmp_path):
                       .read_text())['global_step'] == c1['global_step']
     assert c2['episodes'] == c1['episodes'] + 2 and c2['global_step'] > c1['global_step']
     assert_no_farm_left(port)
+
+
+# --- SIGTERM (what a cluster scheduler sends) ----------------------------------------------------
+def start_script(args, log):
+    """The script in a subprocess writing to the file ``log`` (a full pipe would stall it)."""
+    return subprocess.Popen([sys.executable] + args, cwd=ROOT,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
+                            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                            universal_newlines=True)
+
+
+def wait_for(proc, ready, what):
+    deadline = time.time() + TIMEOUT
+    while not ready():
+        assert proc.poll() is None and time.time() < deadline, what
+        time.sleep(0.2)
+
+
+def test_sigterm_mid_run_checkpoints_every_episode_done_releases_the_farm_and_exits(tmp_path):
+    script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
+    csv_path = str(run_dir / 'episodes.csv')
+    with open(str(tmp_path / 'out.txt'), 'w+') as log:
+        proc = start_script([script] + CHEAP + tiny(script, port, run_dir)
+                            + ['--episodes', '1000000', '--checkpoint-every', '3'], log)
+        try:
+            wait_for(proc, lambda: os.path.exists(csv_path) and len(read_csv(csv_path)) >= 7,
+                     'no episodes ended')
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.seek(0)
+            out = log.read()
+    assert proc.returncode == 143, out[-6000:]
+    assert 'SIGTERM: stopping after the current vector step' in out and 'Traceback' not in out
+    rows = read_csv(csv_path)
+    pointer = json.loads((run_dir / 'checkpoint.json').read_text())
+    # nothing lost: every episode in the CSV is in the final checkpoint
+    assert pointer['episodes'] == len(rows) == int(rows[-1]['episode'])
+    assert_no_farm_left(port)  # the farmer was closed: its farm stopped, its leases released
+
+    # The newest checkpoint damaged (a weight file cut short) and the pointer garbage: a resume
+    # says which file and why in one line each, and goes on from the older intact checkpoint.
+    newest = pointer['latest']
+    policy = run_dir / 'checkpoints' / newest / (newest + '_policy.h5')
+    with open(str(policy), 'r+b') as f:
+        f.truncate(policy.stat().st_size // 2)
+    (run_dir / 'checkpoint.json').write_text('garbage')
+    port = free_port()
+    out = run_script([script, '--resume', str(run_dir), '--episodes', '1'] + CHEAP
+                     + tiny(script, port, tmp_path / 'unused'))
+    damaged = [line for line in out.splitlines() if 'damaged' in line]
+    assert len(damaged) == 2, out[-6000:]
+    assert 'checkpoint.json is damaged' in damaged[0]
+    assert 'damaged checkpoint: %s: ' % policy in damaged[1] and 'truncated' in damaged[1]
+    loaded = int(out.split('loaded ', 1)[1].split(': ', 1)[1].split(' episodes')[0])
+    assert 0 < loaded < pointer['episodes']
+    episodes = [int(r['episode']) for r in read_csv(csv_path)]  # rows past it moved aside
+    assert episodes == list(range(1, len(episodes) + 1)) and len(episodes) > loaded
+    assert len(list(run_dir.glob('episodes.csv.*.bak'))) == 1
+    assert_no_farm_left(port)
+
+
+def test_sigterm_at_the_prompt_checkpoints_releases_the_farm_and_exits(tmp_path):
+    script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
+    with open(str(tmp_path / 'out.txt'), 'w+') as log:
+        proc = start_script(['-i', script] + CHEAP + tiny(script, port, run_dir), log)
+        try:
+            proc.stdin.write(COUNTERS + 'r(2)\nshow("@C1")\n')
+            proc.stdin.flush()  # stdin stays open: the prompt waits for more
+
+            def shown():
+                log.seek(0)
+                return '@C1' in log.read()
+            wait_for(proc, shown, 'r(2) did not end')
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.seek(0)
+            out = log.read()
+    assert proc.returncode == 143, out[-6000:]
+    assert 'SIGTERM: checkpoint, release the farms, exit' in out
+    assert json.loads((run_dir / 'checkpoint.json').read_text())['episodes'] == 2
+    assert_no_farm_left(port)
+
+
+# --- user errors: one line, non-zero exit, nothing left running ----------------------------------
+def run_failing(args):
+    proc = subprocess.run([sys.executable] + args, cwd=ROOT, timeout=TIMEOUT,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    return proc.stderr.strip().splitlines()[-1], proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--run-dir', '{file}/run'], '--run-dir {file}/run: {file} is a file, not a folder'),
+    (['--resume', '{tmp}/nothing'], '--resume {tmp}/nothing: no such file or directory'),
+    (['--farms', '127.0.0.1:four'], "--farms, entry 1 ('127.0.0.1', 'four'): the capacity"),
+])
+def test_a_user_error_found_before_start_up_is_one_line_and_starts_nothing(flags, message,
+                                                                            tmp_path):
+    (tmp_path / 'file').write_text('x')
+    port = free_port()
+    fill = dict(file=tmp_path / 'file', tmp=tmp_path)
+    args = ['train_sac.py'] + CHEAP + tiny('train_sac.py', port, tmp_path / 'run')
+    line, everything = run_failing(args + [f.format(**fill) for f in flags])
+    assert line.startswith('train_sac.py: ' + message.format(**fill)), everything[-3000:]
+    assert 'Traceback' not in everything and 'starting a local one' not in everything
+    assert not (tmp_path / 'run').exists()
+    # --verbose: the same error with its traceback
+    line, everything = run_failing(args + [f.format(**fill) for f in flags] + ['--verbose'])
+    assert 'Traceback' in everything and message.format(**fill) in line
+
+
+@pytest.mark.parametrize('env, message', [
+    ('CartPole-v1', 'SAC needs a continuous (Box) action space; --env CartPole-v1 has Discrete'),
+    ('NoSuchEnv-v0', "unknown environment 'NoSuchEnv-v0'"),
+])
+def test_an_env_the_agent_cannot_use_is_one_line_and_its_farm_released_at_once(env, message,
+                                                                                tmp_path):
+    port = free_port()
+    line, everything = run_failing(['train_sac.py', '--env', env] + tiny(
+        'train_sac.py', port, tmp_path / 'run'))
+    assert line.startswith('train_sac.py: ') and message in line, everything[-3000:]
+    assert 'Traceback' not in everything
+    assert_no_farm_left(port)
+
+
+def test_give_up_after_ends_the_run_with_a_checkpoint_and_one_line(tmp_path, process_farm):
+    script, run_dir = 'train_sac.py', tmp_path / 'run'
+    farm = process_farm(capacity=2)
+    csv_path = str(run_dir / 'episodes.csv')
+    with open(str(tmp_path / 'out.txt'), 'w+') as log:
+        proc = start_script([script] + CHEAP + tiny(script, farm.port, run_dir)
+                            + ['--episodes', '1000000', '--give-up-after', '3'], log)
+        try:
+            wait_for(proc, lambda: os.path.exists(csv_path) and len(read_csv(csv_path)) >= 4,
+                     'no episodes ended')
+            os.killpg(farm.process.pid, signal.SIGKILL)  # the only farm, and its workers
+            proc.wait(TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.seek(0)
+            out = log.read()
+    assert proc.returncode == 1, out[-6000:]
+    assert 'Traceback' not in out
+    said = [line for line in out.splitlines() if line.startswith('train_sac.py: ')]
+    assert len(said) == 1, out[-6000:]
+    rows = read_csv(csv_path)
+    assert json.loads((run_dir / 'checkpoint.json').read_text())['episodes'] == len(rows)
