@@ -390,8 +390,8 @@ def _wait_eagerly(connection, link):
 
 
 def _classify(error):
-    """Why a farm does not answer: 'dns', 'refused', 'timeout', 'key', 'tls', 'protocol' or
-    'other' (each has its own advice in :func:`_advice`)."""
+    """Why a farm does not answer: 'dns', 'refused', 'timeout', 'key', 'tls', 'protocol',
+    'closed' or 'other' (each has its own advice in :func:`_advice`)."""
     text = str(error).lower()
     cause = getattr(error, '__cause__', None)
     if isinstance(cause, socket.gaierror) or 'name or service not known' in text \
@@ -407,6 +407,8 @@ def _classify(error):
         return 'timeout'
     if isinstance(error, Pyro4.errors.ProtocolError):
         return 'protocol'
+    if isinstance(error, Pyro4.errors.ConnectionClosedError) or 'not enough data' in text:
+        return 'closed'
     return 'other'
 
 
@@ -439,6 +441,10 @@ def _advice(link):
     if cause == 'protocol':
         return ('%s: something answers that does not speak our protocol (%s): another program '
                 'on that port, or a farm using TLS (set %s) or not when we do'
+                % (link.name, link.error, TLS_CA_ENV))
+    if cause == 'closed':
+        return ('%s: the farm closed the connection at once (%s): it may use TLS (set %s to '
+                'its CA certificate), or it refused us (see its log)'
                 % (link.name, link.error, TLS_CA_ENV))
     return '%s: %s' % (link.name, link.error)
 

@@ -125,6 +125,7 @@ def test_killed_worker_truncates_its_episode_and_training_goes_on(thread_farm):
         obs, rewards, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
         assert truncated.tolist() == [False, True] and not terminated.any()
         assert 'lost' in infos[1] and 'env %d' % place.env_id in infos[1]['lost']
+        assert infos[1]['lost_cause'] == 'worker'
         assert infos[1]['terminal_observation'][0] == 1
         assert obs[:, 0].tolist() == [2, 0]
         obs = env.step(np.full((2, 2), 0.5))[0]
@@ -159,6 +160,7 @@ def test_lost_farm_moves_its_envs_to_the_others_and_is_retried(process_farm, mon
         assert not terminated.any()
         for i in on_b:
             assert 'lost' in infos[i] and str(b.port) in infos[i]['lost']
+            assert infos[i]['lost_cause'] == 'farm'
             assert obs[i, 0] == 0
         assert {p.link.port for p in env.places} == {a.port}
         for _ in range(3):

@@ -309,3 +309,52 @@ def test_a_refusal_that_is_the_users_fault_is_a_user_error(thread_farm, name, kw
             fm.vec_env(name, 1, kwargs)
         assert '\n' not in str(e.value)
     assert f.proxy().info()['leases'] == 0
+
+
+def make_certificates(directory):
+    """A CA, and a farm certificate it signs for 127.0.0.1 (PEM files), made with openssl."""
+    def run(*args):
+        subprocess.run(['openssl'] + list(args), cwd=str(directory), check=True,
+                       capture_output=True)
+    run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=test CA',
+        '-keyout', 'ca.key', '-out', 'ca.pem')
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'farm.key',
+        '-out', 'farm.csr')
+    (directory / 'san.cnf').write_text('subjectAltName = IP:127.0.0.1\n')
+    run('x509', '-req', '-in', 'farm.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
+        '-CAcreateserial', '-days', '2', '-extfile', 'san.cnf', '-out', 'farm.pem')
+    return [str(directory / name) for name in ('ca.pem', 'farm.pem', 'farm.key')]
+
+
+def learner(port, tls_ca_env):
+    """A learner process (Pyro4's SSL settings are process-wide) stepping a farm once."""
+    code = ('import sys; sys.path.insert(0, %r)\n'
+            'import numpy as np, errors, farmer\n'
+            'try:\n'
+            '    fm = farmer.Farmer(farms=[("127.0.0.1", 1, %d)], start_local=False)\n'
+            'except errors.NoFarmError as e:\n'
+            '    print("NoFarmError:", e); sys.exit(3)\n'
+            'env = fm.vec_env("CheapEnv", 1, {})\n'
+            'env.reset(); print("stepped", env.step(np.zeros((1, 2)))[0][:, 0].tolist())\n'
+            'fm.close()\n' % (ROOT, port))
+    env = dict(os.environ)
+    env.pop(farmer.TLS_CA_ENV, None)
+    env.update(tls_ca_env)
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=ROOT)
+
+
+@pytest.mark.skipif(not any(os.access(os.path.join(d, 'openssl'), os.X_OK)
+                            for d in os.environ.get('PATH', '').split(os.pathsep)),
+                    reason='needs the openssl command to make a test certificate')
+def test_a_learner_with_the_ca_talks_to_a_tls_farm(process_farm, tmp_path):
+    ca, cert, key = make_certificates(tmp_path)
+    f = process_farm(capacity=1, extra=['--tls-cert', cert, '--tls-key', key])
+    ok = learner(f.port, {farmer.TLS_CA_ENV: ca})
+    assert ok.returncode == 0 and 'stepped [1.0]' in ok.stdout, ok.stdout + ok.stderr
+    plain = learner(f.port, {})
+    assert plain.returncode == 3 and 'set FARM_TLS_CA' in plain.stdout, plain.stdout
+    (tmp_path / 'other').mkdir()
+    other_ca = make_certificates(tmp_path / 'other')[0]  # a CA that did not sign the farm's
+    wrong = learner(f.port, {farmer.TLS_CA_ENV: other_ca})
+    assert wrong.returncode == 3 and 'TLS failed' in wrong.stdout, wrong.stdout
