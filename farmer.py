@@ -529,9 +529,10 @@ class Farmer(object):
         log.info('no farm answered; starting a local one: %s', ' '.join(command))
         # The farm logs to stderr, but osim-rl prints to stdout from the workers; the learner's
         # stdout may be a result a program reads (bench/*.py --json), so keep it clean.
+        # Stopped by close(), also at interpreter exit (_close_open_farmers: after our leases
+        # are closed, not before), and by the farm itself if we die (--exit-with).
         self.local_farm = subprocess.Popen(command, env=env, start_new_session=True,
                                            stdout=sys.stderr.fileno())
-        atexit.register(self._stop_local_farm)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.local_farm.poll() is not None:
