@@ -1,12 +1,17 @@
 """The farms this learner uses: edit this file (it is yours, not the code's).
 
-Each entry is ``(host, capacity)`` or ``(host, capacity, port)``; the port defaults to 20099.
-Start ``python farm.py`` on every machine listed. When only this machine is listed and no farm
-answers, the farmer starts a local farm itself and stops it on exit.
+Each entry is ``(host, capacity)`` or ``(host, capacity, port)``: the machine's name or address
+in quotes, how many environments to take from that farm (1 or more), and its port (default
+20099). List each farm once. ``python farmer.py`` checks this list, says in one line what is wrong
+with an entry, and prints which farms answer. Start ``python farm.py`` on every machine listed.
+When only this machine is listed and no farm answers, the farmer starts a local farm itself and
+stops it on exit.
 
 Farms listening beyond loopback require a shared key: start them with ``--key SECRET`` (or
 ``FARM_KEY=SECRET``) and export ``FARM_KEY=SECRET`` here too. The key is read from the
-environment, never from this file: keys are never committed.
+environment, never from this file: keys are never committed. Farms started with
+``--tls-cert/--tls-key`` need ``FARM_TLS_CA=<their CA certificate>`` here (then every farm of this
+learner must use TLS).
 """
 import os
 
