@@ -434,14 +434,15 @@ class Context(object):
     def note(self, text):
         self.notes.append(text)
 
-    def finish(self, row, learner):
-        """Stops ``learner`` (counting its transitions), then everything; fills ``row``."""
+    def finish(self, row, learner, count=True):
+        """Stops ``learner`` (counting its transitions unless not ``count``), then everything;
+        fills ``row``."""
         result = learner.stop() if learner is not None else None
         error = learner.error() if learner is not None else None
         if error:
             row['recovered'] = False
             self.note('learner %s: %s' % (learner.name, error[-300:]))
-        counts = learner.counts() if learner is not None else None
+        counts = learner.counts() if learner is not None and count else None
         if counts is not None:
             row['transitions_lost'] = counts['lost']
             row['transitions_duplicated'] = counts['duplicated']
@@ -478,7 +479,7 @@ class Context(object):
                     self.note('farm %s left %d processes after SIGTERM' % (f.name, len(rest)))
         self.cleanup()
         row['processes_left'] = len(set(self.left))
-        row['notes'] = '; '.join(self.notes)
+        row['notes'] = '; '.join(collections.OrderedDict.fromkeys(self.notes))
         return row
 
     def cleanup(self):
@@ -699,7 +700,7 @@ def drill_checkpoint_kill(ctx, quick):
                     for c in candidates):
                 good += 1
             else:
-                ctx.note('trial %d: resume %s' % (k, learner.error() or (
+                ctx.note('trial %d: resume %s' % (k, (learner.error() or '')[-300:] or (
                     'loaded %s, the last whole save was %s' % (loaded, candidates[:1]))))
         if k == trials:
             break
@@ -718,7 +719,8 @@ def drill_checkpoint_kill(ctx, quick):
     row['seconds_to_recover'] = round(max(waits), 1) if waits and good == trials else None
     ctx.note('%d of %d resumes loaded the newest whole checkpoint (seconds include starting '
              'a learner process)' % (good, trials))
-    return ctx.finish(row, ctx.learners[-1])
+    # Several learners wrote this run, killed mid-step: transitions are not what this drill counts.
+    return ctx.finish(row, ctx.learners[-1], count=False)
 
 
 class Netns(object):
