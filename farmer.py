@@ -468,7 +468,8 @@ class Farmer(object):
     is also closed at interpreter exit.
 
     ``give_up_after``: seconds with no farm answering after which a vector step raises
-    :class:`errors.FarmsLostError` (None: wait for a farm for ever, saying so every few seconds).
+    :class:`errors.FarmsLostError` (None or 0: wait for a farm for ever, saying so every few
+    seconds).
     ``tls_ca``: CA certificate of TLS farms (default ``$FARM_TLS_CA``; see :func:`configure_tls`).
     ``where``: how the farm list is named in errors (default: farmlist.py, or Farmer(farms=...)).
     """
@@ -480,7 +481,7 @@ class Farmer(object):
         configure_tls(tls_ca if tls_ca is not None else os.environ.get(TLS_CA_ENV))
         self.key = key if key is not None else os.environ.get(KEY_ENV)
         self.lease_ttl = lease_ttl
-        self.give_up_after = give_up_after
+        self.give_up_after = give_up_after or None  # 0: never, as None
         self.links = [FarmLink(h, c, p, self.key) for h, c, p in farms]
         self.local_farm = None
         self._leases = []          # (link, token) to renew and to close
@@ -505,10 +506,14 @@ class Farmer(object):
     def _probe_all(self):
         with concurrent.futures.ThreadPoolExecutor(max(1, len(self.links))) as pool:
             list(pool.map(lambda link: link.probe(), self.links))
+        some = any(link.up for link in self.links)
         for link in self.links:
             if link.up:
                 log.info('farm %s answers: capacity %s, python %s', link.name,
                          link.info['capacity'], link.info['versions'].get('python'))
+            elif some:  # going on without it: say why, and that it is probed again
+                log.warning('%s; going on without it (probed every %g s)', _advice(link),
+                            RETRY_EVERY)
             else:
                 log.info('farm %s does not answer: %s', link.name, link.error)
 
