@@ -328,7 +328,7 @@ class FarmLink(object):
         try:
             info = self.call('info', timeout=timeout or PROBE_TIMEOUT)
         except Exception as e:
-            self.error, self.cause = _describe(e, self), _classify(e)
+            self.error, self.cause = _describe(e), _classify(e)
             return e
         self.error = self.cause = None
         self.call_timeout = float(info.get('step_timeout', 30.0)) + CALL_MARGIN
@@ -354,16 +354,10 @@ class FarmLink(object):
         return True
 
     def mark_down(self, error):
-        self.up, self.error, self.cause = False, _describe(error, self), _classify(error)
+        self.up, self.error, self.cause = False, _describe(error), _classify(error)
         self.down_since = self.down_since or time.time()
         self.retry_at = time.time() + RETRY_EVERY
         self.abandon()
-
-    def held_elsewhere(self):
-        """(environments held by others, seconds until a departed learner's are released or
-        None), from the last info."""
-        info = self.info or {}
-        return info.get('in_use', 0), info.get('frees_in')
 
     def close(self):
         self.abandon()
@@ -412,7 +406,7 @@ def _classify(error):
     return 'other'
 
 
-def _describe(error, link=None):
+def _describe(error):
     text = str(error) or type(error).__name__
     if _classify(error) == 'key':
         text += ' (wrong or missing key: export %s with the farm\'s key)' % KEY_ENV
