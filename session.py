@@ -206,8 +206,10 @@ def prepare(cfg, algo):
     shell = _ipython()
     if shell is not None and not cfg.verbose:  # IPython shows errors itself, not by excepthook
         program = os.path.basename(sys.argv[0] or 'python')
-        shell.set_custom_exc((errors.UserError,), lambda shell, kind, error, tb, tb_offset=None:
-                             sys.stderr.write('%s: %s\n' % (program, error)))
+
+        def one_line(shell, kind, error, tb, tb_offset=None):
+            sys.stderr.write('%s: %s\n' % (program, error))
+        shell.set_custom_exc((errors.UserError,), one_line)
     setup_logging(cfg.verbose)
     if cfg.resume:
         try:
@@ -365,7 +367,8 @@ class Session(object):
     def __init__(self, cfg, algo, agent, env, farmer, run_dir=None):
         self.cfg, self.algo, self.agent, self.env, self.farmer = cfg, algo, agent, env, farmer
         self.summary = None
-        self.saved = self.saved_path = None    # the counters and folder of the last checkpoint
+        self.saved_path = None  # the last checkpoint, and its counters (nothing to save yet):
+        self.saved = agent.counters()
         self._busy = None    # 'train', 'test', 'close': what a SIGTERM must let finish
         self._in_vec = False  # inside train_vec: a second SIGTERM may interrupt its step
         self._terminating = 0  # SIGTERMs received
