@@ -67,10 +67,11 @@ class Refusals(object):
             if now - entry[0] >= self.every:
                 self._line(host, entry, now)
 
-    def flush(self):
-        """Say how many were refused since the last line, for hosts that have gone quiet."""
+    def flush(self, force=False):
+        """Say how many were refused since the last line, for hosts that have gone quiet (all
+        of them with ``force``, when the farm stops)."""
         with self._lock:
-            self._flush_locked(time.time())
+            self._flush_locked(time.time(), force)
 
     def _flush_locked(self, now, force=False):
         for host, entry in list(self._hosts.items()):
@@ -239,6 +240,7 @@ class GuardedServer(SocketServer_Threadpool):
             self._selector.unregister(raw)
             _close(raw)
         self._waiting.clear()
+        self.refusals.flush(force=True)
         SocketServer_Threadpool.close(self)
 
 
