@@ -84,18 +84,17 @@ def prune(folder, keep, current=None):
     """Remove leftovers of killed saves, and all but the newest ``keep`` checkpoints of
     ``folder`` (never ``current``). Removal renames first, so a kill mid-removal leaves a
     leftover, not a checkpoint with files missing."""
-    for entry in os.listdir(folder):
-        if entry.startswith('.') and _leftover_of_dead_process(entry):
-            _remove(os.path.join(folder, entry), rename=False)
-    found = _candidates_in(folder)
-    kept = 0
-    for base in found:
-        where = location(base)
-        if current and os.path.abspath(where) == os.path.abspath(current):
-            continue
-        kept += 1
-        if kept >= max(1, keep):
-            _remove(where)
+    doomed = [(os.path.join(folder, entry), False) for entry in os.listdir(folder)
+              if entry.startswith('.') and _leftover_of_dead_process(entry)]
+    others = [location(base) for base in _candidates_in(folder)]
+    others = [where for where in others
+              if not (current and os.path.abspath(where) == os.path.abspath(current))]
+    doomed += [(where, True) for where in others[max(1, keep) - 1:]]
+    for where, rename in doomed:
+        try:
+            _remove(where, rename)
+        except OSError as e:  # the checkpoint is written; a later save tries again
+            log.warning('could not remove the old checkpoint %s: %s', where, e)
 
 
 def _free_name(folder, name):

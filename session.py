@@ -502,7 +502,8 @@ class Session(object):
                                         keep=self.cfg.keep_checkpoints)
                 checkpoints.write_pointer(self.run_dir, path, self.agent.counters())
             else:
-                path = os.path.splitext(os.path.normpath(path))[0]
+                path = os.path.normpath(path)
+                path = path[:-len('.h5')] if path.endswith('.h5') else path  # save('best.h5')
                 path = checkpoints.save(self.agent, os.path.dirname(path) or '.',
                                         os.path.basename(path))
             self.saved, self.saved_path = self.agent.counters(), path
