@@ -86,7 +86,7 @@ class Config:
 
 
 cfg = session.parse_config(Config, __file__, description=__doc__.split('\n')[1])
-run_dir = session.prepare(cfg, 'ddpg')  # run dir writable, --resume loadable: before anything starts
+run_dir = session.prepare(cfg, 'ddpg')  # checks that need no farm: before anything starts
 
 from agents.compat import adam, tf  # noqa: E402  (plumbing: must come before TensorFlow)
 from agents.ddpg import DDPG  # noqa: E402  (imports rl.agents: TensorFlow in graph mode)

@@ -80,7 +80,7 @@ class Config:
 
 
 cfg = session.parse_config(Config, __file__, description=__doc__.split('\n')[1])
-run_dir = session.prepare(cfg, 'sac')  # run dir writable, --resume loadable: before anything starts
+run_dir = session.prepare(cfg, 'sac')  # checks that need no farm: before anything starts
 
 from agents.compat import adam, tf  # noqa: E402  (plumbing: must come before TensorFlow)
 from agents.sac import SAC  # noqa: E402

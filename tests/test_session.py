@@ -6,14 +6,12 @@ import csv
 import json
 import os
 import signal
-import sys
-import threading
 import time
 from dataclasses import dataclass
 
 import pytest
 
-from conftest import ROOT
+import conftest  # noqa: F401  (puts the project on sys.path)
 from test_checkpoints import FakeAgent
 import checkpoints
 import errors
