@@ -236,6 +236,7 @@ class FarmLink(object):
         self.down_since = None
         self.last_answer = None    # time of the last answer to any call
         self.reported = 0.0        # last stall report
+        self.stall_answers = True  # whether the farm answered the probe of that report
         self.latency = 0.0  # running mean of this farm's call times, for _wait_eagerly
         self.calls = {}     # outstanding calls: token -> (method, started)
         self.reviving = threading.Lock()
@@ -611,7 +612,8 @@ class Farmer(object):
             self.revivals += 1
             log.warning('farm %s answers again%s%s', link.name,
                         ' after %.0f s' % down_for if down_for >= 1 else '',
-                        '; closed %d leases it still held for us' % closed if closed else '')
+                        '; closed the %d leases it still held for us from before' % closed
+                        if closed else '')
             return True
         finally:
             link.reviving.release()
@@ -634,14 +636,14 @@ class Farmer(object):
         started = time.time()
         next_report = started
         while not any(link.up for link in self.links):
+            probed_at = time.time()
             for link in self.links:
                 self.try_revive(link)
             if any(link.up for link in self.links):
                 break
             self.check_give_up()
-            now = time.time()
-            if now >= next_report:
-                next_report = now + REPORT_EVERY
+            if time.time() >= next_report:
+                next_report = probed_at + REPORT_EVERY
                 log.warning('no farm answers (for %.0f s): %s. Waiting for one; the run goes on '
                             'when one answers%s', self.silent_for(),
                             '; '.join('%s: %s' % (link.name, link.error) for link in self.links),
@@ -680,8 +682,8 @@ class Farmer(object):
         with self._lock:
             leases = list(self._leases)
         for link, token in leases:
-            if not link.up:
-                continue
+            if not link.up or (link.reported and not link.stall_answers):
+                continue  # (a stalled farm that answers no probe would only time out again)
             try:
                 link.call('renew', token, timeout=PROBE_TIMEOUT)
             except LookupError:
@@ -700,23 +702,25 @@ class Farmer(object):
             oldest = link.oldest_call()
             if oldest is None or now - oldest[1] < STALL_AFTER or not link.up:
                 # (a farm that is down has its calls abandoned; wait_for_a_farm reports it)
-                link.reported = 0.0
+                link.reported, link.stall_answers = 0.0, True
+                continue
+            if now - link.reported < (SLOW_REPORT_EVERY if link.reported and link.stall_answers
+                                      else REPORT_EVERY):
                 continue
             method, started = oldest
-            answers = not isinstance(link.ping(), Exception)
-            if now - link.reported < (SLOW_REPORT_EVERY if answers else REPORT_EVERY):
-                continue
-            link.reported = now
-            if answers:
+            link.reported = now  # (before the probe, which may take PROBE_TIMEOUT)
+            link.stall_answers = not isinstance(link.ping(), Exception)
+            now = time.time()
+            if link.stall_answers:
                 log.warning('farm %s: no answer to %s for %.0f s, but it answers a probe: an '
                             'environment is slow (the farm replaces one stuck past its step '
                             'timeout)', link.name, method, now - started)
             else:
                 log.warning('farm %s: no answer to %s for %.0f s, nor to a probe (%s): the farm '
-                            'is frozen or its machine or link is down; waiting (the call times '
-                            'out after %.0f s, then its environments are rebuilt when a farm '
-                            'answers)', link.name, method, now - started, link.error,
-                            link.call_timeout)
+                            'is frozen, or its machine or the link is down. Waiting; the call '
+                            'times out in %.0f s, then its environments are rebuilt where a farm '
+                            'answers', link.name, method, now - started, link.error,
+                            max(0.0, started + link.call_timeout - now))
 
     # --- leases and placement --------------------------------------------------------------------
     def open_lease(self, link):
