@@ -77,14 +77,14 @@ def test_a_single_farm_frozen_past_the_call_timeout_the_learner_waits_and_goes_o
     Start one with python farm.py', the farm running). Now it waits, says so, and goes on when
     the farm answers: environments rebuilt, episodes truncated (lost_cause 'farm'), and the lease
     it held there before is closed, so the farm is not left at twice its load."""
-    monkeypatch.setattr(farmer, 'CALL_MARGIN', 1.0, raising=False)  # call timeout: step timeout 1 s + 1 s
-    f = process_farm(capacity=2, extra=['--step-timeout', '1'])
+    monkeypatch.setattr(farmer, 'CALL_MARGIN', 2.0, raising=False)  # call timeout: 2 s + 2 s
+    f = process_farm(capacity=2, extra=['--step-timeout', '2'])
     with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
         env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
         env.reset()
         before = env.step(np.full((2, 2), 0.5))[0]
         caplog.set_level(logging.WARNING, logger='farmer')
-        timer = freeze(f, 6.0)
+        timer = freeze(f, 8.0)
         obs, rewards, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
         timer.join()
         assert truncated.all() and not terminated.any()
@@ -124,7 +124,8 @@ def test_ctrl_c_during_a_stall_interrupts_and_close_returns(process_farm):
             'fm = farmer.Farmer(farms=[("127.0.0.1", 2, %d)], start_local=False)\n'
             'env = fm.vec_env("CheapEnv", 2, {"episode_length": 100})\n'
             'env.reset()\n'
-            'print("stepping", flush=True)\n'
+            'print("ready", flush=True)\n'
+            'sys.stdin.readline()  # the farm is frozen now\n'
             'try:\n'
             '    env.step_async(np.full((2, 2), 0.5))\n'
             '    env.step_wait()\n'
@@ -133,12 +134,14 @@ def test_ctrl_c_during_a_stall_interrupts_and_close_returns(process_farm):
             '    print("interrupted", flush=True)\n'
             'fm.close()\n'
             'print("closed", flush=True)\n' % (ROOT, f.port))
-    proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, '-c', code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        assert proc.stdout.readline().decode().strip() == 'stepping'
+        assert proc.stdout.readline().decode().strip() == 'ready'
         os.killpg(f.process.pid, signal.SIGSTOP)
-        time.sleep(1.0)
+        proc.stdin.write(b'go\n')
+        proc.stdin.flush()
+        time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=25)[0].decode()  # well before the 60 s call timeout
     finally:
@@ -154,9 +157,9 @@ def test_environments_move_back_after_a_farm_froze_past_the_call_timeout(process
     """Regression: after a farm froze longer than the call timeout and came back, its stale
     lease still held its capacity when the move back was tried, once: one farm then ran at 2x
     capacity and the other idled for the rest of the run, while utilization() said 100%."""
-    monkeypatch.setattr(farmer, 'CALL_MARGIN', 1.0, raising=False)
-    a = process_farm(capacity=2, extra=['--step-timeout', '1'])
-    b = process_farm(capacity=2, extra=['--step-timeout', '1'])
+    monkeypatch.setattr(farmer, 'CALL_MARGIN', 2.0, raising=False)
+    a = process_farm(capacity=2, extra=['--step-timeout', '2'])
+    b = process_farm(capacity=2, extra=['--step-timeout', '2'])
     with farmer.Farmer(farms=[('127.0.0.1', 2, a.port), ('127.0.0.1', 2, b.port)],
                        start_local=False) as fm:
         env = fm.vec_env('CheapEnv', 4, {'episode_length': 1000})
@@ -172,9 +175,8 @@ def test_environments_move_back_after_a_farm_froze_past_the_call_timeout(process
         link_a.refresh()
         assert fm.overcommit() == {link_a.name: 2.0}
         os.killpg(b.process.pid, signal.SIGCONT)
-        deadline = time.time() + 20
-        while not link_b.up and time.time() < deadline:
-            env.step(np.full((4, 2), 0.5))
+        deadline = time.time() + 30
+        while not link_b.up and time.time() < deadline:  # the keep-alive thread probes it
             time.sleep(0.1)
         assert link_b.up
         assert in_use(b.port) == 0  # our lease from before the freeze was closed at once
@@ -240,7 +242,7 @@ def test_a_learner_dying_during_start_up_frees_its_leases_at_once(thread_farm):
 def test_a_lease_the_farm_forgot_is_rebuilt_and_training_goes_on(thread_farm, caplog):
     """Regression: a learner paused past the lease TTL (laptop asleep, debugger) got LookupError
     on every step for ever."""
-    f = thread_farm(capacity=2, lease_ttl=1.0)
+    f = thread_farm(capacity=2, lease_ttl=3.0)
     with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
         fm._renew_all = lambda: None  # as if this process were paused: nothing renews
         env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
