@@ -1120,8 +1120,8 @@ class FarmVecEnv(VecEnv):
             for i, (first_obs, reason) in self._move_back().items():
                 if not (terminated[i] or truncated[i]):  # this step's outcome stands; then cut
                     truncated[i] = True
-                    infos[i] = dict(infos[i], terminal_observation=obs[i].copy())
-                infos[i]['moved'] = reason
+                    infos[i] = dict(infos[i], terminal_observation=obs[i].copy(), moved=reason)
+                # (an episode that ended on its own in this step keeps its own end reason)
                 obs[i] = first_obs
         self.tracker.record(rewards, terminated | truncated, infos)
         self.last_obs = obs.copy()
