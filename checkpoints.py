@@ -311,20 +311,26 @@ def _first(found, path, load_one):
     for i, base in enumerate(found):
         try:
             check(base)
-            try:
-                load_one(base)
-            except Exception as e:
-                raise Damaged(location(base), _short(e))
-            return base
         except Damaged as e:
-            if (e.path, e.why) in _reported:  # found once by the checks before start-up
-                continue
-            _reported.add((e.path, e.why))
-            log.warning('damaged checkpoint: %s: %s%s', e.path, e.why,
-                        '; trying the next older one (%s)' % location(found[i + 1])
-                        if i + 1 < len(found) else '')
+            _say(e, 'damaged checkpoint', found, i)
+            continue
+        try:
+            load_one(base)
+            return base
+        except Exception as e:  # whole files the agent refuses: other networks, another algo
+            _say(Damaged(location(base), _short(e)), 'cannot load checkpoint', found, i)
     raise UserError('%s: no loadable checkpoint%s; give another run or checkpoint' % (
-        path, ' (%d damaged, see above)' % len(found) if found else ''))
+        path, ' (%d damaged or not for this agent, see above)' % len(found) if found else ''))
+
+
+def _say(damaged, what, found, i):
+    """One line per damaged checkpoint, once per process (start-up checks find them first)."""
+    if (damaged.path, damaged.why) in _reported:
+        return
+    _reported.add((damaged.path, damaged.why))
+    log.warning('%s: %s: %s%s', what, damaged.path, damaged.why,
+                '; trying the next older one (%s)' % location(found[i + 1])
+                if i + 1 < len(found) else '')
 
 
 def _short(error):

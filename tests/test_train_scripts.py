@@ -266,8 +266,9 @@ def test_sigterm_mid_run_checkpoints_every_episode_done_releases_the_farm_and_ex
     assert len(damaged) == 2, out[-6000:]
     assert 'checkpoint.json is damaged' in damaged[0]
     assert 'damaged checkpoint: %s: ' % policy in damaged[1] and 'truncated' in damaged[1]
-    loaded = int(out.split('loaded ', 1)[1].split(': ', 1)[1].split(' episodes')[0])
-    assert 0 < loaded < pointer['episodes']
+    where, what = out.split('\nloaded ', 1)[1].split(': ', 1)
+    loaded = int(what.split(' episodes')[0])
+    assert os.path.basename(where) != newest and 0 < loaded <= pointer['episodes']
     episodes = [int(r['episode']) for r in read_csv(csv_path)]  # rows past it moved aside
     assert episodes == list(range(1, len(episodes) + 1)) and len(episodes) > loaded
     assert len(list(run_dir.glob('episodes.csv.*.bak'))) == 1
