@@ -1132,7 +1132,7 @@ class FarmVecEnv(VecEnv):
         """Waits for every future; Ctrl-C abandons the calls still out (their farms' threads are
         replaced), so nothing later queues behind a stuck call."""
         try:
-            waiting = set(futures.values())
+            waiting = set(f for f in futures.values() if not f.done())  # usually none: a step
             while waiting:
                 waiting = concurrent.futures.wait(waiting, timeout=1.0)[1]
                 if waiting:
