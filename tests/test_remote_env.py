@@ -5,8 +5,8 @@ import pytest
 
 import farmer
 
-# osim-rl's target field calls scipy's deprecated interp2d at every step
-pytestmark = pytest.mark.filterwarnings('ignore:.*interp2d:DeprecationWarning')
+# osim-rl's target field (envs/target/v_tgt_field.py) uses deprecated scipy and numpy calls
+pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning:envs.target.v_tgt_field')
 
 
 def run_episodes(env, episodes, seed, act):
