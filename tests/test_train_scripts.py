@@ -271,7 +271,8 @@ def test_sigterm_mid_run_checkpoints_every_episode_done_releases_the_farm_and_ex
     assert os.path.basename(where) != newest and 0 < loaded <= pointer['episodes']
     episodes = [int(r['episode']) for r in read_csv(csv_path)]  # rows past it moved aside
     assert episodes == list(range(1, len(episodes) + 1)) and len(episodes) > loaded
-    assert len(list(run_dir.glob('episodes.csv.*.bak'))) == 1
+    moved_aside = list(run_dir.glob('episodes.csv.*.bak'))
+    assert len(moved_aside) == (1 if loaded < pointer['episodes'] else 0)
     assert_no_farm_left(port)
 
 
