@@ -138,6 +138,8 @@ class GuardedServer(SocketServer_Threadpool):
         # handshake in this, the accepting, thread: a silent client would stall it. We accept
         # plain sockets and run TLS in the pool thread, under the handshake deadline.
         self._tls = getattr(self.sock, 'context', None) if Pyro4.config.SSL else None
+        # select() may call a connection ready that is reset before accept(): never block there.
+        self.sock.setblocking(False)
 
     def events(self, eventsockets):
         now = time.time()
@@ -159,7 +161,8 @@ class GuardedServer(SocketServer_Threadpool):
         try:
             # socket.socket.accept, not the SSLSocket's: see guard()
             raw, address = socket.socket.accept(self.sock)
-        except socket.timeout:
+        except (socket.timeout, socket.error) as e:  # gone already, or out of descriptors
+            log.debug('accept failed: %s', e)
             return
         if self.shutting_down:
             raw.close()
@@ -196,6 +199,13 @@ class GuardedServer(SocketServer_Threadpool):
         sock = raw
         try:
             raw.settimeout(max(0.01, deadline - time.time()))
+            if not raw.recv(1, socket.MSG_PEEK):
+                # Connected and closed without a word: a port probe or a health check, not a
+                # caller that was refused.
+                log.debug('%s connected and closed without a word', address)
+                self.handshake_over(raw)
+                _close(raw)
+                return
             if self._tls is not None:
                 sock = self._tls.wrap_socket(raw, server_side=True,
                                              do_handshake_on_connect=False)
@@ -224,7 +234,7 @@ class GuardedServer(SocketServer_Threadpool):
         now = time.time()
         for raw, (deadline, _) in list(self._waiting.items()):
             if deadline <= now:
-                self._drop_waiting(raw, 'sent nothing within %.0f s' % self.handshake_timeout)
+                self._drop_waiting(raw, 'sent nothing within %g s' % self.handshake_timeout)
         with self._shaking_lock:
             late = [s for s, (deadline, _) in self._shaking.items() if deadline <= now]
             for sock in late:
@@ -276,9 +286,12 @@ class FarmDaemon(Pyro4.Daemon):
         try:
             message.Message.recv(recorder, [message.MSG_CONNECT], hmac_key=self._pyroHmacKey)
         except (errors.TimeoutError, errors.ConnectionClosedError, socket.error) as e:
-            self.transportServer.handshake_over(conn.sock)
-            self.refusals.note(address, 'no handshake within %.0f s (%s)'
-                               % (self.transportServer.handshake_timeout, _reason(e)))
+            finished = self.transportServer.handshake_over(conn.sock)
+            if finished and not isinstance(e, errors.TimeoutError):
+                why = 'closed in the middle of its handshake (%s)' % _reason(e)
+            else:  # the accepting thread shut it down: the deadline passed
+                why = 'no handshake within %g s' % self.transportServer.handshake_timeout
+            self.refusals.note(address, why)
             return False  # nothing useful to answer: it did not finish speaking
         except errors.SecurityError:
             reason = 'wrong or missing key (%s must match on farm and learner)' % 'FARM_KEY'
