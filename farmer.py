@@ -756,14 +756,15 @@ class Farmer(object):
         for thread in threads:
             thread.join(max(0.0, deadline - time.time()))
 
-    def place(self, n, exclude=()):
+    def place(self, n, exclude=(), replacing=()):
         """How many of ``n`` environments go to each answering farm: by free capacity, at most
-        the farm list's capacity per farm. Returns ``(plan, how many did not fit)``."""
+        the farm list's capacity per farm (counting what this learner holds there, except the
+        placements it is ``replacing``). Returns ``(plan, how many did not fit)``."""
         links = [link for link in self.links if link.up and link not in exclude]
         free = {}
         for link in links:
             if link.refresh():  # fresh numbers: other learners may have taken capacity since
-                mine = self._held_on(link)
+                mine = self._held_on(link, replacing)
                 free[link] = max(0, min(link.capacity - mine,
                                         link.info['capacity'] - link.info['in_use']))
         plan = {}
@@ -825,9 +826,11 @@ class Farmer(object):
                 'other learners, ask for fewer environments, or add farms to the farm list'
                 % (n, what, have, '; '.join(parts)))
 
-    def _held_on(self, link):
+    def _held_on(self, link, replacing=()):
+        skip = set(id(place) for place in replacing)
         return sum(1 for env in self._vec_envs if not env.closed
-                   for place in env.places if place is not None and place.link is link)
+                   for place in env.places
+                   if place is not None and place.link is link and id(place) not in skip)
 
     def vec_env(self, env_name, n_envs, env_kwargs=None):
         """``n_envs`` environments spread over the farms, as one vectorized env (vecenv.py)."""
@@ -937,7 +940,8 @@ class FarmVecEnv(VecEnv):
         if mode == 'start':
             plan = self.farmer.place_or_wait(len(indices), self.env_name)
         else:
-            plan, missing = self.farmer.place(len(indices))
+            plan, missing = self.farmer.place(len(indices), replacing=[
+                self.places[i] for i in indices if self.places[i] is not None])
             if missing and mode == 'move':
                 raise RuntimeError('only %d free' % (len(indices) - missing))
             if missing:  # taking over a lost farm's envs: let the survivors run above capacity
@@ -1231,7 +1235,8 @@ class FarmVecEnv(VecEnv):
             self._displaced.difference_update(mine[over:])  # within capacity: they stay
         if not excess:
             return {}
-        fits = len(excess) - self.farmer.place(len(excess))[1]
+        fits = len(excess) - self.farmer.place(
+            len(excess), replacing=[self.places[i] for i in excess])[1]
         if not fits:
             return {}
         old = dict((i, self.places[i]) for i in excess[:fits])

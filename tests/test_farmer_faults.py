@@ -258,8 +258,15 @@ def test_a_lease_the_farm_forgot_is_rebuilt_and_training_goes_on(thread_farm, ca
         assert infos[0]['terminal_observation'].tolist() == before[0].tolist()
         assert obs[:, 0].tolist() == [0, 0]
         assert any('no longer knows our lease' in m for m in messages(caplog))
-        obs = env.step(np.full((2, 2), 0.5))[0]
-        assert obs[:, 0].tolist() == [1, 1]
+        del fm._renew_all  # awake again
+        # Rebuilt within capacity: not moved again (episodes cut twice) at the next rounds.
+        until = time.time() + 2.5
+        t = 0
+        while time.time() < until:
+            obs, rewards, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
+            t += 1
+            assert not truncated.any() and obs[:, 0].tolist() == [t, t], infos
+            time.sleep(0.05)
         assert f.proxy().info()['in_use'] == 2
 
 
