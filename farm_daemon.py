@@ -42,6 +42,9 @@ from Pyro4.socketserver.threadpoolserver import ClientConnectionJob, SocketServe
 HANDSHAKE_TIMEOUT = 5.0  # seconds from connect to a finished handshake (a learner needs ms)
 MAX_WAITING = 1024       # connections waiting for their first byte; beyond, the oldest is closed
 LOG_EVERY = 10.0         # seconds between two refusal lines about the same peer host
+# A handshake is a small dict; Pyro4 would allocate whatever size a header claims before
+# checking the key, so a stranger could claim gigabytes per connection.
+MAX_HANDSHAKE_BYTES = 65536
 
 log = logging.getLogger('farm.door')
 
@@ -284,7 +287,16 @@ class FarmDaemon(Pyro4.Daemon):
         recorder = _Recorder(conn)
         reason = None
         try:
-            message.Message.recv(recorder, [message.MSG_CONNECT], hmac_key=self._pyroHmacKey)
+            header = recorder.recv(message.Message.header_size)
+            claimed = message.Message.from_header(header)  # ProtocolError if not Pyro4
+            size = claimed.data_size + claimed.annotations_size
+            if size > MAX_HANDSHAKE_BYTES:
+                self.transportServer.handshake_over(conn.sock)
+                self.refusals.note(address, 'a handshake of %d bytes (at most %d)'
+                                   % (size, MAX_HANDSHAKE_BYTES))
+                return False
+            message.Message.recv(_Replay(recorder, header), [message.MSG_CONNECT],
+                                 hmac_key=self._pyroHmacKey)
         except (errors.TimeoutError, errors.ConnectionClosedError, socket.error) as e:
             finished = self.transportServer.handshake_over(conn.sock)
             if finished and not isinstance(e, errors.TimeoutError):

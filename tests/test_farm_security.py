@@ -138,6 +138,26 @@ def test_wrong_key_and_garbage_are_logged_with_the_peer(guarded_farm, caplog):
     learner_works(f.proxy())  # and the farm goes on
 
 
+def test_a_stranger_cannot_make_the_farm_allocate_what_a_header_claims(guarded_farm, caplog):
+    """Pyro4 allocates the size a message header claims before it checks the key: a handshake
+    claiming 2 GB is refused from its header alone."""
+    import struct
+    from Pyro4 import constants, message
+    caplog.set_level(logging.WARNING, logger='farm.door')
+    f = guarded_farm(key='k')
+    f.daemon.refusals.every = 0.0
+    claimed = 2 ** 31 - 1
+    fields = [message.MSG_CONNECT, constants.PROTOCOL_VERSION, claimed, 0, 0, 2, 1]
+    checksum = (sum(fields) + message.Message.checksum_magic) & 0xffff
+    header = struct.pack(message.Message.header_format, b'PYRO', constants.PROTOCOL_VERSION,
+                         message.MSG_CONNECT, 0, 1, claimed, 2, 0, 0, checksum)
+    with socket.create_connection(('127.0.0.1', f.port), timeout=10) as s:
+        s.sendall(header + b'x' * 100)
+        assert s.recv(1) == b''  # closed, nothing allocated or answered
+    assert wait_for(lambda: 'a handshake of %d bytes' % claimed in caplog.text, 5), caplog.text
+    learner_works(f.proxy(key='k'))
+
+
 def test_refusals_are_rate_limited_per_host():
     from farm_daemon import Refusals
     lines = []
