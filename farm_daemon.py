@@ -36,7 +36,7 @@ import time
 import Pyro4
 from Pyro4 import errors, message, socketutil
 from Pyro4.socketserver.multiplexserver import selectors
-from Pyro4.socketserver.threadpool import NoFreeWorkersError
+from Pyro4.socketserver.threadpool import NoFreeWorkersError, PoolError
 from Pyro4.socketserver.threadpoolserver import ClientConnectionJob, SocketServer_Threadpool
 
 HANDSHAKE_TIMEOUT = 5.0  # seconds from connect to a finished handshake (a learner needs ms)
@@ -195,6 +195,10 @@ class GuardedServer(SocketServer_Threadpool):
             self.refusals.note(address, 'no free connection thread (%d connections served); '
                                         'raise THREADPOOL_SIZE' % Pyro4.config.THREADPOOL_SIZE)
             _close(raw)
+        except PoolError:  # the pool is closed: the daemon is stopping
+            with self._shaking_lock:
+                self._shaking.pop(raw, None)
+            _close(raw)
 
     def _serve(self, raw, address, deadline):
         """In a pool thread: TLS if any, then Pyro4's handshake and requests (ClientConnectionJob,
@@ -306,7 +310,7 @@ class FarmDaemon(Pyro4.Daemon):
             self.refusals.note(address, why)
             return False  # nothing useful to answer: it did not finish speaking
         except errors.SecurityError:
-            reason = 'wrong or missing key (%s must match on farm and learner)' % 'FARM_KEY'
+            reason = 'wrong or missing key (FARM_KEY must be the same on farm and learner)'
         except errors.ProtocolError:
             reason = 'not a Pyro4 client (garbage instead of a handshake)'
         except Exception as e:  # anything else Pyro4 refuses, e.g. a message too large
