@@ -28,6 +28,7 @@ Runs unmodified on Python 2.7 and 3.6+.
 from __future__ import absolute_import
 
 import collections
+import itertools
 import logging
 import socket
 import threading
@@ -145,11 +146,14 @@ class GuardedServer(SocketServer_Threadpool):
         self.sock.setblocking(False)
 
     def events(self, eventsockets):
-        now = time.time()
-        deadlines = [d for d, _ in self._waiting.values()]
+        # Sleep until a socket is ready or the next deadline (the first waiting socket is the
+        # oldest: deadlines are accept time + a constant).
+        with self._shaking_lock:
+            deadlines = [d for d, _ in self._shaking.values()]
+        deadlines += [d for d, _ in itertools.islice(self._waiting.values(), 1)]
         wait = Pyro4.config.POLLTIMEOUT
         if deadlines:
-            wait = max(0.0, min(wait, min(deadlines) - now))
+            wait = max(0.0, min(wait, min(deadlines) - time.time()))
         for key, _ in self._selector.select(wait):
             if key.fileobj is self.sock:
                 self._accept()
@@ -223,8 +227,12 @@ class GuardedServer(SocketServer_Threadpool):
                 sock.do_handshake()
         except (socket.error, ValueError) as e:  # ssl.SSLError is a socket.error
             self.handshake_over(sock)
-            self.refusals.note(address, 'TLS handshake failed (%s); the farm needs TLS: give the '
-                                        'learner its CA (FARM_TLS_CA)' % (_reason(e),))
+            if sock is raw:
+                why = 'connection failed before its handshake (%s)' % _reason(e)
+            else:
+                why = ('TLS handshake failed (%s); this farm needs TLS: give the learner its CA '
+                       '(FARM_TLS_CA)' % _reason(e))
+            self.refusals.note(address, why)
             _close(sock)
             return
         ClientConnectionJob(sock, address, self.daemon)()
@@ -240,8 +248,9 @@ class GuardedServer(SocketServer_Threadpool):
     def _expire(self):
         now = time.time()
         for raw, (deadline, _) in list(self._waiting.items()):
-            if deadline <= now:
-                self._drop_waiting(raw, 'sent nothing within %g s' % self.handshake_timeout)
+            if deadline > now:
+                break  # oldest first: the rest are later
+            self._drop_waiting(raw, 'sent nothing within %g s' % self.handshake_timeout)
         with self._shaking_lock:
             late = [s for s, (deadline, _) in self._shaking.items() if deadline <= now]
             for sock in late:
