@@ -10,6 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
+import errors
 import farmer
 from conftest import ROOT
 
@@ -51,7 +52,7 @@ def test_python27_farm_serves_a_python3_farmer(process_farm):
         slow = fm.vec_env('SlowEnv', 1, {'step_seconds': 0.0, 'obs_size': 339})
         assert slow.reset().shape == (1, 339)
         assert slow.step(np.zeros((1, 22)))[0].shape == (1, 339)
-        with pytest.raises(ValueError, match="unknown environment 'Nope'"):
+        with pytest.raises(errors.UserError, match="unknown environment 'Nope'"):
             fm.vec_env('Nope', 1, {})
     log = f.stop()
     assert 'python 2.7' in log
@@ -61,7 +62,7 @@ def test_python27_farm_refuses_a_wrong_key_and_pickle(process_farm):
     import Pyro4
     import Pyro4.errors
     f = process_farm(capacity=1, python=PY27, env=PY27_ENV, extra=['--key', 'k27'])
-    with pytest.raises(RuntimeError, match='wrong or missing key'):
+    with pytest.raises(errors.NoFarmError, match='wrong or missing key'):
         farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], key='nope', start_local=False)
     proxy = Pyro4.Proxy('PYRO:farm@127.0.0.1:%d' % f.port)
     proxy._pyroHmacKey = b'k27'
