@@ -694,7 +694,7 @@ def main(argv=None):
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default loopback; others need --key)')
     parser.add_argument('--port', type=int, default=DEFAULT_PORT, help='port (default 20099)')
-    parser.add_argument('--capacity', type=int, default=None,
+    parser.add_argument('--capacity', type=int, default=None, metavar='N',
                         help='environments served at once (default: CPU count)')
     parser.add_argument('--key', default=os.environ.get(KEY_ENV),
                         help='shared key (default: $%s); required beyond loopback. It '
@@ -704,29 +704,33 @@ def main(argv=None):
                         help='serve with TLS: this PEM certificate (learners trust its CA through '
                         'FARM_TLS_CA)')
     parser.add_argument('--tls-key', metavar='FILE', help="the certificate's PEM private key")
-    parser.add_argument('--step-timeout', type=float, default=STEP_TIMEOUT,
+    parser.add_argument('--step-timeout', type=float, default=STEP_TIMEOUT, metavar='SECONDS',
                         help='seconds a step or reset may take before the worker is replaced '
                         '(default %g)' % STEP_TIMEOUT)
-    parser.add_argument('--recycle-steps', type=int, default=RECYCLE_STEPS)
-    parser.add_argument('--recycle-resets', type=int, default=RECYCLE_RESETS)
-    parser.add_argument('--lease-ttl', type=float, default=LEASE_TTL,
+    parser.add_argument('--recycle-steps', type=int, default=RECYCLE_STEPS, metavar='N',
+                        help='replace a worker at its next reset after N steps (default %d)'
+                        % RECYCLE_STEPS)
+    parser.add_argument('--recycle-resets', type=int, default=RECYCLE_RESETS, metavar='N',
+                        help='...or after N resets (default %d)' % RECYCLE_RESETS)
+    parser.add_argument('--lease-ttl', type=float, default=LEASE_TTL, metavar='SECONDS',
                         help='seconds a lease lives without a call: the default and the most a '
                         'learner may ask for (default %g)' % LEASE_TTL)
-    parser.add_argument('--release-after', type=float, default=RELEASE_AFTER,
+    parser.add_argument('--release-after', type=float, default=RELEASE_AFTER, metavar='SECONDS',
                         help="seconds after a learner's last connection closed before its "
                         'environments are released (default %g; keep it above the farmer\'s '
                         'keep-alive, %g s)' % (RELEASE_AFTER, KEEPALIVE_EVERY))
     parser.add_argument('--overcommit', type=float, default=OVERCOMMIT, metavar='FACTOR',
                         help="how far above capacity a learner taking over a lost farm's "
                         'environments may go (default %g; 1: never)' % OVERCOMMIT)
-    parser.add_argument('--handshake-timeout', type=float,
+    parser.add_argument('--handshake-timeout', type=float, metavar='SECONDS',
                         default=farm_daemon.HANDSHAKE_TIMEOUT,
                         help='seconds a new connection has to finish its handshake (default %g)'
                         % farm_daemon.HANDSHAKE_TIMEOUT)
     parser.add_argument('--exit-with', type=int, default=None, metavar='PID',
                         help='stop when process PID ends (used by a learner that starts a '
                         'local farm for itself)')
-    parser.add_argument('--log-level', default='INFO')
+    parser.add_argument('--log-level', default='INFO', metavar='LEVEL',
+                        help='DEBUG, INFO (default), WARNING or ERROR')
     args = parser.parse_args(argv)
     try:
         check_args(args)
