@@ -740,11 +740,10 @@ def main(argv=None):
         _bad(str(e))
     logging.basicConfig(level=args.log_level.upper(),
                         format='%(asctime)s %(name)s %(levelname)s %(message)s')
-    for flag, value in (('--release-after', args.release_after),
-                        ('--lease-ttl', args.lease_ttl)):
-        if value <= KEEPALIVE_EVERY:
-            log.warning('%s %g is not above the farmer\'s keep-alive (%g s): a learner idle at '
-                        'its prompt may lose its environments', flag, value, KEEPALIVE_EVERY)
+    if args.release_after <= KEEPALIVE_EVERY:
+        log.warning('--release-after %g is not above the farmer\'s keep-alive (%g s): a learner '
+                    'whose connection broke may lose its environments before it reconnects',
+                    args.release_after, KEEPALIVE_EVERY)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     _allow_many_files()
     farm = Farm(capacity=args.capacity, step_timeout=args.step_timeout,
