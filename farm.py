@@ -81,7 +81,7 @@ OVERCOMMIT = 2.0
 # Seconds after a lease's last connection closed before its environments are released. More
 # than the farmer's keep-alive (10 s): a farmer whose connection broke reconnects at its next call.
 RELEASE_AFTER = 15.0
-KEEPALIVE_EVERY = 10.0       # the farmer's renewal interval (farmer.py), for the checks above
+KEEPALIVE_EVERY = 10.0       # the farmer's longest renewal interval (farmer.py): see RELEASE_AFTER
 KEY_ENV = 'FARM_KEY'
 
 log = logging.getLogger('farm')
