@@ -1,12 +1,6 @@
-"""session.py: what train_sac.py and train_ddpg.py share, so each script can stay one short story.
+"""session.py: a run once it has started: what train_sac.py and train_ddpg.py do after
+runconfig.py has read the flags, checked what needs no farm and built the farmer and the agent.
 
-- :func:`parse_config`: command-line flags generated from a config dataclass; each field's
-  docstring (the string literal under it) is its ``--help`` text; a value out of range (``--n-envs
-  0``, ``--episodes -1``) is refused in one line before anything starts.
-- :func:`prepare`: the checks that need no farm (run directory writable, ``--resume`` loadable),
-  one-line user errors (``--verbose``: tracebacks and debug logs), logging.
-- :func:`make_farmer`, :func:`closing_on_error`, :func:`require_box`: the farms, released at once
-  when the start-up fails after they were reserved.
 - :class:`Session`: one run directory and the verbs behind the scripts' ``r``, ``test``, ``save``,
   ``load``. A run directory (default ``runs/<algo>-<env>-<timestamp>``) holds:
 
@@ -31,8 +25,6 @@ a signal arriving meanwhile is acted on once the file is complete.
 
 Python 3.6 compatible (the learner may run under TensorFlow 2.6); imports no TensorFlow itself.
 """
-import argparse
-import ast
 import atexit
 import contextlib
 import csv
@@ -52,6 +44,10 @@ import numpy as np
 
 import checkpoints
 import errors
+import runconfig
+from runconfig import TERM_EXIT
+# bench/drill_learner.py still calls these as session.X (they moved to runconfig.py).
+from runconfig import make_farmer, parse_config, setup_logging  # noqa: F401
 
 log = logging.getLogger('session')
 
@@ -59,227 +55,6 @@ CSV_COLUMNS = ('episode', 'global_step', 'return', 'length', 'terminated', 'lost
                'wall_time', 'end')
 EVAL_COLUMNS = ('global_step', 'episodes', 'mean_return', 'std_return', 'n', 'wall_time')
 TERM_GRACE = 10.0   # seconds a vector step may still take after SIGTERM (schedulers wait ~30)
-TERM_EXIT = 128 + signal.SIGTERM   # the shell's code for "ended by SIGTERM"
-
-
-# --- configuration -------------------------------------------------------------------------------
-def field_docs(cls, path):
-    """``{field: docstring}`` for the dataclass ``cls`` as written in the file ``path``."""
-    with open(path) as f:
-        tree = ast.parse(f.read())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
-            docs = {}
-            for field, doc in zip(node.body, node.body[1:]):
-                if isinstance(field, ast.AnnAssign) and isinstance(doc, ast.Expr):
-                    try:
-                        text = ast.literal_eval(doc.value)
-                    except ValueError:
-                        continue
-                    if isinstance(text, str):
-                        docs[field.target.id] = ' '.join(text.split())
-            return docs
-    return {}
-
-
-def _named(name, convert):
-    convert.__name__ = name  # argparse says "invalid <name> value: 'x'"
-    return convert
-
-
-def _json_object(text):
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise ValueError('not a JSON object')
-    return value
-
-
-def _flag_type(default):
-    """How a flag's text becomes the field's value, judged by the default's type."""
-    if isinstance(default, bool):
-        return _named('yes/no', lambda text: text.lower() in ('1', 'true', 'yes', 'on'))
-    if isinstance(default, tuple):
-        return _named('comma-separated int', lambda text: tuple(
-            int(x) for x in text.replace(' ', '').split(',') if x))
-    if isinstance(default, dict):
-        return _named('JSON object', _json_object)
-    return type(default)
-
-
-# The values the scripts' fields may take, checked before anything starts: (test, what is allowed).
-LIMITS = {
-    'n_envs': (lambda v: v >= 1, 'at least 1'),
-    'episodes': (lambda v: v >= 1, 'at least 1'),
-    'checkpoint_every': (lambda v: v >= 1, 'at least 1'),
-    'keep_checkpoints': (lambda v: v >= 1, 'at least 1'),
-    'batch_size': (lambda v: v >= 1, 'at least 1'),
-    'memory_limit': (lambda v: v >= 1, 'at least 1'),
-    'warmup': (lambda v: v >= 0, '0 or more'),
-    'random_steps': (lambda v: v >= 0, '0 or more'),
-    'updates_per_step': (lambda v: v >= 0, '0 or more'),
-    'log_every': (lambda v: v >= 0, '0 or more'),
-    'give_up_after': (lambda v: v >= 0, '0 (never) or more seconds'),
-    'hidden': (lambda v: len(v) >= 1 and min(v) >= 1, 'one or more sizes of at least 1'),
-    'lr': (lambda v: v > 0, 'above 0'),
-    'actor_lr': (lambda v: v > 0, 'above 0'),
-    'critic_lr': (lambda v: v > 0, 'above 0'),
-    'initial_alpha': (lambda v: v > 0, 'above 0'),
-    'gamma': (lambda v: 0 <= v <= 1, 'between 0 and 1'),
-    'tau': (lambda v: v > 0, 'above 0'),
-    'sigma': (lambda v: v >= 0, '0 or more'),
-    'noise': (lambda v: v in ('gaussian', 'ou'), 'gaussian or ou'),
-}
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        """One line, no usage block: ``train_sac.py: argument --n-envs: ... (see --help)``."""
-        self.exit(2, '%s: %s (see --help)\n' % (self.prog, message))
-
-
-def parse_config(cls, path, argv=None, description=None):
-    """An instance of the dataclass ``cls`` from command-line flags (``--n-envs`` or
-    ``--n_envs``); every field must carry a docstring, which becomes its help. A value outside
-    :data:`LIMITS` ends the program with one line (exit code 2)."""
-    docs = field_docs(cls, path)
-    parser = _Parser(prog=os.path.basename(path), description=description)
-    for f in dataclasses.fields(cls):
-        if f.name not in docs:
-            raise TypeError('%s.%s has no docstring (it is the --help text)' % (cls.__name__,
-                                                                                f.name))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        flags = ['--' + f.name.replace('_', '-')] + (['--' + f.name] if '_' in f.name else [])
-        options = dict(dest=f.name, type=_flag_type(default), default=default,
-                       metavar=type(default).__name__.upper(),
-                       help='%s (default: %s)' % (docs[f.name], _show(default)))
-        if isinstance(default, bool):
-            options.update(nargs='?', const=True)  # --verbose alone means yes
-        parser.add_argument(*flags, **options)
-    values = vars(parser.parse_args(argv))
-    for name, value in sorted(values.items()):
-        allowed, text = LIMITS.get(name, (lambda v: True, ''))
-        if not allowed(value):
-            parser.error('argument --%s: %s is not allowed: %s' % (
-                name.replace('_', '-'), _show(value), text))
-    return cls(**values)
-
-
-def _show(value):
-    if isinstance(value, tuple):
-        return ','.join(str(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return repr(value) if value == '' else str(value)
-
-
-def interactive():
-    """True under ``python -i``, ``ipython -i``, IPython's ``%run`` and Jupyter; False for
-    ``python script.py`` and ``ipython script.py``."""
-    if sys.flags.interactive:
-        return True
-    shell = _ipython()
-    if shell is None:
-        return False
-    # TerminalIPythonApp.interact is False when a file is run without -i; kernels have no such app
-    return bool(getattr(getattr(shell, 'parent', None), 'interact', True))
-
-
-def _ipython():
-    ipython = sys.modules.get('IPython')
-    return ipython.get_ipython() if ipython is not None else None
-
-
-def setup_logging(verbose=False):
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
-    for noisy in ('tensorflow', 'absl', 'h5py', 'matplotlib', 'Pyro4', 'PIL'):
-        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
-
-
-# --- before anything starts ----------------------------------------------------------------------
-def prepare(cfg, algo):
-    """Everything that can be checked before TensorFlow and the farms start; returns the run
-    directory. From here on a user error (errors.UserError) is one line on stderr and a
-    non-zero exit (a traceback too with ``--verbose``), at the prompt as well; SIGTERM exits
-    (143) through the ``finally`` blocks, so a :func:`closing_on_error` farmer is released."""
-    errors.install_excepthook(cfg.verbose)
-    shell = _ipython()
-    if shell is not None and not cfg.verbose:  # IPython shows errors itself, not by excepthook
-        program = os.path.basename(sys.argv[0] or 'python')
-
-        def one_line(shell, kind, error, tb, tb_offset=None):
-            sys.stderr.write('%s: %s\n' % (program, error))
-        shell.set_custom_exc((errors.UserError,), one_line)
-    setup_logging(cfg.verbose)
-    if cfg.resume:
-        try:
-            checkpoints.find(cfg.resume)
-        except errors.UserError as e:
-            raise errors.UserError('--resume %s' % e)
-    run_dir = prepare_run_dir(cfg, algo)
-    flag = '--resume' if cfg.resume and checkpoints.run_dir_of(cfg.resume) else '--run-dir'
-    _check_writable(run_dir, flag)
-    import farmer  # the farm list: errors.FarmListError naming the entry, before any farm starts
-    if cfg.farms:
-        farmer.parse_farms(farm_entries(cfg.farms), '--farms')
-    else:
-        farmer.read_farmlist()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    return run_dir
-
-
-def _exit_on_sigterm(signum, frame):
-    raise SystemExit(TERM_EXIT)  # Session replaces this once there is a run to checkpoint
-
-
-def _check_writable(path, flag):
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise errors.UserError('%s %s: %s is a file, not a folder; give a folder' % (
-            flag, path, probe))
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise errors.UserError('%s %s: cannot write in %s; give a folder you can write to' % (
-            flag, path, probe))
-
-
-def make_farmer(farms, give_up_after=0):
-    """``Farmer()`` (farmlist.py) when ``farms`` is empty, else the farms of
-    ``host:capacity[:port],...``. Either way a local farm is started when only this machine is
-    listed and none answers; ``Farmer.close`` stops it. ``give_up_after`` seconds with no farm
-    answering end training with errors.FarmsLostError (0: never)."""
-    from farmer import Farmer
-    kwargs = {'give_up_after': give_up_after} if give_up_after else {}
-    if not farms:
-        return Farmer(**kwargs)
-    return Farmer(farms=farm_entries(farms), **kwargs)
-
-
-def farm_entries(farms):
-    """``[(host, capacity[, port])]`` from ``--farms host:capacity[:port],...`` (unchecked)."""
-    return [tuple(part.strip().split(':')) for part in farms.split(',') if part.strip()]
-
-
-@contextlib.contextmanager
-def closing_on_error(farmer):
-    """Release the farms at once (not after the lease TTL) when the block fails: an env the
-    agent cannot use, a SIGTERM or a Ctrl-C during start-up."""
-    try:
-        yield farmer
-    except BaseException:
-        farmer.close()
-        raise
-
-
-def require_box(space, algo, env_name):
-    """errors.UserError unless ``space`` is a one-dimensional Box (continuous actions)."""
-    if not (hasattr(space, 'low') and hasattr(space, 'high')
-            and len(getattr(space, 'shape', None) or ()) == 1):
-        raise errors.UserError(
-            '%s needs a continuous (Box) action space; --env %s has %s: choose an environment '
-            'with continuous actions (L2M2019Env, Arm2DEnv, Pendulum-v1)' % (algo, env_name, space))
 
 
 # --- signals while a file is written -------------------------------------------------------------
@@ -374,7 +149,7 @@ class Session(object):
         self._terminating = 0  # SIGTERMs received
         self._grace = None
         stamp = time.strftime('%Y%m%d-%H%M%S')
-        self.run_dir = run_dir or prepare_run_dir(cfg, algo)
+        self.run_dir = run_dir or runconfig.prepare_run_dir(cfg, algo)
         self._created = not os.path.exists(self.run_dir)
         os.makedirs(os.path.join(self.run_dir, checkpoints.FOLDER), exist_ok=True)
         config = os.path.join(self.run_dir, 'config.json')
@@ -666,20 +441,12 @@ class Session(object):
         """Checkpoint, release the farms, exit with 143; called once nothing is in progress."""
         log.warning('SIGTERM: checkpoint, release the farms, exit')
         self.close()
-        if interactive():  # IPython turns SystemExit at the prompt into a warning
+        if runconfig.interactive():  # IPython turns SystemExit at the prompt into a warning
             sys.stdout.flush()
             sys.stderr.flush()
             logging.shutdown()
             os._exit(TERM_EXIT)
         raise SystemExit(TERM_EXIT)
-
-
-def prepare_run_dir(cfg, algo):
-    """The run directory of ``cfg`` without the other checks of :func:`prepare`."""
-    if cfg.resume and checkpoints.run_dir_of(cfg.resume):
-        return checkpoints.run_dir_of(cfg.resume)
-    return cfg.run_dir or os.path.join('runs', '%s-%s-%s' % (
-        algo, cfg.env.replace('/', '_'), time.strftime('%Y%m%d-%H%M%S')))
 
 
 def _read_columns(path, names):

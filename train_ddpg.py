@@ -25,7 +25,8 @@ from dataclasses import dataclass, field  # novermin (3.6: the dataclasses backp
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # plumbing: TensorFlow's C++ start-up chatter
 
-import session  # noqa: E402  (imports no TensorFlow: --help stays instant)
+import runconfig  # noqa: E402  (these two import no TensorFlow: --help stays instant)
+import session  # noqa: E402
 
 
 @dataclass
@@ -85,18 +86,18 @@ class Config:
     """debug logs, and a traceback with every error (otherwise a user error is one line)"""
 
 
-cfg = session.parse_config(Config, __file__, description=__doc__.split('\n')[1])
-run_dir = session.prepare(cfg, 'ddpg')  # checks that need no farm: before anything starts
+cfg = runconfig.parse_config(Config, __file__, description=__doc__.split('\n')[1])
+run_dir = runconfig.prepare(cfg, 'ddpg')  # checks that need no farm: before anything starts
 
 from agents.compat import adam, tf  # noqa: E402  (plumbing: must come before TensorFlow)
 from agents.ddpg import DDPG  # noqa: E402  (imports rl.agents: TensorFlow in graph mode)
 from agents.noise import VectorNoise  # noqa: E402
 
 # The environments: n_envs of them on the farms, seen as one vectorized env (vecenv.py).
-farmer = session.make_farmer(cfg.farms, cfg.give_up_after)
-with session.closing_on_error(farmer):  # a failed start-up releases the farms at once
+farmer = runconfig.make_farmer(cfg.farms, cfg.give_up_after)
+with runconfig.closing_on_error(farmer):  # a failed start-up releases the farms at once
     env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)
-    session.require_box(env.action_space, 'DDPG', cfg.env)
+    runconfig.require_box(env.action_space, 'DDPG', cfg.env)
 
     # The agent: a tanh actor and a critic (agents/networks.py), built after rl.agents (graph mode).
     tf.random.set_seed(cfg.seed)
@@ -131,7 +132,7 @@ def load(path=None):
 
 
 if __name__ == '__main__':
-    if session.interactive():
+    if runconfig.interactive():
         print('r(100) trains 100 more episodes; test(), save(), load(); run dir %s' % run.run_dir)
     else:
         run.train_and_exit(cfg.episodes)

@@ -1,5 +1,6 @@
 """A Python 3.6 learner (TensorFlow 2.6, keras 2.6, keras-rl2) against a Python 3.11 farm: the host
-side (farmer.py, vecenv.py, agents/, session.py, train_*.py) keeps Python 3.6 syntax and runs there.
+side (farmer.py, vecenv.py, agents/, session.py, runconfig.py, train_*.py) keeps Python 3.6 syntax
+and runs there.
 
 Uses ``.venv36/`` (``setup.sh`` builds it where a 3.6 interpreter exists); skipped with the reason
 where it is missing or cannot import TensorFlow and keras-rl2."""
@@ -14,8 +15,8 @@ import pytest
 from conftest import ROOT
 
 PY36 = os.path.join(ROOT, '.venv36', 'bin', 'python')
-HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'session.py', 'train_sac.py',
-             'train_ddpg.py'] + sorted(os.path.relpath(p, ROOT)
+HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'errors.py', 'checkpoints.py', 'session.py',
+             'runconfig.py', 'train_sac.py', 'train_ddpg.py'] + sorted(os.path.relpath(p, ROOT)
                                        for p in glob.glob(os.path.join(ROOT, 'agents', '*.py')))
 VERMIN = os.path.join(os.path.dirname(sys.executable), 'vermin')
 

@@ -1,7 +1,7 @@
-"""session.py in-process, with fakes for the agent, the vectorized env and the farmer (no
-TensorFlow, no farm): the flags' limits, the checks before start-up, episodes.csv's ``end``
-column, load() from an earlier run, a run ending because every farm is lost, and SIGTERM (real
-signals sent to this process). The scripts themselves are run in test_train_scripts.py."""
+"""session.py and runconfig.py in-process, with fakes for the agent, the vectorized env and the
+farmer (no TensorFlow, no farm): the flags' limits, the checks before start-up, episodes.csv's
+``end`` column, load() from an earlier run, a run ending because every farm is lost, and SIGTERM
+(real signals sent to this process). The scripts themselves are run in test_train_scripts.py."""
 import csv
 import json
 import os
@@ -15,6 +15,7 @@ import conftest  # noqa: F401  (puts the project on sys.path)
 from test_checkpoints import FakeAgent
 import checkpoints
 import errors
+import runconfig
 import session
 
 
@@ -120,32 +121,32 @@ class Flags:
     (['--n-envs', 'x'], "--n-envs/--n_envs: invalid int value: 'x'")])
 def test_a_bad_flag_is_one_line_and_exit_code_2(argv, where, capsys):
     with pytest.raises(SystemExit) as e:
-        session.parse_config(Flags, __file__, argv=argv)
+        runconfig.parse_config(Flags, __file__, argv=argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and err.startswith('test_session.py: argument ') and where in err
 
 
 def test_a_switch_alone_means_yes():
-    assert session.parse_config(Flags, __file__, argv=['--verbose']).verbose is True
-    assert session.parse_config(Flags, __file__, argv=['--verbose', 'no']).verbose is False
+    assert runconfig.parse_config(Flags, __file__, argv=['--verbose']).verbose is True
+    assert runconfig.parse_config(Flags, __file__, argv=['--verbose', 'no']).verbose is False
 
 
 def test_an_unwritable_run_dir_is_refused_before_anything_starts(tmp_path):
     (tmp_path / 'file').write_text('x')
     with pytest.raises(errors.UserError, match='--run-dir .*is a file, not a folder'):
-        session._check_writable(str(tmp_path / 'file' / 'run'), '--run-dir')
-    session._check_writable(str(tmp_path / 'new' / 'deeper'), '--run-dir')  # creatable: fine
+        runconfig._check_writable(str(tmp_path / 'file' / 'run'), '--run-dir')
+    runconfig._check_writable(str(tmp_path / 'new' / 'deeper'), '--run-dir')  # creatable: fine
     assert not (tmp_path / 'new').exists()  # and nothing made yet
 
 
 def test_only_a_box_action_space_is_accepted():
     from vecenv import gym_spaces_lib as lib
     import numpy as np
-    session.require_box(lib.spaces.Box(-np.ones(2, np.float32), np.ones(2, np.float32)), 'SAC',
+    runconfig.require_box(lib.spaces.Box(-np.ones(2, np.float32), np.ones(2, np.float32)), 'SAC',
                         'Pendulum-v1')
     with pytest.raises(errors.UserError) as e:
-        session.require_box(lib.spaces.Discrete(2), 'SAC', 'CartPole-v1')
+        runconfig.require_box(lib.spaces.Discrete(2), 'SAC', 'CartPole-v1')
     assert str(e.value).startswith('SAC needs a continuous (Box) action space; --env '
                                    'CartPole-v1 has Discrete(2)')
 
@@ -155,7 +156,7 @@ def test_only_a_box_action_space_is_accepted():
 def test_a_failed_start_up_releases_the_farms_at_once(error):
     farmer = Farmer()
     with pytest.raises(type(error)):
-        with session.closing_on_error(farmer):
+        with runconfig.closing_on_error(farmer):
             raise error
     assert farmer.closed
 
@@ -164,8 +165,8 @@ def test_make_farmer_passes_give_up_after(monkeypatch):
     import farmer as farmer_module
     made = []
     monkeypatch.setattr(farmer_module, 'Farmer', lambda **kwargs: made.append(kwargs))
-    session.make_farmer('127.0.0.1:2:9000', give_up_after=30.0)
-    session.make_farmer('', give_up_after=0)
+    runconfig.make_farmer('127.0.0.1:2:9000', give_up_after=30.0)
+    runconfig.make_farmer('', give_up_after=0)
     assert made == [{'farms': [('127.0.0.1', '2', '9000')], 'give_up_after': 30.0}, {}]
 
 

@@ -12,7 +12,7 @@ from conftest import ROOT
 
 FARM_SIDE = ['farm.py', 'envworker.py', 'farm_compat.py'] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'envs', '*.py')))
-HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'errors.py', 'session.py', 'checkpoints.py', 'train_sac.py', 'train_ddpg.py'] + sorted(
+HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'errors.py', 'session.py', 'runconfig.py', 'checkpoints.py', 'train_sac.py', 'train_ddpg.py'] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'agents', '*.py')))
 
 

@@ -1,7 +1,7 @@
 """train_sac.py and train_ddpg.py end to end: the real scripts in subprocesses (they import
 TensorFlow and rl.agents, which must stay out of the pytest process), each through a local farm
 the farmer starts by itself on a free port, with tiny networks and budgets. Behaviour is asserted,
-never timings. ``session.parse_config`` is also tested in-process (it imports no TensorFlow)."""
+never timings. ``runconfig.parse_config`` is also tested in-process (it imports no TensorFlow)."""
 import csv
 import json
 import os
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from conftest import ROOT, free_port
-import session
+import runconfig
 
 SCRIPTS = ['train_sac.py', 'train_ddpg.py']
 CHEAP = ['--env', 'CheapEnv', '--env-kwargs',
@@ -94,18 +94,18 @@ class Example:
 
 
 def test_parse_config_types_and_aliases():
-    cfg = session.parse_config(Example, __file__, argv=[
+    cfg = runconfig.parse_config(Example, __file__, argv=[
         '--name', 'Pendulum-v1', '--n_envs', '3', '--rate', '0.5', '--hidden', '16,8',
         '--kwargs', '{"difficulty": 2}', '--flag', 'yes'])
     assert cfg == Example('Pendulum-v1', 3, 0.5, (16, 8), {'difficulty': 2}, True)
-    assert session.parse_config(Example, __file__, argv=['--n-envs', '2']).n_envs == 2
-    assert session.parse_config(Example, __file__, argv=[]) == Example()
+    assert runconfig.parse_config(Example, __file__, argv=['--n-envs', '2']).n_envs == 2
+    assert runconfig.parse_config(Example, __file__, argv=[]) == Example()
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_help_lists_every_field_with_its_docstring(script):
     out = run_script([script, '--help'])  # parse_config refuses a field without a docstring
-    docs = session.field_docs(type('Config', (), {}), os.path.join(ROOT, script))
+    docs = runconfig.field_docs(type('Config', (), {}), os.path.join(ROOT, script))
     assert {'env', 'env_kwargs', 'n_envs', 'farms', 'episodes', 'run_dir', 'resume'} <= set(docs)
     squeezed = ''.join(out.split())  # argparse re-wraps the help text
     for name, doc in docs.items():
