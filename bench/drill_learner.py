@@ -8,8 +8,8 @@ train_sac.py's source, so a flag added there is a flag here): ``session.make_far
 ``farmer.vec_env``, ``SAC.from_spaces``, ``session.Session``, ``run.train``. What this adds is
 only observation, never a change of behaviour:
 
-- a recorder around the vectorized env's ``reset``/``step_wait``: every transition the learner
-  *received* (the observation it acted on, the next one or the episode's terminal observation,
+- a recorder (unless ``--no-record``) around the vectorized env's ``reset``/``step_wait``: every
+  transition the learner *received* (the observation it acted on, the next one or the episode's terminal observation,
   why an episode ended), to compare with what reached the replay memory;
 - a heartbeat JSON (``--heartbeat``), rewritten a few times a second between vector steps:
   global step, episodes, updates, time;
@@ -125,6 +125,8 @@ def main(argv=None):
     own.add_argument('--dump', default='')
     own.add_argument('--result', default='')
     own.add_argument('--save-storm', action='store_true')
+    own.add_argument('--no-record', action='store_true',
+                     help='no recorder and no dump (the soak: the record grows with every step)')
     mine, rest = own.parse_known_args(argv)
     cfg = session.parse_config(train_sac_config(), TRAIN_SAC, rest)
     session.setup_logging()
@@ -174,7 +176,7 @@ def main(argv=None):
         # What train_sac.py does, in its order.
         farmer = session.make_farmer(cfg.farms)
         env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)
-        recorder = Recorder(env)
+        recorder = None if mine.no_record else Recorder(env)
         tf.random.set_seed(cfg.seed)
         agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
                                 gamma=cfg.gamma, tau=cfg.tau, batch_size=cfg.batch_size,

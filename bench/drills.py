@@ -2,6 +2,7 @@
 """drills.py: break a running training on purpose, one fault at a time, and count what it cost.
 
     python bench/drills.py --json [--only NAME ...] [--quick] [--keep DIR]
+    python bench/drills.py --markdown results/drills.json     # the README's table of a saved run
 
 Every drill runs real processes on this machine: ``farm.py`` daemons (each in a process session of
 its own, stderr to a log), and a learner, ``bench/drill_learner.py`` (train_sac.py's learner:
@@ -10,10 +11,12 @@ whose observations carry ``(identity, episode, t)``. The drill injects one fault
 learner's heartbeat and the farms, stops everything, and writes one row:
 
 ``drill``, ``done`` (what was done), ``recovered`` (bool: the drill's own condition, below, and
-the learner trained to the end without an error), ``seconds_to_recover``, ``transitions_lost``,
-``transitions_duplicated``, ``processes_left`` (farm workers, farms and learners still alive that
-should not be: counted after the fault where a process was killed, and after the orderly stop at
-the end), ``notes`` (the learner's error, what the farms' logs said, what is odd), and ``counts``
+the learner trained to the end without an error), ``seconds_to_recover`` (from the moment the
+fault ends: the kill, the SIGCONT, the restart, the link back up; until the drill's condition
+holds: three more vector steps trained, and capacity back where the drill checks it),
+``transitions_lost``, ``transitions_duplicated``, ``processes_left`` (farm workers, farms and
+learners still alive that should not be: counted after the fault where a process was killed, and
+after the orderly stop at the end), ``notes`` (the learner's error, what the farms' logs said, what is odd), and ``counts``
 (the full counting, below). ``--json`` prints ``{"rows": [...], ...}`` on stdout; a table goes
 to stderr either way. ``--keep DIR`` keeps every log, heartbeat, run directory and memory dump.
 
@@ -963,6 +966,21 @@ def table(rows):
     return '\n'.join(lines)
 
 
+def markdown(rows):
+    """The README's "what happens when" table from the rows of a run."""
+    lines = ['| drill | what was done | recovered | seconds to recover | lost | duplicated | '
+             'processes left | notes |', '|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append('| `%s` | %s | %s | %s | %s | %s | %s | %s |' % (
+            r['drill'], r['done'], {True: 'yes', False: '**no**', None: 'skipped'}[r['recovered']],
+            '-' if r['seconds_to_recover'] is None else '%.1f' % r['seconds_to_recover'],
+            '-' if r['transitions_lost'] is None else r['transitions_lost'],
+            '-' if r['transitions_duplicated'] is None else r['transitions_duplicated'],
+            '-' if r['processes_left'] is None else r['processes_left'],
+            r['notes'].replace('|', '/')))
+    return '\n'.join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--json', action='store_true', help='print the rows as JSON on stdout')
@@ -970,7 +988,14 @@ def main(argv=None):
                         help='run only these drills: %s' % ', '.join(DRILLS))
     parser.add_argument('--quick', action='store_true', help='skip %s' % ', '.join(LONG))
     parser.add_argument('--keep', default='', help='keep logs and runs in this directory')
+    parser.add_argument('--markdown', metavar='JSON',
+                        help='run nothing: print the rows of a saved --json run as a Markdown '
+                        'table (the README\'s "what happens when")')
     args = parser.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown) as f:
+            print(markdown(json.load(f)['rows']))
+        return 0
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format='%(asctime)s %(name)s %(message)s', datefmt='%H:%M:%S')
     names = args.only or [n for n in DRILLS if not (args.quick and n in LONG)]
