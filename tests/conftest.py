@@ -42,12 +42,9 @@ class ThreadFarm(object):
         self._pyro = Pyro4
 
     def _serve(self, on_ready):
-        import Pyro4
-        farm.configure_pyro()
-        self.daemon = Pyro4.Daemon(host='127.0.0.1', port=0)
-        if self.key:
-            self.daemon._pyroHmacKey = self.key.encode()
-        uri = self.daemon.register(self.farm, farm.OBJECT_ID)
+        # The farm's own daemon (farm_daemon.FarmDaemon), as farm.py serves it.
+        self.farm.label = None
+        self.daemon, uri = farm.make_daemon(self.farm, '127.0.0.1', 0, self.key)
         self.farm.label = '127.0.0.1:%d' % uri.port
         on_ready(uri)
         self.daemon.requestLoop()

@@ -10,10 +10,11 @@ import pytest
 
 from conftest import ROOT
 
-FARM_SIDE = ['farm.py', 'envworker.py', 'farm_compat.py'] + sorted(
+FARM_SIDE = ['farm.py', 'farm_daemon.py', 'envworker.py', 'farm_compat.py'] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'envs', '*.py')))
 HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'errors.py', 'session.py', 'runconfig.py', 'checkpoints.py', 'train_sac.py', 'train_ddpg.py'] + sorted(
-    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'agents', '*.py')))
+    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'agents', '*.py'))
+    + glob.glob(os.path.join(ROOT, 'host', '*.py')))
 
 
 # vermin has no __main__ module; its console script sits next to this interpreter.
@@ -34,7 +35,7 @@ def test_farm_side_is_python27_and_36_compatible():
 
 def test_host_side_is_python36_compatible():
     result, files = vermin(['3.6-'], HOST_SIDE)
-    assert 'farmer.py' in files
+    assert 'farmer.py' in files and 'host/link.py' in files
     assert result.returncode == 0, result.stdout + result.stderr
 
 
