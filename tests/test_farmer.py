@@ -12,6 +12,7 @@ import pytest
 import errors
 import farmer
 from conftest import ROOT, descendants_alive, free_port
+from host import settings
 from vecenv import InProcessVecEnv
 
 
@@ -143,8 +144,8 @@ def _pids_of(f, env):
 
 
 def test_lost_farm_moves_its_envs_to_the_others_and_is_retried(process_farm, monkeypatch):
-    monkeypatch.setattr(farmer, 'RETRY_EVERY', 0.5)
-    monkeypatch.setattr(farmer, 'KEEPALIVE_EVERY', 0.3)
+    monkeypatch.setattr(settings, 'RETRY_EVERY', 0.5)
+    monkeypatch.setattr(settings, 'KEEPALIVE_EVERY', 0.3)
     a, b = process_farm(capacity=2), process_farm(capacity=2)
     with farmer.Farmer(farms=[('127.0.0.1', 2, a.port), ('127.0.0.1', 2, b.port)],
                        start_local=False) as f:

@@ -18,17 +18,18 @@ import errors
 import farm
 import farmer
 from conftest import ROOT, ThreadFarm
+from host import settings
 
 
 @pytest.fixture
 def quick(monkeypatch):
     """Seconds-scale constants so outages fit in a test."""
-    monkeypatch.setattr(farmer, 'STALL_AFTER', 1.0, raising=False)
-    monkeypatch.setattr(farmer, 'REPORT_EVERY', 1.0, raising=False)
-    monkeypatch.setattr(farmer, 'PROBE_TIMEOUT', 0.5, raising=False)
-    monkeypatch.setattr(farmer, 'RETRY_EVERY', 0.5, raising=False)
-    monkeypatch.setattr(farmer, 'MONITOR_EVERY', 0.2, raising=False)
-    monkeypatch.setattr(farmer, 'KEEPALIVE_EVERY', 0.5, raising=False)
+    monkeypatch.setattr(settings, 'STALL_AFTER', 1.0)
+    monkeypatch.setattr(settings, 'REPORT_EVERY', 1.0)
+    monkeypatch.setattr(settings, 'PROBE_TIMEOUT', 0.5)
+    monkeypatch.setattr(settings, 'RETRY_EVERY', 0.5)
+    monkeypatch.setattr(settings, 'MONITOR_EVERY', 0.2)
+    monkeypatch.setattr(settings, 'KEEPALIVE_EVERY', 0.5)
 
 
 def freeze(process_farm, seconds):
@@ -77,7 +78,7 @@ def test_a_single_farm_frozen_past_the_call_timeout_the_learner_waits_and_goes_o
     Start one with python farm.py', the farm running). Now it waits, says so, and goes on when
     the farm answers: environments rebuilt, episodes truncated (lost_cause 'farm'), and the lease
     it held there before is closed, so the farm is not left at twice its load."""
-    monkeypatch.setattr(farmer, 'CALL_MARGIN', 2.0, raising=False)  # call timeout: 2 s + 2 s
+    monkeypatch.setattr(settings, 'CALL_MARGIN', 2.0)  # call timeout: 2 s + 2 s
     f = process_farm(capacity=2, extra=['--step-timeout', '2'])
     with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
         env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
@@ -157,7 +158,7 @@ def test_environments_move_back_after_a_farm_froze_past_the_call_timeout(process
     """Regression: after a farm froze longer than the call timeout and came back, its stale
     lease still held its capacity when the move back was tried, once: one farm then ran at 2x
     capacity and the other idled for the rest of the run, while utilization() said 100%."""
-    monkeypatch.setattr(farmer, 'CALL_MARGIN', 2.0, raising=False)
+    monkeypatch.setattr(settings, 'CALL_MARGIN', 2.0)
     a = process_farm(capacity=2, extra=['--step-timeout', '2'])
     b = process_farm(capacity=2, extra=['--step-timeout', '2'])
     with farmer.Farmer(farms=[('127.0.0.1', 2, a.port), ('127.0.0.1', 2, b.port)],

@@ -11,6 +11,7 @@ import pytest
 import errors
 import farmer
 from conftest import ROOT, free_port
+from host import settings
 
 
 @pytest.mark.parametrize('entries, says', [
@@ -93,7 +94,7 @@ def test_python_farmer_py_says_why_no_farm_answered_in_one_line(tmp_path):
 def test_advice_fits_each_cause(thread_farm, monkeypatch):
     """Regression: every cause got 'Start one with python farm.py', even a name that does not
     resolve, a machine that does not answer, or a wrong key."""
-    monkeypatch.setattr(farmer, 'PROBE_TIMEOUT', 1.0)
+    monkeypatch.setattr(settings, 'PROBE_TIMEOUT', 1.0)
     keyed = thread_farm(key='s3cret')
     refused = free_port()
     silent = socket.socket()  # accepts connections (the kernel does) but never answers

@@ -1,0 +1,466 @@
+"""FarmVecEnv: N environments on the farms as one vectorized env; the contract is vecenv.py's
+(``reset``, ``step_async``/``step_wait``, ``step``, ``close``; auto-reset, with
+``info['terminal_observation']``, and ``info['episode']`` from the shared EpisodeTracker).
+
+- Built by ``Farmer.vec_env``: a placement plan from the Farmer, one lease and one ``make`` per
+  farm; a build that fails part-way closes what it leased. Vector index ``i`` lives at
+  ``places[i]`` (farm link, lease, env id); each step is one call per (farm, lease), all at once,
+  each on its farm's thread (``step`` makes the last one in the caller's thread, polling for a fast
+  answer: see host/link.py).
+- Actions are checked here (shape, finite) and sent as plain lists; answers come back as one
+  numpy array per farm. Those are the host's two conversions.
+- A farm lost mid-call (``FARM_DOWN``) or a lease it forgot: those environments' episodes end
+  truncated, not terminated (``info['lost']``, ``info['lost_cause']`` 'farm' or 'lease'), and
+  they are rebuilt where farms answer, above capacity up to the farm's overcommit factor if need
+  be, waiting while no farm answers (the Farmer's ``wait_for_a_farm``). A worker lost on the farm
+  has ``lost_cause`` 'worker'. An invalid action the farm reports is a ValueError here.
+- Environments displaced that way move to free capacity when a keep-alive round finds some
+  (``rebalance_due``): their episodes are cut with ``info['moved']``.
+- ``close()`` gives this env's leases back within a few seconds, abandoning calls still out.
+
+Python 3.6 compatible.
+"""
+import concurrent.futures
+import logging
+import time
+
+import numpy as np
+
+from errors import FarmsLostError, NoCapacityError, UserError
+from host import settings
+from host.diagnosis import describe
+from host.link import FARM_DOWN
+from vecenv import EpisodeTracker, VecEnv, make_space
+
+log = logging.getLogger('farmer')
+
+
+class Placement(object):
+    """Where vector index ``i`` lives: its farm link, lease and env id there."""
+    __slots__ = ('link', 'lease', 'env_id')
+
+    def __init__(self, link, lease, env_id):
+        self.link, self.lease, self.env_id = link, lease, env_id
+
+
+def _no_such_lease(error):
+    return isinstance(error, LookupError) and 'no such lease' in str(error)
+
+
+class FarmVecEnv(VecEnv):
+    """N remote environments over the farms; the contract is vecenv.py's."""
+
+    def __init__(self, farmer, env_name, n_envs, env_kwargs):
+        if n_envs < 1:
+            raise UserError('%s: the number of environments must be 1 or more, got %d'
+                            % (env_name, n_envs))
+        self.farmer = farmer
+        self.env_name = env_name
+        self.env_kwargs = env_kwargs
+        self.num_envs = n_envs
+        self.closed = False
+        self.places = [None] * n_envs
+        self.spec = None
+        self._groups = {}
+        self._displaced = set()  # indices moved off a lost farm, maybe running above capacity
+        self.rebalance_due = False  # set every keep-alive round: try moving displaced ones back
+        try:
+            self._build(list(range(n_envs)), mode='start')
+        except BaseException:
+            # A build that fails part-way (the second farm cannot make the env, Ctrl-C) must
+            # not leave the first farm's environments leased and renewed for ever.
+            self.farmer.close_leases(self._groups)
+            self.closed = True
+            raise
+        self.observation_space = make_space(self.spec['observation_space'])
+        self.action_space = make_space(self.spec['action_space'])
+        self.max_episode_steps = self.spec.get('max_episode_steps')
+        self._obs_shape = self.observation_space.shape
+        self.last_obs = np.zeros((n_envs,) + self._obs_shape, dtype=np.float32)
+        self.tracker = EpisodeTracker(n_envs)
+        self._pending = None
+        self.wait_seconds = 0.0   # time spent blocked in step_wait: how long the learner waited
+
+    # --- placement -------------------------------------------------------------------------------
+    def _build(self, indices, mode):
+        """(Re)builds environments ``indices`` on the farms. ``mode``: 'start' (all must fit;
+        waits for capacity a departed learner frees soon; user errors as UserError), 'move'
+        (only to free capacity) or 'recover' (after a loss: above capacity if need be)."""
+        if mode == 'start':
+            plan = self.farmer.place_or_wait(len(indices), self.env_name)
+        else:
+            plan, missing = self.farmer.place(len(indices), replacing=[
+                self.places[i] for i in indices if self.places[i] is not None])
+            if missing and mode == 'move':
+                raise RuntimeError('only %d free' % (len(indices) - missing))
+            if missing:  # taking over a lost farm's envs: let the survivors run above capacity
+                self._overcommit(plan, missing)
+        todo = list(indices)
+        try:
+            for link, count in plan.items():
+                mine, todo = todo[:count], todo[count:]
+                token = None
+                try:
+                    token = self.farmer.open_lease(link)
+                    spec = link.call('make', token, self.env_name, self.env_kwargs, count,
+                                     mode == 'recover',
+                                     timeout=link.call_timeout + settings.BUILD_SECONDS)
+                except BaseException as e:
+                    if token is not None:
+                        self.farmer.close_leases([(link, token)])  # it holds nothing
+                    if mode != 'start' and isinstance(e, FARM_DOWN):
+                        self.farmer.mark_down(link, e)
+                    if mode == 'start' and isinstance(e, (ValueError, TypeError)):
+                        raise self._refusal(link, e)
+                    raise
+                if self.spec is None:
+                    self.spec = spec
+                for i, env_id in zip(mine, spec['env_ids']):
+                    self.places[i] = Placement(link, token, env_id)
+        finally:
+            self._groups = self._group()
+
+    def _overcommit(self, plan, missing):
+        """Adds ``missing`` environments to ``plan`` above the answering farms' capacity, one at
+        a time to the farm with the most room left under its overcommit factor."""
+        room = {}
+        for link in self.farmer.links:
+            if link.up and link.info:
+                info = link.info
+                room[link] = int(info['capacity'] * info.get('overcommit',
+                                                              settings.OVERCOMMIT)) \
+                    - info['in_use'] - plan.get(link, 0)
+        for _ in range(missing):
+            if not room:
+                raise RuntimeError('no farm answers')
+            best = max(room, key=lambda l: room[l])  # past every farm's room: the farm refuses
+            plan[best] = plan.get(best, 0) + 1
+            room[best] -= 1
+
+    def _refusal(self, link, error):
+        """A farm's refusal of ``make`` as the user's error: capacity, or the name or kwargs."""
+        text = str(error)
+        if 'free' in text or 'capacity' in text:  # another learner took it since we looked
+            link.refresh()
+            return NoCapacityError('%s; %s' % (text, self.farmer._no_capacity(
+                self.num_envs, self.env_name, 0)))
+        return UserError(text)
+
+    def _group(self):
+        """Per (link, lease): the vector indices and env ids, in vector order."""
+        groups = {}
+        for i, place in enumerate(self.places):
+            if place is None:
+                continue
+            groups.setdefault((place.link, place.lease), ([], []))
+            groups[(place.link, place.lease)][0].append(i)
+            groups[(place.link, place.lease)][1].append(place.env_id)
+        return groups
+
+    # --- the contract ----------------------------------------------------------------------------
+    def reset(self, seed=None):
+        futures = {}
+        for (link, lease), (indices, ids) in self._groups.items():
+            seeds = None if seed is None else [seed + i for i in indices]
+            futures[(link, lease)] = link.submit('reset', lease, ids, seeds)
+        obs = np.zeros((self.num_envs,) + self._obs_shape, dtype=np.float32)
+        lost = self._collect(futures, lambda indices, results: obs.__setitem__(indices, results))
+        if lost:
+            obs[sorted(lost)] = self._reset_many(sorted(lost), seed)
+        for i in range(self.num_envs):
+            self.tracker.restart(i)
+        self.last_obs = obs.copy()
+        return obs
+
+    def step_async(self, actions):
+        wire = self._check(actions)
+        self._pending = self._send_steps(wire, in_caller=None)
+
+    def _check(self, actions):
+        """Validates the actions; returns them as plain lists (the host's one conversion out)."""
+        actions = np.asarray(actions, dtype=np.float64)
+        per_env = int(np.prod(self.action_space.shape)) if self.action_space.shape else 1
+        if actions.shape[:1] != (self.num_envs,) or actions.size != self.num_envs * per_env:
+            raise ValueError('%s: expected %d actions of %d values each, got an array of shape %s'
+                             % (self.env_name, self.num_envs, per_env, actions.shape))
+        actions = actions.reshape(self.num_envs, -1)
+        if not np.all(np.isfinite(actions)):
+            bad = sorted(set(np.argwhere(~np.isfinite(actions))[:, 0].tolist()))
+            raise ValueError('%s: non-finite action for vector index %s (%s)' % (
+                self.env_name, bad, ', '.join('farm %s env %d' % (self.places[i].link.name,
+                                                                  self.places[i].env_id)
+                                              for i in bad)))
+        return actions.tolist()
+
+    def step(self, actions):
+        """step_async + step_wait, with one farm's call made in the calling thread.
+
+        When nothing overlaps the wait, handing the last farm's call to its thread only adds a
+        thread switch to every vector step; the other farms are still called concurrently.
+        """
+        wire = self._check(actions)
+        self._pending = self._send_steps(wire, in_caller=list(self._groups)[-1])
+        return self.step_wait()
+
+    def _call_timeout(self, link):
+        # With give_up_after, a stuck call must not outlast it: the wait for a farm checks it.
+        give_up = self.farmer.give_up_after
+        return link.call_timeout if give_up is None else min(link.call_timeout, give_up)
+
+    def _send_steps(self, wire, in_caller):
+        pending = {}
+        try:
+            for key, (indices, ids) in self._groups.items():
+                link, lease = key
+                if key != in_caller:
+                    pending[key] = link.submit('step', lease, ids, [wire[i] for i in indices],
+                                               True, timeout=self._call_timeout(link))
+            if in_caller is not None:
+                link, lease = in_caller
+                indices, ids = self._groups[in_caller]
+                done = concurrent.futures.Future()
+                try:
+                    done.set_result(link._invoke('step', (lease, ids, [wire[i] for i in indices],
+                                                          True), self._call_timeout(link),
+                                                 eager=True))
+                except Exception as e:
+                    done.set_exception(e)
+                pending[in_caller] = done
+        except BaseException:  # Ctrl-C in the caller's call: the other farms' are abandoned
+            self._abandon(pending)
+            raise
+        return pending
+
+    def _abandon(self, futures):
+        for (link, lease), future in futures.items():
+            if not future.done():
+                link.abandon()
+
+    def step_wait(self):
+        if self._pending is None:
+            raise RuntimeError('step_wait() without step_async()')
+        started = time.time()
+        n = self.num_envs
+        obs = np.zeros((n,) + self._obs_shape, dtype=np.float32)
+        rewards = np.zeros(n)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        infos = [None] * n
+
+        def store(indices, results):
+            # The host's one conversion in: a whole farm's answer per numpy call, not per env.
+            obs[indices] = np.array([res[0] for res in results], dtype=np.float32)
+            rewards[indices] = [res[1] for res in results]
+            terminated[indices] = [res[2] for res in results]
+            truncated[indices] = [res[3] for res in results]
+            for i, res in zip(indices, results):
+                info = res[4]
+                if 'terminal_observation' in info:
+                    info['terminal_observation'] = np.asarray(info['terminal_observation'],
+                                                              dtype=np.float32)
+                infos[i] = info
+
+        futures, self._pending = self._pending, None
+        lost = self._collect(futures, store)
+        for i, (reason, cause) in lost.items():
+            # Not terminal: the episode was cut short by the machinery, so a learner bootstraps.
+            truncated[i], terminated[i], rewards[i] = True, False, 0.0
+            infos[i] = {'lost': reason, 'lost_cause': cause,
+                        'terminal_observation': self.last_obs[i].copy()}
+        if lost:
+            obs[sorted(lost)] = self._reset_many(sorted(lost))
+        if self._displaced and self.rebalance_due:
+            self.rebalance_due = False
+            for i, (first_obs, reason) in self._move_back().items():
+                if not (terminated[i] or truncated[i]):  # this step's outcome stands; then cut
+                    truncated[i] = True
+                    infos[i] = dict(infos[i], terminal_observation=obs[i].copy(), moved=reason)
+                # (an episode that ended on its own in this step keeps its own end reason)
+                obs[i] = first_obs
+        self.tracker.record(rewards, terminated | truncated, infos)
+        self.last_obs = obs.copy()
+        self.wait_seconds += time.time() - started
+        return obs, rewards, terminated, truncated, infos
+
+    def _await(self, futures):
+        """Waits for every future; Ctrl-C abandons the calls still out (their farms' threads are
+        replaced), so nothing later queues behind a stuck call."""
+        try:
+            waiting = set(f for f in futures.values() if not f.done())  # usually none: a step
+            while waiting:
+                waiting = concurrent.futures.wait(waiting, timeout=1.0)[1]
+                if waiting:
+                    self.farmer.check_give_up()
+        except BaseException:
+            self._abandon(futures)
+            raise
+
+    def _collect(self, futures, store):
+        """Waits for every farm; ``store(indices, results)`` takes each farm's good results;
+        returns ``{index: (reason, lost_cause)}`` of the lost environments, rebuilt by then."""
+        self._await(futures)
+        lost = {}
+        down = {}
+        expired = []
+        for (link, lease), future in futures.items():
+            indices = self._groups[(link, lease)][0]
+            try:
+                results = future.result()
+            except FARM_DOWN as e:
+                down[link] = e
+                for i in indices:
+                    lost[i] = ('farm %s lost: %s' % (link.name, describe(e)), 'farm')
+                continue
+            except LookupError as e:
+                if not _no_such_lease(e):
+                    raise
+                expired.append((link, lease))
+                for i in indices:
+                    lost[i] = (str(e), 'lease')
+                continue
+            good = []
+            for i, result in zip(indices, results):
+                if isinstance(result, dict):
+                    if result.get('kind') == 'input':
+                        raise ValueError(result['error'])
+                    log.warning('%s', result['error'])
+                    lost[i] = (result['error'], 'worker')
+                else:
+                    good.append(i)
+            if len(good) < len(indices):
+                results = [r for r in results if not isinstance(r, dict)]
+            if good:
+                store(good, results)
+        if down or expired:
+            self._recover(down, expired)
+        return lost
+
+    def _recover(self, down, expired):
+        """Rebuilds the environments of lost farms and forgotten leases where farms answer
+        (waiting for one while none does); their episodes are reported lost by the caller."""
+        for link, error in down.items():
+            self.farmer.mark_down(link, error)
+        for link, lease in expired:
+            self.farmer.forget_lease(link, lease)
+        gone = set(expired)
+        old = dict((i, p) for i, p in enumerate(self.places)
+                   if p.link in down or (p.link, p.lease) in gone)
+        if expired:
+            log.warning('farm %s no longer knows our lease (it expired while this process was '
+                        'paused, or the farm restarted); rebuilding its environments, their '
+                        'episodes truncated', ', '.join(sorted(set(l.name for l, _ in expired))))
+        while True:
+            if not any(link.up for link in self.farmer.links):
+                self.farmer.wait_for_a_farm()
+            todo = [i for i in sorted(old)
+                    if self.places[i] is old[i] or not self.places[i].link.up]
+            if not todo:
+                break
+            try:
+                self._build(todo, mode='recover')
+            except FARM_DOWN:  # that farm is marked down: try the others (or wait for one)
+                continue
+            except (ValueError, RuntimeError) as e:  # refused: capacity, the overcommit policy
+                log.warning('could not rebuild %d environments yet: %s; retrying in %.0f s',
+                            len(todo), e, settings.REPORT_EVERY)
+                self.farmer._stop.wait(settings.REPORT_EVERY)
+                if self.farmer._stop.is_set():
+                    raise FarmsLostError('the farmer was closed while environments were lost')
+        self._displaced.update(old)
+        log.warning('%d environments rebuilt on %s', len(old), ', '.join(sorted(set(
+            self.places[i].link.name for i in old))))
+
+    def _move_back(self):
+        """Environments that took over a lost farm's work may run on farms above capacity (at
+        half speed); while a farm has free capacity, those move there. Returns
+        ``{index: (first observation, reason)}`` of the moved ones; their episodes are cut."""
+        excess = []
+        for link in set(self.places[i].link for i in self._displaced):
+            mine = sorted(i for i in self._displaced if self.places[i].link is link)
+            if link.up and link.refresh():
+                over = max(0, link.info['in_use'] - link.info['capacity'])
+            else:
+                over = len(mine)  # on a farm that is down again: move them when there is room
+            excess.extend(mine[:over])
+            self._displaced.difference_update(mine[over:])  # within capacity: they stay
+        if not excess:
+            return {}
+        fits = len(excess) - self.farmer.place(
+            len(excess), replacing=[self.places[i] for i in excess])[1]
+        if not fits:
+            return {}
+        old = dict((i, self.places[i]) for i in excess[:fits])
+        try:
+            self._build(list(old), mode='move')
+        except Exception as e:  # capacity taken meanwhile, or a farm failed: retried next round
+            log.warning('could not move %d environments back yet: %s', len(old), describe(e))
+        moved = dict((i, place) for i, place in old.items() if self.places[i] is not place)
+        released = {}
+        for i, place in moved.items():
+            released.setdefault((place.link, place.lease), []).append(place.env_id)
+            self._displaced.discard(i)
+        for (link, lease), ids in released.items():
+            try:
+                if (link, lease) in self._groups:
+                    link.call('release', lease, ids, timeout=settings.PROBE_TIMEOUT + 5)
+                else:  # nothing of ours left in that lease
+                    self.farmer.close_leases([(link, lease)])
+            except Exception as e:  # the farm's reaper frees them when the lease expires
+                log.warning('releasing %s on %s failed: %s', ids, link.name, describe(e))
+        if not moved:
+            return {}
+        first = self._reset_many(sorted(moved))
+        result = {}
+        for k, i in enumerate(sorted(moved)):
+            result[i] = (first[k], 'farm %s -> farm %s' % (moved[i].link.name,
+                                                           self.places[i].link.name))
+        log.warning('%d environments moved to free capacity: %s', len(result),
+                    ', '.join(sorted(set(reason for _, reason in result.values()))))
+        return result
+
+    def _reset_many(self, indices, seed=None):
+        """First observations of environments ``indices`` (replaced or moved ones), one call
+        per farm; environments lost again meanwhile are rebuilt first."""
+        wanted = set(indices)
+        for attempt in range(10):
+            futures = {}
+            for key, (group_indices, ids) in self._groups.items():
+                mine = [(i, env_id) for i, env_id in zip(group_indices, ids) if i in wanted]
+                if mine:
+                    seeds = None if seed is None else [seed + i for i, _ in mine]
+                    futures[key] = (mine, key[0].submit('reset', key[1], [e for _, e in mine],
+                                                        seeds))
+            self._await(dict((key, f) for key, (_, f) in futures.items()))
+            obs = {}
+            down, expired = {}, []
+            for (link, lease), (mine, future) in futures.items():
+                try:
+                    results = future.result()
+                except FARM_DOWN as e:
+                    down[link] = e
+                    continue
+                except LookupError as e:
+                    if not _no_such_lease(e):
+                        raise
+                    expired.append((link, lease))
+                    continue
+                for (i, _), result in zip(mine, results):
+                    if isinstance(result, dict):
+                        raise RuntimeError('could not reset a replaced environment: %s'
+                                           % result['error'])
+                    obs[i] = np.asarray(result, dtype=np.float32)
+            if not down and not expired:
+                return np.array([obs[i] for i in indices], dtype=np.float32)
+            self._recover(down, expired)
+        raise RuntimeError('could not reset replaced environments: farms keep failing')
+
+    def close(self):
+        """Release this vector env's environments on every farm, within a few seconds whatever
+        the farms do (calls still out are abandoned, not waited for)."""
+        if self.closed:
+            return
+        self.closed = True
+        pending, self._pending = self._pending, None
+        if pending:
+            self._abandon(pending)
+        self.farmer.close_leases(list(self._groups))
