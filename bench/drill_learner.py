@@ -4,8 +4,9 @@
     python bench/drill_learner.py [drill flags] [every train_sac.py flag]
 
 The learner is train_sac.py's, built the same way from the same ``Config`` (read from
-train_sac.py's source, so a flag added there is a flag here): ``session.make_farmer``,
-``farmer.vec_env``, ``SAC.from_spaces``, ``session.Session``, ``run.train``. What this adds is
+train_sac.py's source, so a flag added there is a flag here): ``runconfig.prepare``,
+``runconfig.make_farmer``, ``farmer.vec_env``, ``SAC.from_spaces``, ``session.Session``,
+``run.train``. What this adds is
 only observation, never a change of behaviour:
 
 - a recorder (unless ``--no-record``) around the vectorized env's ``reset``/``step_wait``: every
@@ -37,6 +38,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 
+import runconfig  # noqa: E402
 import session  # noqa: E402
 
 TRAIN_SAC = os.path.join(ROOT, 'train_sac.py')
@@ -48,7 +50,8 @@ def train_sac_config():
         tree = ast.parse(f.read())
     keep = [node for node in tree.body
             if isinstance(node, (ast.Import, ast.ImportFrom)) and not (
-                isinstance(node, ast.Import) and any(a.name == 'session' for a in node.names))
+                isinstance(node, ast.Import) and any(a.name in ('session', 'runconfig')
+                                                     for a in node.names))
             or isinstance(node, ast.ClassDef) and node.name == 'Config']
     namespace = {'__name__': 'train_sac_config'}
     exec(compile(ast.Module(body=keep, type_ignores=[]), TRAIN_SAC, 'exec'), namespace)
@@ -128,8 +131,8 @@ def main(argv=None):
     own.add_argument('--no-record', action='store_true',
                      help='no recorder and no dump (the soak: the record grows with every step)')
     mine, rest = own.parse_known_args(argv)
-    cfg = session.parse_config(train_sac_config(), TRAIN_SAC, rest)
-    session.setup_logging()
+    cfg = runconfig.parse_config(train_sac_config(), TRAIN_SAC, rest)
+    run_dir = runconfig.prepare(cfg, 'sac')
     started = time.time()
     beat = {'pid': os.getpid(), 'phase': 'importing', 'global_step': 0, 'episodes': 0,
             'updates': 0, 'time': time.time()}
@@ -174,17 +177,20 @@ def main(argv=None):
     session.Progress = DrillProgress  # Session.train builds its Progress from this name
     try:
         # What train_sac.py does, in its order.
-        farmer = session.make_farmer(cfg.farms)
-        env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)
-        recorder = None if mine.no_record else Recorder(env)
-        tf.random.set_seed(cfg.seed)
-        agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
-                                gamma=cfg.gamma, tau=cfg.tau, batch_size=cfg.batch_size,
-                                nb_steps_warmup=cfg.warmup, updates_per_step=cfg.updates_per_step,
-                                initial_alpha=cfg.initial_alpha, memory_limit=cfg.memory_limit,
-                                seed=cfg.seed)
-        agent.compile(adam(cfg.lr))
-        run = session.Session(cfg, 'sac', agent, env, farmer)
+        farmer = runconfig.make_farmer(cfg.farms, cfg.give_up_after)
+        with runconfig.closing_on_error(farmer):
+            env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)
+            runconfig.require_box(env.action_space, 'SAC', cfg.env)
+            recorder = None if mine.no_record else Recorder(env)
+            tf.random.set_seed(cfg.seed)
+            agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,
+                                    gamma=cfg.gamma, tau=cfg.tau, batch_size=cfg.batch_size,
+                                    nb_steps_warmup=cfg.warmup,
+                                    updates_per_step=cfg.updates_per_step,
+                                    initial_alpha=cfg.initial_alpha,
+                                    memory_limit=cfg.memory_limit, seed=cfg.seed)
+            agent.compile(adam(cfg.lr))
+            run = session.Session(cfg, 'sac', agent, env, farmer, run_dir)
         result.update(loaded=agent.counters(), loaded_digest=weights_digest(agent),
                       run_dir=run.run_dir)
         heartbeat(loaded=result['loaded'], loaded_digest=result['loaded_digest'])
