@@ -444,7 +444,7 @@ class Context(object):
         error = learner.error() if learner is not None else None
         if error:
             row['recovered'] = False
-            self.note('learner %s: %s' % (learner.name, error[-300:]))
+            self.note('learner %s: %s' % (learner.name, error[:300]))
         counts = learner.counts() if learner is not None and count else None
         if counts is not None:
             row['transitions_lost'] = counts['lost']
@@ -703,7 +703,7 @@ def drill_checkpoint_kill(ctx, quick):
                     for c in candidates):
                 good += 1
             else:
-                ctx.note('trial %d: resume %s' % (k, (learner.error() or '')[-300:] or (
+                ctx.note('trial %d: resume %s' % (k, (learner.error() or '')[:300] or (
                     'loaded %s, the last whole save was %s' % (loaded, candidates[:1]))))
         if k == trials:
             break
