@@ -131,3 +131,23 @@ def test_drill_env_through_a_real_farm_counts_clean(process_farm):
     counts = drills.count_transitions(np.asarray(memory_obs), np.asarray(memory_next))
     assert counts['real'] == 40 and counts['episodes'] == 6
     assert (counts['lost'], counts['duplicated'], counts['phantom']) == (0, 0, 0)
+
+
+def test_markdown_table_of_a_saved_run(tmp_path, capsys):
+    row = drills.new_row('worker_kill', 'kill -9 of a worker')
+    row.update(recovered=True, seconds_to_recover=0.25, transitions_lost=0,
+               transitions_duplicated=0, processes_left=0, notes='a | b')
+    path = tmp_path / 'drills.json'
+    path.write_text(__import__('json').dumps({'rows': [row]}))
+    assert drills.main(['--markdown', str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == ('| `worker_kill` | kill -9 of a worker | yes | 0.2 | 0 | 0 | 0 | a / b |')
+
+
+def test_soak_growth_is_the_slope_over_the_second_half():
+    import soak
+    # Start-up: 100 MiB jump in the first half; then a steady 1 MiB per minute.
+    samples = [{'t': 60.0 * k, 'x': (0.0 if k < 5 else 100.0) + k} for k in range(10)]
+    summary = soak.summarize(samples)['x']
+    assert summary['growth_per_hour'] == pytest.approx(60.0)
+    assert (summary['first'], summary['last'], summary['max']) == (0.0, 109.0, 109.0)
