@@ -96,11 +96,11 @@ def test_advice_fits_each_cause(thread_farm, monkeypatch):
     resolve, a machine that does not answer, or a wrong key."""
     monkeypatch.setattr(settings, 'PROBE_TIMEOUT', 1.0)
     keyed = thread_farm(key='s3cret')
-    refused = free_port()
     silent = socket.socket()  # accepts connections (the kernel does) but never answers
     silent.bind(('127.0.0.1', 0))
     silent.listen(8)
     quiet = silent.getsockname()[1]
+    refused = free_port()  # after binding `silent`, so the two can never be the same port
     try:
         with pytest.raises(errors.NoFarmError) as e:
             farmer.Farmer(farms=[('no-such-host.invalid', 1), ('127.0.0.1', 1, refused),
