@@ -62,5 +62,10 @@ def apply():
         controller._osim_farm_patched = True
     # osim-rl builds float64 Box bounds that gym casts to float32, warning once per process.
     warnings.filterwarnings('ignore', message='.*Box bound precision lowered.*')
+    # osim-rl 3.0.11's velocity field (envs/target/v_tgt_field.py) calls scipy's interp2d and
+    # converts 1-element arrays to scalars, both deprecated: thousands of warnings per episode,
+    # nothing we can act on (scipy is pinned below 1.14, where interp2d still exists).
+    warnings.filterwarnings('ignore', category=DeprecationWarning,
+                            module=r'envs\.target\.v_tgt_field')
     _applied[0] = True
     log.debug('opensim compatibility patches applied')
