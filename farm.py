@@ -393,8 +393,17 @@ class Farm(object):
             old.close()
         else:
             old.kill()  # reaps it and closes the pipe
-        slot.worker = EnvWorker(old.name, old.kwargs)  # builds while the caller goes on
-        slot.needs_hello = True
+        fresh = EnvWorker(old.name, old.kwargs)  # builds while the caller goes on
+        with self._books:
+            current = self._slots.get(slot.env_id) is slot
+            if current:
+                slot.worker = fresh
+            slot.needs_hello = True
+        if not current:
+            # The lease was closed, released or reaped while this slot's call was in flight, and
+            # _drop has closed the old worker: a replacement would belong to nobody (it leaked
+            # two workers in a drill where a frozen farm's step timed out as its lease closed).
+            fresh.kill()
 
     def _recycle_if_due(self, slot):
         if not slot.needs_hello and self._due(slot.worker):

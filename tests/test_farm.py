@@ -74,6 +74,30 @@ def test_expired_lease_frees_capacity_and_kills_workers(thread_farm):
     assert not _alive(pid)
 
 
+def test_a_worker_lost_while_its_lease_closes_is_not_replaced(thread_farm, monkeypatch):
+    """Regression (fault drill, farm frozen as its lease closed): a step timing out while the lease
+    was being closed replaced the worker of a slot that no longer existed, and the new worker
+    lived on with no lease. The interleaving is forced here: the slot is dropped, then the
+    timed-out call's failure handling runs."""
+    f = thread_farm(capacity=1)
+    p = f.proxy()
+    lease = p.open_lease()
+    env_id = p.make(lease, 'CheapEnv', {}, 1)['env_ids'][0]
+    slot = f.farm._slots[env_id]
+    assert p.close_lease(lease)  # _drop: the slot leaves the books, its worker is closed
+    started = []
+    real_worker = farm.EnvWorker
+    monkeypatch.setattr(farm, 'EnvWorker',
+                        lambda *a, **k: started.append(real_worker(*a, **k)) or started[-1])
+    f.farm._failure(slot, farm.WorkerLost('step timed out'))
+    assert started, 'the failure handling started no worker: the test proves nothing'
+    deadline = time.time() + 10
+    while any(w.alive() for w in started) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(w.alive() for w in started)
+    assert p.info()['in_use'] == 0
+
+
 def test_calls_renew_the_lease(thread_farm):
     p = thread_farm().proxy()
     lease = p.open_lease(1.5)
