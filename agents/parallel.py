@@ -9,7 +9,8 @@ Against the contract in ``vecenv.py``. Each vector step:
 3. N explicit transitions ``(s, a, r, s', terminated)`` go into the replay memory. When an episode
    ended, ``s'`` is ``info['terminal_observation']`` (the vectorized env already reset it), and
    only *terminated* stops bootstrapping: truncated (time limit, lost environment) bootstraps.
-   A lost environment without a terminal observation contributes no transition.
+   A lost environment contributes no transition: its step died with its worker or farm, and the
+   terminal observation a vectorized env reports for it is the state before that step.
 
 :func:`train_vec` continues where the previous call stopped when given the same vectorized env
 (episodes in flight go on, nothing is reset); counters are the agent's Python ints.
@@ -105,7 +106,7 @@ def _record(agent, state, actions, result, summary):
     valid = np.ones(len(rewards), dtype=bool)
     for i in np.flatnonzero(ended):
         last = infos[i].get('terminal_observation')
-        if last is None:
+        if last is None or 'lost' in infos[i]:
             valid[i] = False
         else:
             final_obs[i] = _process_obs(agent, np.asarray(last)[None])[0]

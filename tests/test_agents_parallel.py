@@ -144,3 +144,35 @@ def test_keyboard_interrupt_while_learning_still_collects_the_step_in_flight():
         assert summary['steps'] == agent.global_step == len(agent.memory) == vec.waits * 2
         agent.train_vec(vec, nb_steps=2)
         assert vec.resets == 1
+
+
+class _LosesEnv1(agents_support.FlakyVecEnv):
+    """On its 3rd step, reports env 1 lost the way the farmer does: truncated, reward 0, the
+    last observation it had as terminal observation, and a fresh first observation."""
+
+    def step_wait(self):
+        obs, rewards, terminated, truncated, infos = super(_LosesEnv1, self).step_wait()
+        if self.waits == 3:
+            infos[1] = {'lost': 'worker died', 'lost_cause': 'worker',
+                        'terminal_observation': self.last[1].copy()}
+            rewards[1], terminated[1], truncated[1] = 0.0, False, True
+        self.last = obs.copy()
+        return obs, rewards, terminated, truncated, infos
+
+    def reset(self, seed=None):
+        self.last = super(_LosesEnv1, self).reset(seed)
+        return self.last
+
+
+def test_a_lost_environment_stores_no_transition():
+    """Regression (fault drill): a lost env's step never happened, yet (s, a, 0, s) was stored."""
+    with _LosesEnv1(agents_support.cheap_vec(2)) as vec:
+        agent = _sac(vec, nb_steps_warmup=1000)
+        events = []
+        agent.train_vec(vec, nb_steps=2 * 4, callback=events.append)
+        n = len(agent.memory)
+        assert n == 2 * 4 - 1  # every step of both envs but the lost one
+        s, s2 = agent.memory.observations[:n], agent.memory.next_observations[:n]
+        # CheapEnv's t (observation[0]) advances by one in every stored transition
+        np.testing.assert_array_equal(s2[:, 0], s[:, 0] + 1)
+        assert [e['end'] for e in events] == ['worker_lost']
