@@ -24,10 +24,12 @@ def free_port():
 class ThreadFarm(object):
     """A real Farm and Pyro4 daemon, served from a thread of the test process."""
 
-    def __init__(self, key=None, **farm_kwargs):
+    def __init__(self, key=None, handshake_timeout=farm.farm_daemon.HANDSHAKE_TIMEOUT,
+                 **farm_kwargs):
         import Pyro4
         self.farm = farm.Farm(**farm_kwargs)
         self.key = key
+        self.handshake_timeout = handshake_timeout
         ready = threading.Event()
         self.uri = None
 
@@ -44,7 +46,8 @@ class ThreadFarm(object):
     def _serve(self, on_ready):
         # The farm's own daemon (farm_daemon.FarmDaemon), as farm.py serves it.
         self.farm.label = None
-        self.daemon, uri = farm.make_daemon(self.farm, '127.0.0.1', 0, self.key)
+        self.daemon, uri = farm.make_daemon(self.farm, '127.0.0.1', 0, self.key,
+                                            self.handshake_timeout)
         self.farm.label = '127.0.0.1:%d' % uri.port
         on_ready(uri)
         self.daemon.requestLoop()

@@ -15,40 +15,9 @@ import Pyro4.errors
 import pytest
 
 import farm
-from conftest import ROOT, ThreadFarm
+from conftest import ROOT
 
 GOOD = [0.5, 0.5]
-
-
-class GuardedFarm(ThreadFarm):
-    """ThreadFarm served by the farm's own daemon (farm.make_daemon), as farm.py serves it."""
-
-    def __init__(self, key=None, handshake_timeout=5.0, **farm_kwargs):
-        self.handshake_timeout = handshake_timeout
-        ThreadFarm.__init__(self, key=key, **farm_kwargs)
-
-    def _serve(self, on_ready):
-        self.daemon, uri = farm.make_daemon(self.farm, '127.0.0.1', 0, self.key,
-                                            self.handshake_timeout)
-        self.farm.label = '127.0.0.1:%d' % uri.port
-        on_ready(uri)
-        self.daemon.requestLoop()
-        self.daemon.close()
-
-
-@pytest.fixture
-def guarded_farm():
-    farms = []
-
-    def start(**kwargs):
-        kwargs.setdefault('capacity', 2)
-        f = GuardedFarm(**kwargs)
-        farms.append(f)
-        return f
-
-    yield start
-    for f in farms:
-        f.close()
 
 
 def wait_for(condition, seconds):
@@ -103,10 +72,10 @@ def test_a_learner_is_served_while_400_sockets_never_authenticate(process_farm):
     assert 'not a Pyro4 client' in log or 'no handshake' in log or 'sent nothing' in log
 
 
-def test_an_authenticated_idle_connection_is_never_dropped(guarded_farm):
+def test_an_authenticated_idle_connection_is_never_dropped(thread_farm):
     """A learner may sit at its prompt for hours on one connection: the handshake deadline does
     not apply once the handshake is done."""
-    f = guarded_farm(key='k', handshake_timeout=0.5)
+    f = thread_farm(capacity=2, key='k', handshake_timeout=0.5)
     p = f.proxy()
     assert p.info()['capacity'] == 2
     connection = p._pyroConnection
@@ -119,10 +88,10 @@ def test_an_authenticated_idle_connection_is_never_dropped(guarded_farm):
     assert p._pyroConnection is connection
 
 
-def test_wrong_key_and_garbage_are_logged_with_the_peer(guarded_farm, caplog):
+def test_wrong_key_and_garbage_are_logged_with_the_peer(thread_farm, caplog):
     """Regression: the farm logged nothing when it refused a caller."""
     caplog.set_level(logging.WARNING, logger='farm.door')
-    f = guarded_farm(key='right key')
+    f = thread_farm(key='right key')
     wrong = f.proxy(key='wrong key')
     with pytest.raises(Pyro4.errors.CommunicationError, match='hmac'):
         wrong.info()
@@ -138,13 +107,13 @@ def test_wrong_key_and_garbage_are_logged_with_the_peer(guarded_farm, caplog):
     learner_works(f.proxy())  # and the farm goes on
 
 
-def test_a_stranger_cannot_make_the_farm_allocate_what_a_header_claims(guarded_farm, caplog):
+def test_a_stranger_cannot_make_the_farm_allocate_what_a_header_claims(thread_farm, caplog):
     """Pyro4 allocates the size a message header claims before it checks the key: a handshake
     claiming 2 GB is refused from its header alone."""
     import struct
     from Pyro4 import constants, message
     caplog.set_level(logging.WARNING, logger='farm.door')
-    f = guarded_farm(key='k')
+    f = thread_farm(key='k')
     f.daemon.refusals.every = 0.0
     claimed = 2 ** 31 - 1
     fields = [message.MSG_CONNECT, constants.PROTOCOL_VERSION, claimed, 0, 0, 2, 1]
@@ -183,8 +152,8 @@ def test_refusals_are_rate_limited_per_host():
 
 # --- learners that disconnect --------------------------------------------------------------------
 
-def test_a_lease_whose_learner_disconnected_is_released_after_the_grace(guarded_farm):
-    f = guarded_farm(release_after=1.0, lease_ttl=300)
+def test_a_lease_whose_learner_disconnected_is_released_after_the_grace(thread_farm):
+    f = thread_farm(release_after=1.0, lease_ttl=300)
     learner = f.proxy()
     lease = learner.open_lease(300)
     learner.make(lease, 'CheapEnv', {}, 2)
@@ -198,8 +167,8 @@ def test_a_lease_whose_learner_disconnected_is_released_after_the_grace(guarded_
         f.proxy().renew(lease)
 
 
-def test_a_connected_idle_learner_and_one_that_reconnects_keep_their_leases(guarded_farm):
-    f = guarded_farm(release_after=1.0, lease_ttl=300)
+def test_a_connected_idle_learner_and_one_that_reconnects_keep_their_leases(thread_farm):
+    f = thread_farm(release_after=1.0, lease_ttl=300)
     idle = f.proxy()
     idle_lease = idle.open_lease(300)
     idle.make(idle_lease, 'CheapEnv', {}, 1)
@@ -215,8 +184,8 @@ def test_a_connected_idle_learner_and_one_that_reconnects_keep_their_leases(guar
     assert idle.renew(idle_lease) and back.renew(back_lease)
 
 
-def test_frees_in_says_when_a_departed_learners_capacity_comes_back(guarded_farm):
-    f = guarded_farm(capacity=1, release_after=5.0, lease_ttl=300)
+def test_frees_in_says_when_a_departed_learners_capacity_comes_back(thread_farm):
+    f = thread_farm(capacity=1, release_after=5.0, lease_ttl=300)
     learner = f.proxy()
     learner.make(learner.open_lease(300), 'CheapEnv', {}, 1)
     other = f.proxy()
