@@ -228,15 +228,16 @@ def wait_for(proc, ready, what):
         time.sleep(0.2)
 
 
-def test_sigterm_mid_run_checkpoints_every_episode_done_releases_the_farm_and_exits(tmp_path):
-    script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
-    csv_path = str(run_dir / 'episodes.csv')
+def sigterm_when(tmp_path, args, ready, what, stdin=None):
+    """Runs a script until ``ready(log)``, sends it SIGTERM, waits for it to end; returns
+    ``(process, everything it printed)``."""
     with open(str(tmp_path / 'out.txt'), 'w+') as log:
-        proc = start_script([script] + CHEAP + tiny(script, port, run_dir)
-                            + ['--episodes', '1000000', '--checkpoint-every', '3'], log)
+        proc = start_script(args, log)
         try:
-            wait_for(proc, lambda: os.path.exists(csv_path) and len(read_csv(csv_path)) >= 7,
-                     'no episodes ended')
+            if stdin:
+                proc.stdin.write(stdin)
+                proc.stdin.flush()
+            wait_for(proc, lambda: ready(log), what)
             proc.send_signal(signal.SIGTERM)
             proc.wait(TIMEOUT)
         finally:
@@ -244,6 +245,17 @@ def test_sigterm_mid_run_checkpoints_every_episode_done_releases_the_farm_and_ex
                 proc.kill()
             log.seek(0)
             out = log.read()
+    return proc, out
+
+
+def test_sigterm_mid_run_checkpoints_every_episode_done_releases_the_farm_and_exits(tmp_path):
+    script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
+    csv_path = str(run_dir / 'episodes.csv')
+    proc, out = sigterm_when(
+        tmp_path, [script] + CHEAP + tiny(script, port, run_dir)
+        + ['--episodes', '1000000', '--checkpoint-every', '3'],
+        ready=lambda log: os.path.exists(csv_path) and len(read_csv(csv_path)) >= 7,
+        what='no episodes ended')
     assert proc.returncode == 143, out[-6000:]
     assert 'SIGTERM: stopping after the current vector step' in out and 'Traceback' not in out
     rows = read_csv(csv_path)
@@ -278,23 +290,13 @@ def test_sigterm_mid_run_checkpoints_every_episode_done_releases_the_farm_and_ex
 
 def test_sigterm_at_the_prompt_checkpoints_releases_the_farm_and_exits(tmp_path):
     script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
-    with open(str(tmp_path / 'out.txt'), 'w+') as log:
-        proc = start_script(['-i', script] + CHEAP + tiny(script, port, run_dir), log)
-        try:
-            proc.stdin.write(COUNTERS + 'r(2)\nshow("@C1")\n')
-            proc.stdin.flush()  # stdin stays open: the prompt waits for more
-
-            def shown():
-                log.seek(0)
-                return '@C1' in log.read()
-            wait_for(proc, shown, 'r(2) did not end')
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(TIMEOUT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.seek(0)
-            out = log.read()
+    def shown(log):
+        log.seek(0)
+        return '@C1' in log.read()
+    # stdin stays open: the prompt waits for more
+    proc, out = sigterm_when(tmp_path, ['-i', script] + CHEAP + tiny(script, port, run_dir),
+                             ready=shown, what='r(2) did not end',
+                             stdin=COUNTERS + 'r(2)\nshow("@C1")\n')
     assert proc.returncode == 143, out[-6000:]
     assert 'SIGTERM: checkpoint, release the farms, exit' in out
     assert json.loads((run_dir / 'checkpoint.json').read_text())['episodes'] == 2
