@@ -132,6 +132,16 @@ def process_farm():
         f.stop()
 
 
+def alive(pid):
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    with open('/proc/%d/stat' % pid) as f:
+        return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+
+
 def descendants_alive(session_id):
     """PIDs of live processes in a session (a farm and everything it started)."""
     alive = []

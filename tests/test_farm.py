@@ -9,6 +9,7 @@ import Pyro4.errors
 import pytest
 
 import farm
+from conftest import alive
 
 GOOD = [0.5, 0.5]
 
@@ -71,7 +72,7 @@ def test_expired_lease_frees_capacity_and_kills_workers(thread_farm):
     assert p.info()['in_use'] == 0
     with pytest.raises(LookupError, match='no such lease'):
         p.step(lease, ids, [GOOD])
-    assert not _alive(pid)
+    assert not alive(pid)
 
 
 def test_a_worker_lost_while_its_lease_closes_is_not_replaced(thread_farm, monkeypatch):
@@ -153,7 +154,7 @@ def test_hung_worker_times_out_is_killed_and_others_are_served(thread_farm):
     assert time.time() - started < 10
     assert results[0]['kind'] == 'lost' and 'timeout' in results[0]['error']
     assert results[1][0] == [1.0, 1.0, 1.0]
-    assert not _alive(hung_pid)
+    assert not alive(hung_pid)
     assert other.reset(other_lease, other_ids) == [[0.0, 0.0, 0.0]]
 
 
@@ -319,12 +320,3 @@ def test_a_refusal_for_capacity_says_what_is_held_and_when_it_frees(thread_farm)
     message = str(refused.value)
     assert 'cannot make 1 environments, 0 of 2 free; 2 held by 2 leases' in message
     assert 'frees within' in message and '\n' not in message
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    with open('/proc/%d/stat' % pid) as f:
-        return f.read().rsplit(')', 1)[1].split()[0] != 'Z'

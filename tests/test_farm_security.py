@@ -14,8 +14,7 @@ import Pyro4
 import Pyro4.errors
 import pytest
 
-import farm
-from conftest import ROOT
+from conftest import ROOT, alive
 
 GOOD = [0.5, 0.5]
 
@@ -162,7 +161,7 @@ def test_a_lease_whose_learner_disconnected_is_released_after_the_grace(thread_f
     assert watcher.info()['in_use'] == 2
     learner._pyroRelease()  # its connection closes, as when the learner's process dies
     assert wait_for(lambda: watcher.info()['in_use'] == 0, 10)
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     with pytest.raises(LookupError, match='no such lease'):
         f.proxy().renew(lease)
 
@@ -269,12 +268,3 @@ def test_a_tls_farm_serves_a_tls_learner_with_the_key_and_refuses_others(process
     plain._pyroRelease()
     log = f.stop()
     assert 'with TLS' in log and 'TLS handshake failed' in log, log
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    with open('/proc/%d/stat' % pid) as f:
-        return f.read().rsplit(')', 1)[1].split()[0] != 'Z'

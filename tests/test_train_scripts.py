@@ -174,29 +174,37 @@ def test_r_continues_counters_and_load_resumes(script, tmp_path):
     assert_no_farm_left(port)
 
 
+def signal_when(tmp_path, args, ready, what, signum=signal.SIGTERM, stdin=None,
+                close_stdin=False):
+    """Runs a script (fed ``stdin``) until ``ready(log)``, sends it ``signum``, waits for it to
+    end; returns ``(process, everything it printed)``."""
+    with open(str(tmp_path / 'out.txt'), 'w+') as log:
+        proc = start_script(args, log)
+        try:
+            if stdin:
+                proc.stdin.write(stdin)
+                proc.stdin.flush()
+                if close_stdin:
+                    proc.stdin.close()
+            wait_for(proc, lambda: ready(log), what)
+            proc.send_signal(signum)
+            proc.wait(TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.seek(0)
+            out = log.read()
+    return proc, out
+
+
 def test_ctrl_c_during_r_stops_cleanly_and_r_continues(tmp_path):
     script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
-    log = open(str(tmp_path / 'out.txt'), 'w+')  # a file: a full pipe would stall the script
-    proc = subprocess.Popen(
-        [sys.executable, '-i', script] + CHEAP + tiny(script, port, run_dir), cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), stdin=subprocess.PIPE, stdout=log,
-        stderr=subprocess.STDOUT, universal_newlines=True)
-    try:
-        proc.stdin.write(COUNTERS + 'r(1000000)\nshow("@C1")\nr(2)\nshow("@C2")\n')
-        proc.stdin.close()
-        csv_path = str(run_dir / 'episodes.csv')
-        deadline = time.time() + TIMEOUT
-        while not (os.path.exists(csv_path) and len(read_csv(csv_path)) >= 6):
-            assert proc.poll() is None and time.time() < deadline, 'no episodes ended'
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.seek(0)
-        out = log.read()
-        log.close()
+    csv_path = str(run_dir / 'episodes.csv')
+    proc, out = signal_when(
+        tmp_path, ['-i', script] + CHEAP + tiny(script, port, run_dir),
+        ready=lambda log: os.path.exists(csv_path) and len(read_csv(csv_path)) >= 6,
+        what='no episodes ended', signum=signal.SIGINT,
+        stdin=COUNTERS + 'r(1000000)\nshow("@C1")\nr(2)\nshow("@C2")\n', close_stdin=True)
     assert proc.returncode == 0, out[-6000:]
     assert 'interrupted:' in out
     c1, c2 = marked(out, '@C1'), marked(out, '@C2')
@@ -228,30 +236,10 @@ def wait_for(proc, ready, what):
         time.sleep(0.2)
 
 
-def sigterm_when(tmp_path, args, ready, what, stdin=None):
-    """Runs a script until ``ready(log)``, sends it SIGTERM, waits for it to end; returns
-    ``(process, everything it printed)``."""
-    with open(str(tmp_path / 'out.txt'), 'w+') as log:
-        proc = start_script(args, log)
-        try:
-            if stdin:
-                proc.stdin.write(stdin)
-                proc.stdin.flush()
-            wait_for(proc, lambda: ready(log), what)
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(TIMEOUT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.seek(0)
-            out = log.read()
-    return proc, out
-
-
 def test_sigterm_mid_run_checkpoints_every_episode_done_releases_the_farm_and_exits(tmp_path):
     script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
     csv_path = str(run_dir / 'episodes.csv')
-    proc, out = sigterm_when(
+    proc, out = signal_when(
         tmp_path, [script] + CHEAP + tiny(script, port, run_dir)
         + ['--episodes', '1000000', '--checkpoint-every', '3'],
         ready=lambda log: os.path.exists(csv_path) and len(read_csv(csv_path)) >= 7,
@@ -294,7 +282,7 @@ def test_sigterm_at_the_prompt_checkpoints_releases_the_farm_and_exits(tmp_path)
         log.seek(0)
         return '@C1' in log.read()
     # stdin stays open: the prompt waits for more
-    proc, out = sigterm_when(tmp_path, ['-i', script] + CHEAP + tiny(script, port, run_dir),
+    proc, out = signal_when(tmp_path, ['-i', script] + CHEAP + tiny(script, port, run_dir),
                              ready=shown, what='r(2) did not end',
                              stdin=COUNTERS + 'r(2)\nshow("@C1")\n')
     assert proc.returncode == 143, out[-6000:]
