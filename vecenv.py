@@ -4,7 +4,8 @@ Host side; Python 3.6 compatible. Agents depend on this contract only, never on 
 
 - ``num_envs``: int; ``observation_space`` / ``action_space``: gym(nasium) spaces of ONE env.
 - ``reset(seed=None)`` -> ``obs``, float32 array ``(num_envs, obs_dim)``. With a seed, env i is
-  reset with ``seed + i``.
+  reset with ``seed + i``. A ``seed`` among the env kwargs is the first reset's seed when that
+  reset is given none (so env i gets ``seed + i`` there too, never all the same seed).
 - ``step_async(actions)`` sends ``(num_envs, act_dim)`` actions and returns at once;
   ``step_wait()`` -> ``(obs, rewards, terminated, truncated, infos)``: float32 ``(num_envs, obs_dim)``,
   float64 ``(num_envs,)``, bool ``(num_envs,)``, bool ``(num_envs,)``, list of dicts.
@@ -114,7 +115,9 @@ class InProcessVecEnv(VecEnv):
 
     def __init__(self, env_name, n_envs, env_kwargs=None):
         import envs
-        self.envs = [envs.make(env_name, **dict(env_kwargs or {})) for _ in range(n_envs)]
+        env_kwargs = dict(env_kwargs or {})
+        self._first_seed = env_kwargs.pop('seed', None)  # as FarmVecEnv: env i gets seed + i
+        self.envs = [envs.make(env_name, **env_kwargs) for _ in range(n_envs)]
         self.num_envs = n_envs
         self.observation_space = make_space(self.envs[0].observation_space)
         self.action_space = make_space(self.envs[0].action_space)
@@ -122,6 +125,8 @@ class InProcessVecEnv(VecEnv):
         self._actions = None
 
     def reset(self, seed=None):
+        if seed is None:
+            seed, self._first_seed = self._first_seed, None
         obs = [env.reset(None if seed is None else seed + i) for i, env in enumerate(self.envs)]
         for i in range(self.num_envs):
             self.tracker.restart(i)

@@ -56,7 +56,11 @@ class FarmVecEnv(VecEnv):
                             % (env_name, n_envs))
         self.farmer = farmer
         self.env_name = env_name
-        self.env_kwargs = env_kwargs
+        # A seed among the kwargs seeds the first reset, env i with seed + i as reset(seed)
+        # does: handed to the farm, every environment would get the same seed and the same
+        # episodes.
+        self.env_kwargs = dict(env_kwargs)
+        self._first_seed = self.env_kwargs.pop('seed', None)
         self.num_envs = n_envs
         self.closed = False
         self.places = [None] * n_envs
@@ -159,6 +163,8 @@ class FarmVecEnv(VecEnv):
 
     # --- the contract ----------------------------------------------------------------------------
     def reset(self, seed=None):
+        if seed is None:
+            seed, self._first_seed = self._first_seed, None
         futures = {}
         for (link, lease), (indices, ids) in self._groups.items():
             seeds = None if seed is None else [seed + i for i in indices]

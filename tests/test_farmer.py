@@ -65,6 +65,14 @@ def test_vec_env_contract_terminal_episodes(make_vec):
         assert info['episode'] == {'r': -0.5, 'l': 2}
 
 
+def test_vec_env_contract_a_kwargs_seed_seeds_the_first_reset_env_by_env(make_vec):
+    """Regression: a seed among the kwargs went to every environment alike, so all N ran the
+    same episodes. It is the first reset's seed: env i gets seed + i, as reset(seed) gives."""
+    env = make_vec('CheapEnv', 3, episode_length=2, seed=10)
+    assert env.reset().tolist() == [[0, 10, 10], [0, 11, 11], [0, 12, 12]]
+    assert env.reset().tolist() == [[0, 0, 0]] * 3  # once: later resets continue unseeded
+
+
 def test_vec_env_contract_time_limit_is_truncated_not_terminal(make_vec):
     env = make_vec('CheapEnv', 2, episode_length=10, max_episode_steps=1)
     env.reset()
