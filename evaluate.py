@@ -1,0 +1,248 @@
+#!/usr/bin/env python
+"""evaluate.py: a trained policy's deterministic episodes, their returns, and a video of them.
+
+    python evaluate.py runs/sac-Arm2DEnv-20261129-120000 --episodes 5 --seed 0
+    python evaluate.py RUN --episodes 1 --video arm.mp4 --gif arm.gif     # no display needed
+    python evaluate.py RUN --json                                         # one JSON object
+    python evaluate.py RUN --env Arm2DEnv --env-kwargs '{"integrator_accuracy": 1e-3}'
+    python evaluate.py --random --env L2M2019Env --video l2m.mp4          # a baseline: no policy
+
+RUN is a run directory of train_sac.py / train_ddpg.py (its newest loadable checkpoint) or one
+checkpoint inside it. The run's config.json says the algorithm, the environment and its kwargs,
+and the networks' sizes; the agent is built as the train script builds it, then the checkpoint
+is loaded (checkpoints.py). Episode k is reset with seed S + k, and actions are deterministic
+(SAC: tanh of the policy's mean; DDPG: the actor, no noise), so the same command gives the same
+numbers. ``--env`` / ``--env-kwargs`` evaluate on another environment or variant (the kwargs are
+merged over the run's).
+
+The environment is built here, in this process, with ``envs.make`` (as vecenv.InProcessVecEnv
+does), not on a farm: frames are large and the farm's wire is for steps (see render.py). Videos:
+gym ids through their own ``rgb_array`` rendering, osim-rl models drawn from the simulation's
+state (render.py), MP4 by imageio-ffmpeg's bundled ffmpeg, GIF by Pillow.
+"""
+import argparse
+import glob
+import json
+import logging
+import os
+import sys
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # plumbing: TensorFlow's C++ start-up chatter
+
+import numpy as np  # noqa: E402
+
+import checkpoints  # noqa: E402  (no TensorFlow: mistakes are found before it starts)
+import errors  # noqa: E402
+import runconfig  # noqa: E402
+
+log = logging.getLogger('evaluate')
+ALGOS = ('sac', 'ddpg')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='evaluate.py', description=__doc__.split('\n')[1],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('run', nargs='?', default='', metavar='RUN',
+                        help='run directory or checkpoint (not with --random)')
+    parser.add_argument('--episodes', type=int, default=5, help='episodes to run')
+    parser.add_argument('--seed', type=int, default=0, help='episode k is reset with seed + k')
+    parser.add_argument('--env', default='', help="environment; empty: the run's")
+    parser.add_argument('--env-kwargs', default='{}', metavar='JSON',
+                        help="the environment's keyword arguments, merged over the run's")
+    parser.add_argument('--video', default='', metavar='OUT.mp4', help='write the episodes as MP4')
+    parser.add_argument('--gif', default='', metavar='OUT.gif',
+                        help='write them as a GIF too (every 2nd frame, half size)')
+    parser.add_argument('--fps', type=float, default=30.0, help='frames per second of the video')
+    parser.add_argument('--random', action='store_true',
+                        help='uniform random actions instead of a policy (a baseline)')
+    parser.add_argument('--json', action='store_true', help='print one JSON object, nothing else')
+    parser.add_argument('--verbose', action='store_true', help='debug logs and tracebacks')
+    return parser.parse_args(argv)
+
+
+# --- what to evaluate: checked before TensorFlow or any environment starts -----------------------
+def plan(args):
+    """``(algo, env, env_kwargs, hidden)`` from the run's config and the flags; UserError for
+    every mistake, in one line."""
+    if args.episodes < 1:
+        raise errors.UserError('--episodes %d: give at least 1' % args.episodes)
+    if args.seed < 0:
+        raise errors.UserError('--seed %d: give a seed >= 0' % args.seed)
+    if args.fps <= 0:
+        raise errors.UserError('--fps %g: give a positive number' % args.fps)
+    try:
+        extra = json.loads(args.env_kwargs)
+    except ValueError as e:
+        raise errors.UserError('--env-kwargs %s: not JSON (%s)' % (args.env_kwargs, e))
+    if not isinstance(extra, dict):
+        raise errors.UserError('--env-kwargs %s: give a JSON object, e.g. \'{"difficulty": 2}\''
+                               % args.env_kwargs)
+    for flag, path, ext in (('--video', args.video, '.mp4'), ('--gif', args.gif, '.gif')):
+        if path and not path.lower().endswith(ext):
+            raise errors.UserError('%s %s: the file name must end in %s' % (flag, path, ext))
+        if path and not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+            raise errors.UserError('%s %s: cannot write in %s' % (
+                flag, path, os.path.dirname(os.path.abspath(path))))
+    if args.random:
+        config = read_config(args.run) if args.run else {}
+        if not (args.env or config.get('env')):
+            raise errors.UserError('--random needs --env NAME (or a run directory to take it from)')
+        return 'random', args.env or config['env'], dict(config.get('env_kwargs') or {}, **extra), ()
+    if not args.run:
+        raise errors.UserError('give a run directory or checkpoint (or --random --env NAME)')
+    config = read_config(args.run)
+    checkpoints.find(args.run)  # a run with nothing loadable is said now, in one line
+    algo = config.get('algo')
+    if algo not in ALGOS:
+        raise errors.UserError('%s: config.json names algo %r; evaluate.py knows %s' % (
+            args.run, algo, ', '.join(ALGOS)))
+    return (algo, args.env or config['env'], dict(config.get('env_kwargs') or {}, **extra),
+            tuple(config['hidden']))
+
+
+def read_config(path):
+    """The newest config*.json of the run ``path`` belongs to (a resumed run writes one per
+    session; the newest matches its newest checkpoint)."""
+    run_dir = checkpoints.run_dir_of(path) if os.path.exists(path) else None
+    if run_dir is None and os.path.isdir(path) and os.path.exists(os.path.join(path,
+                                                                               'config.json')):
+        run_dir = path
+    found = glob.glob(os.path.join(glob.escape(run_dir), 'config*.json')) if run_dir else []
+    if not found:
+        raise errors.UserError('%s: no run directory with a config.json there; give a run '
+                               'directory of train_sac.py or train_ddpg.py' % path)
+    newest = max(found, key=os.path.getmtime)
+    try:
+        with open(newest) as f:
+            config = json.load(f)
+        if not isinstance(config, dict) or 'env' not in config:
+            raise ValueError('no "env" entry')
+    except (ValueError, OSError) as e:
+        raise errors.UserError('%s: unreadable (%s); give another run' % (newest, e))
+    return config
+
+
+# --- the policy and the environment --------------------------------------------------------------
+def make_env(name, kwargs, video):
+    """One environment, in this process; with ``video``, built so that it can be pictured."""
+    import envs
+    import render
+    if video:
+        kwargs = render.video_kwargs(name, kwargs)
+    try:
+        return envs.make(name, **kwargs)
+    except envs.EnvError as e:
+        raise errors.UserError('--env %s: %s' % (name, e))
+
+
+def load_policy(algo, hidden, env, path, seed=0):
+    """``act(obs) -> action`` (the environment's bounds) and the checkpoint loaded, or None."""
+    import vecenv
+    observation_space = vecenv.make_space(env.observation_space)
+    action_space = vecenv.make_space(env.action_space)
+    if algo == 'random':
+        rng = np.random.RandomState(seed)  # its own stream: the env's seeding swaps the globals
+        return (lambda obs: rng.uniform(action_space.low, action_space.high)), None
+    from agents.compat import tf  # plumbing: before any other TensorFlow import
+    if algo == 'sac':
+        from agents.sac import SAC as Agent
+    else:
+        from agents.ddpg import DDPG as Agent
+    tf.random.set_seed(seed)
+    # memory_limit=1: evaluation stores no transition (the default reserves a million)
+    agent = Agent.from_spaces(observation_space, action_space, hidden=hidden, memory_limit=1)
+    agent.compile()
+    base = checkpoints.load(agent, path)
+
+    def act(obs):
+        normalized = agent.select_actions(agent.state_batch(np.asarray(obs)[None]), explore=False)
+        return agent.to_env_action(normalized)[0]
+    return act, base
+
+
+def run_episodes(act, env, episodes, seed, writer=None, renderer=None, label=''):
+    """``episodes`` episodes of ``act`` on ``env``, episode k reset with ``seed + k``; every
+    state (the first included) appended to ``writer`` as a frame when one is given. Returns
+    ``(returns, lengths)``."""
+    returns, lengths = [], []
+    for k in range(episodes):
+        obs, total, steps, done = env.reset(seed + k), 0.0, 0, False
+        while True:
+            if writer is not None:
+                writer.append(renderer.frame('%s episode %d/%d  step %d  return %.1f' % (
+                    label, k + 1, episodes, steps, total)))
+            if done:
+                break
+            obs, reward, terminated, truncated, _ = env.step(
+                [float(a) for a in np.asarray(act(obs)).ravel()])
+            total += reward
+            steps += 1
+            done = terminated or truncated
+        returns.append(total)
+        lengths.append(steps)
+        log.info('episode %d: return %.2f, %d steps', k + 1, total, steps)
+    return returns, lengths
+
+
+def stats(values):
+    values = np.asarray(values, dtype=float)
+    return {'mean': float(values.mean()), 'std': float(values.std()),
+            'min': float(values.min()), 'max': float(values.max())}
+
+
+def evaluate(args):
+    """Everything the command does; returns the result printed (a dict)."""
+    algo, env_name, env_kwargs, hidden = plan(args)
+    video = bool(args.video or args.gif)
+    env = make_env(env_name, env_kwargs, video)
+    try:
+        act, base = load_policy(algo, hidden, env, args.run, args.seed)
+        writer = renderer = None
+        if video:
+            import render
+            try:
+                renderer = render.Renderer(env)
+            except render.RenderError as e:
+                raise errors.UserError('--video: %s' % e)
+            writer = render.VideoWriter(args.video or None, args.gif or None, fps=args.fps)
+        try:
+            returns, lengths = run_episodes(act, env, args.episodes, args.seed, writer,
+                                            renderer, label=env_name)
+        finally:
+            if writer is not None:
+                writer.close()
+    finally:
+        env.close()
+    return {'policy': algo, 'checkpoint': base and checkpoints.location(base), 'env': env_name,
+            'env_kwargs': env_kwargs, 'episodes': args.episodes, 'seed': args.seed,
+            'deterministic': algo != 'random', 'return': stats(returns),
+            'length': stats(lengths), 'returns': returns, 'lengths': lengths,
+            'video': args.video or None, 'gif': args.gif or None,
+            'frames': writer.frames if writer is not None else 0}
+
+
+def summary(result):
+    r, n = result['return'], result['length']
+    lines = ['%s on %s, %d episodes (seeds %d-%d): return %.2f +- %.2f (min %.2f, max %.2f), '
+             'length %.1f (min %d, max %d)' % (
+                 result['checkpoint'] or 'random actions', result['env'], result['episodes'],
+                 result['seed'], result['seed'] + result['episodes'] - 1, r['mean'], r['std'],
+                 r['min'], r['max'], n['mean'], n['min'], n['max'])]
+    for kind in ('video', 'gif'):
+        if result[kind]:
+            lines.append('%s: %s (%d frames)' % (kind, result[kind], result['frames']))
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    errors.install_excepthook(args.verbose, program='evaluate.py')
+    runconfig.setup_logging(args.verbose)  # the farm's and the train scripts' one format
+    result = evaluate(args)
+    print(json.dumps(result, sort_keys=True) if args.json else summary(result))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
