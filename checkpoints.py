@@ -3,11 +3,18 @@ one loadable, and loaded newest first, past damaged ones.
 
 Layout inside a run directory::
 
-    checkpoints/ep0000100/ep0000100_<part>.h5    weights, one file per model (the agent's
-    checkpoints/ep0000100/ep0000100_state.json   ``save_weights``), and its counters
-    checkpoint.json                              the newest checkpoint's name and counters
+    checkpoints/ep0000100/ep0000100_<part>.h5      weights, one file per model (the agent's
+    checkpoints/ep0000100/ep0000100_state.json     ``save_weights``), and its counters
+    checkpoints/ep0000100/ep0000100_training.npz   optimizer and RNG states (the agent's
+    checkpoints/ep0000100/ep0000100_memory.npz     ``save_training_state``), the replay memory
+    checkpoint.json                                the newest checkpoint's name and counters
 
-Writing (:func:`save`): the agent writes into ``checkpoints/.ep0000100.tmp-<pid>/``; every file
+A checkpoint holds what continuing needs (see :mod:`agents.base`): a run loaded from it goes on
+as if it had not stopped. The replay memory is compressed but can still be large (a million L2M
+transitions); ``save(..., memory=False)`` leaves it out, and loading such a checkpoint (or one
+written before training states were saved) says in one line what starts fresh.
+
+Writing (:func:`save`): the agent writes all its files into ``checkpoints/.ep0000100.tmp-<pid>/``; every file
 and the folder are fsynced; the folder is renamed to its final name (one atomic rename: a
 checkpoint is there whole or not at all); then ``checkpoint.json`` is replaced the same way
 (temporary file, fsync, ``os.replace``). A name already taken gets a suffix (``ep0000100-2``):
@@ -15,7 +22,8 @@ nothing whole is overwritten. The next save removes leftovers of saves that were
 (``.tmp-<pid>`` of a process that is gone) and all but the newest ``keep`` checkpoints.
 
 Loading (:func:`load`): the candidates of a run, newest written first. One whose state file is
-not JSON, whose weight file does not open as HDF5, or that the agent fails to load is reported in
+not JSON, whose weight file does not open as HDF5 (a ``.npz`` as a zip), or that the agent fails
+to load is reported in
 one line that names the file and why, and the next older one is tried; with none left,
 :class:`errors.UserError` names the directory. ``checkpoint.json`` is for people: loading does
 not need it (a kill between the folder's rename and the pointer's leaves it one behind), and a
@@ -29,6 +37,8 @@ import json
 import logging
 import os
 import shutil
+import time
+import zipfile
 
 from errors import UserError
 
@@ -49,10 +59,14 @@ class Damaged(Exception):
 
 
 # --- writing -------------------------------------------------------------------------------------
-def save(agent, folder, name, keep=None):
+def save(agent, folder, name, keep=None, memory=None):
     """Write ``agent``'s checkpoint as ``folder/<name>`` (or ``<name>-2``... when taken), whole or
-    not at all; then, when ``keep``, prune ``folder`` to the newest ``keep``. Returns the
-    checkpoint's folder."""
+    not at all; then, when ``keep``, prune ``folder`` to the newest ``keep``. ``memory``: whether
+    the replay memory goes in (None: the agent's ``save_memory``, default True). Returns the
+    checkpoint's folder; its size is logged."""
+    if memory is None:
+        memory = getattr(agent, 'save_memory', True)
+    started = time.time()
     os.makedirs(folder, exist_ok=True)
     final = _free_name(folder, name)
     tmp = os.path.join(folder, '.%s.tmp-%d' % (final, os.getpid()))
@@ -60,15 +74,36 @@ def save(agent, folder, name, keep=None):
         shutil.rmtree(tmp)  # our own leftover: a save of this process that raised
     os.mkdir(tmp)
     agent.save_weights(os.path.join(tmp, final + '.h5'), overwrite=True)
+    if hasattr(agent, 'save_training_state'):
+        agent.save_training_state(os.path.join(tmp, final + '.h5'), memory=memory)
     for entry in os.listdir(tmp):
         _fsync(os.path.join(tmp, entry))
     _fsync(tmp)
+    sizes = _sizes(tmp)
     path = os.path.join(folder, final)
     os.rename(tmp, path)
     _fsync(folder)
+    log.info('checkpoint %s: %s in %.1f s', path, sizes, time.time() - started)
     if keep:
         prune(folder, keep, current=path)
     return path
+
+
+def _sizes(folder):
+    """'weights 1.2 MB, training state 2.3 MB, replay memory (N transitions) 40.1 MB'."""
+    total = {'weights': 0, 'training state': 0, 'replay memory': 0}
+    for entry in os.listdir(folder):
+        kind = ('replay memory' if entry.endswith('_memory.npz') else 'training state'
+                if entry.endswith('_training.npz') else 'weights')
+        total[kind] += os.path.getsize(os.path.join(folder, entry))
+    parts = ['%s %s' % (kind, _mb(size)) for kind, size in sorted(total.items()) if size]
+    if not total['replay memory']:
+        parts.append('no replay memory')
+    return ', '.join(parts)
+
+
+def _mb(size):
+    return '%.1f MB' % (size / 1e6) if size >= 1e5 else '%.0f kB' % (size / 1e3)
 
 
 def write_pointer(run_dir, checkpoint, counters):
@@ -282,6 +317,11 @@ def check(base):
     parts = [p for p in glob.glob(glob.escape(stem) + '_*.h5')]
     if not parts:
         raise Damaged(base, 'no weight files (%s_*.h5)' % os.path.basename(stem))
+    for archive in sorted(glob.glob(glob.escape(stem) + '_*.npz')):
+        try:  # reads the zip's directory, at its end: a file cut short has none
+            zipfile.ZipFile(archive).close()
+        except (zipfile.BadZipFile, OSError) as e:
+            raise Damaged(archive, _short(e))
     try:
         import h5py
     except ImportError:  # nothing to check with: the agent's load will say
@@ -303,8 +343,20 @@ def find(path):
 
 
 def load(agent, path):
-    """Load into ``agent`` the newest checkpoint at ``path`` that loads; returns its base path."""
-    return _first(candidates(path), path, agent.load_weights)
+    """Load into ``agent`` the newest checkpoint at ``path`` that loads (weights, counters and,
+    where the checkpoint holds them, optimizer and RNG states and the replay memory); returns its
+    base path. What starts fresh is said in one line."""
+    notes = []
+
+    def load_one(base):
+        agent.load_weights(base)
+        if hasattr(agent, 'load_training_state'):
+            notes[:] = [agent.load_training_state(base)]
+
+    base = _first(candidates(path), path, load_one)
+    if notes and notes[0]:
+        log.warning('%s', notes[0])
+    return base
 
 
 def _first(found, path, load_one):

@@ -8,7 +8,8 @@ bases. The concrete agent provides:
 - ``reset_noise(indices)``; ``memory`` (:class:`agents.replay.TransitionReplay`), ``batch_size``,
   ``nb_steps_warmup`` (no updates before this many env steps), ``updates_per_step``,
   ``action_low`` / ``action_high``; ``_weight_files(filepath)`` (suffix -> model) for
-  save/load.
+  save/load; ``_optimizers()`` (name -> (optimizer, the variables it trains)) and ``_rngs()``
+  (name -> numpy ``RandomState``) for the training state.
 
 It provides keras-rl's ``forward``/``backward``, ``fit``/``test`` with keras-rl's pitfalls fixed,
 the vectorized ``train_vec``/``evaluate_vec`` (see :mod:`agents.parallel`), and counters that are
@@ -30,6 +31,18 @@ Single-env protocol: keras-rl calls ``forward(o_t)``, ``backward(r_t, done)``; a
 episode one more ``forward(o_last)``, ``backward(0, terminal=False)``. A transition is complete
 when the next ``forward`` brings its next state; the extra ``backward`` after an episode end is
 recognised and dropped, so no transition ever spans two episodes.
+
+Full resume (:meth:`OffPolicyAgent.save_training_state` / :meth:`load_training_state`, which
+``checkpoints.py`` calls beside ``save_weights`` / ``load_weights``): ``<name>_training.npz``
+holds every optimizer's state (legacy Keras optimizers: Adam's iteration count and slots), every
+numpy ``RandomState`` the agent owns (warm-up actions, replay sampling, SAC's policy noise,
+DDPG's per-env noise and its processes' states) and the fractional update credit;
+``<name>_memory.npz`` the replay memory (compressed; optional, it can be gigabytes). The agents
+draw all their randomness from these numpy generators (none from TensorFlow's), so a run saved
+and loaded continues exactly as if it had not stopped, with one limit: episodes in flight are
+not continued (the vectorized env is a new one after a restart; its first call resets it), so a
+run stopped between episodes resumes bit for bit. There are no normalization statistics to
+save: the agents normalize nothing (a keras-rl processor is the user's, and not saved).
 """
 import json
 import logging
@@ -205,7 +218,8 @@ class OffPolicyAgent(object):
         """Every model to ``<name>_<part><ext>`` (use ``.h5``), counters to ``<name>_state.json``.
 
         With ``overwrite=False`` an existing file raises ``FileExistsError`` (Keras would ask on
-        stdin). Optimizer states and the replay memory are not saved.
+        stdin). Optimizer states, RNG states and the replay memory are
+        :meth:`save_training_state`'s.
         """
         files = self._weight_files(filepath)
         state_file = self._state_file(filepath)
@@ -239,6 +253,85 @@ class OffPolicyAgent(object):
         else:
             log.warning('%s not found: weights loaded, counters left as they were', state_file)
         self._vec_state = None
+
+    # -- training state: optimizers, RNGs, replay memory (see the module docstring) --------------
+    @staticmethod
+    def training_files(filepath):
+        """``(training state file, replay memory file)`` beside the weights of ``filepath``."""
+        stem = os.path.splitext(filepath)[0]
+        return stem + '_training.npz', stem + '_memory.npz'
+
+    def save_training_state(self, filepath, memory=True):
+        """Optimizer and RNG states beside ``filepath``'s weights, and the replay memory when
+        ``memory``; returns the files written."""
+        training_file, memory_file = self.training_files(filepath)
+        arrays = {'update_credit': np.float64(self._update_credit)}
+        for name, (optimizer, _) in self._optimizers().items():
+            for i, value in enumerate(optimizer.get_weights() if optimizer.weights else []):
+                arrays['optimizer.%s.%04d' % (name, i)] = value
+        for name, rng in self._rngs().items():
+            kind, keys, pos, has_gauss, gauss = rng.get_state()
+            arrays['rng.%s.keys' % name] = keys
+            arrays['rng.%s.rest' % name] = np.array([pos, has_gauss, gauss], dtype=np.float64)
+        arrays.update(self._extra_arrays())
+        np.savez(training_file, **arrays)
+        written = [training_file]
+        if memory:
+            self.memory.save(memory_file)
+            written.append(memory_file)
+        return written
+
+    def load_training_state(self, filepath):
+        """Load what :meth:`save_training_state` wrote beside ``filepath``. Returns a sentence
+        for the user when something starts fresh (a checkpoint written before training states
+        were saved, or without its memory), else None."""
+        training_file, memory_file = self.training_files(filepath)
+        if not os.path.exists(training_file):
+            for optimizer, _ in self._optimizers().values():
+                if optimizer.weights:  # what a fresh optimizer holds: no steps, zero moments
+                    optimizer.set_weights([np.zeros_like(w) for w in optimizer.get_weights()])
+            self.memory.clear()
+            return ('%s holds weights and counters only (written before checkpoints held the '
+                    'training state): the replay memory and optimizer states start fresh'
+                    % os.path.dirname(os.path.abspath(filepath)))
+        with np.load(training_file) as data:
+            arrays = dict((key, data[key]) for key in data.files)
+        self._update_credit = float(arrays['update_credit'])
+        for name, (optimizer, variables) in self._optimizers().items():
+            prefix = 'optimizer.%s.' % name
+            values = [arrays[key] for key in sorted(arrays) if key.startswith(prefix)]
+            if values and not optimizer.weights:
+                # Slots are made at the first update (eager mode): make them now to fill them.
+                optimizer._create_all_weights(variables)
+            if values or optimizer.weights:
+                optimizer.set_weights(values or [np.zeros_like(w)
+                                                 for w in optimizer.get_weights()])
+        for name, rng in self._rngs().items():
+            pos, has_gauss, gauss = arrays['rng.%s.rest' % name]
+            rng.set_state(('MT19937', arrays['rng.%s.keys' % name], int(pos), int(has_gauss),
+                           float(gauss)))
+        self._load_extra_arrays(arrays)
+        if os.path.exists(memory_file):
+            self.memory.load(memory_file)
+            return None
+        self.memory.clear()
+        return ('%s was saved without its replay memory: the memory starts empty and updates '
+                'resume once it holds a batch' % os.path.dirname(os.path.abspath(filepath)))
+
+    def _optimizers(self):
+        return {}
+
+    def _rngs(self):
+        rngs = {'warmup': self.warmup_rng}
+        if getattr(self.memory, 'rng', None) is not None:
+            rngs['memory'] = self.memory.rng
+        return rngs
+
+    def _extra_arrays(self):
+        return {}
+
+    def _load_extra_arrays(self, arrays):
+        pass
 
     @staticmethod
     def _state_file(filepath):

@@ -3,9 +3,8 @@
 Importing this module imports ``rl.agents``, which switches TensorFlow to graph mode for the whole
 process (``tf.compat.v1.disable_eager_execution()``); build the models after importing it.
 
-What is keras-rl2's and unchanged: the networks' compilation (``compile``), the soft target updates
-folded into the critic's and actor's training functions, the critic loss and the policy gradient.
-What changes, and why:
+What is keras-rl2's and unchanged: the networks' compilation (``compile``), the critic loss and the
+policy gradient. What changes, and why:
 
 - ``select_actions`` acts for N environments in one ``predict_on_batch``; exploration noise is
   :class:`agents.noise.VectorNoise`, one independent process per environment (keras-rl's
@@ -16,20 +15,29 @@ What changes, and why:
 - counters, warm-up and ``fit``/``test`` fixes come from :class:`agents.base.OffPolicyAgent`:
   Python-int counters that survive ``fit`` calls (keras-rl resets ``step`` to 0 in ``np.int16``,
   so warm-up repeated and updates stopped after 32,767 steps), ``test(visualize=False)``;
-- the actor's tanh output is in ``[-1, 1]`` and rescaled to the action space's bounds.
+- the actor's tanh output is in ``[-1, 1]`` and rescaled to the action space's bounds;
+- soft target updates run as their own step after the critic's and the actor's updates. keras-rl
+  folds them into the training functions, where nothing orders the target's read of a network
+  against that network's own update in the same ``session.run``: two runs from the same state
+  drifted apart (actions 3e-5 apart after about 100 updates), so a resumed run could not equal an
+  uninterrupted one;
+- a checkpoint holds the target networks, both optimizers' states, the per-env noise (its RNG
+  and processes) and the other RNGs (see :mod:`agents.base`).
 
 ``train_interval`` / ``memory_interval`` are replaced by ``updates_per_step``; every transition is
 stored. Only single-input critics ``[obs, action]`` (as :mod:`agents.networks` builds) are
 supported; observation windows are not (``window_length`` 1).
 """
 import logging
+import os
 
 import numpy as np
 from rl.agents.ddpg import DDPGAgent
+from rl.util import get_soft_target_model_updates
 
 from agents import networks
 from agents.base import OffPolicyAgent
-from agents.compat import adam, clone_optimizer
+from agents.compat import adam, clone_optimizer, tf
 from agents.noise import VectorNoise
 from agents.replay import TransitionReplay
 
@@ -85,7 +93,21 @@ class DDPG(OffPolicyAgent, DDPGAgent):
             optimizer = [optimizer, clone_optimizer(optimizer)]
         # A fresh list: keras-rl appends its mean_q metric to the one it is given, and its
         # default is a shared mutable list.
-        DDPGAgent.compile(self, optimizer, metrics=list(metrics or []))
+        # keras-rl wraps the critic's in an AdditionalUpdatesOptimizer; the state (Adam's slots)
+        # is the wrapped one's, so both are kept for checkpoints.
+        self.actor_optimizer_state, self.critic_optimizer_state = optimizer
+        tau = self.target_model_update
+        if tau < 1:
+            self.target_model_update = 1.0  # keras-rl then folds no target update in
+        try:
+            DDPGAgent.compile(self, optimizer, metrics=list(metrics or []))
+        finally:
+            self.target_model_update = tau
+        self._soft_update = None
+        if tau < 1:
+            pairs = (get_soft_target_model_updates(self.target_critic, self.critic, tau)
+                     + get_soft_target_model_updates(self.target_actor, self.actor, tau))
+            self._soft_update = tf.group(*[target.assign(value) for target, value in pairs])
 
     # -- what the shared loop needs ------------------------------------------------------------
     def select_actions(self, obs, explore):
@@ -120,7 +142,9 @@ class DDPG(OffPolicyAgent, DDPGAgent):
         targets = rewards + self.gamma * (1.0 - terminals) * target_q
         metrics = self.critic.train_on_batch(with_action(obs, actions), targets.reshape(-1, 1))
         self.actor_train_fn([obs])
-        if self.target_model_update >= 1 and (self.updates + 1) % self.target_model_update == 0:
+        if self._soft_update is not None:
+            tf.compat.v1.keras.backend.get_session().run(self._soft_update)
+        elif (self.updates + 1) % self.target_model_update == 0:
             self.update_target_models_hard()
         return [float(m) for m in np.atleast_1d(metrics)]
 
@@ -133,9 +157,37 @@ class DDPG(OffPolicyAgent, DDPGAgent):
         return names
 
     def _weight_files(self, filepath):
-        # keras-rl's file names, so plain DDPGAgent weights load here and vice versa.
-        return {self._part_file(filepath, 'actor'): self.actor,
-                self._part_file(filepath, 'critic'): self.critic}
+        # keras-rl's file names, so plain DDPGAgent weights load here and vice versa; the targets
+        # beside them, so that a resumed run continues with the targets it had.
+        files = {self._part_file(filepath, 'actor'): self.actor,
+                 self._part_file(filepath, 'critic'): self.critic}
+        if self.compiled:
+            files[self._part_file(filepath, 'target_actor')] = self.target_actor
+            files[self._part_file(filepath, 'target_critic')] = self.target_critic
+        return files
+
+    def _optional_weight_file(self, path):
+        return '_target_' in path  # keras-rl's files and older checkpoints have no targets
 
     def _after_load(self, filepath):
-        self.update_target_models_hard()
+        if not os.path.exists(self._part_file(filepath, 'target_actor')):
+            self.update_target_models_hard()
+
+    # -- training state (see agents.base) ------------------------------------------------------
+    def _optimizers(self):
+        if not self.compiled:
+            return {}
+        return {'actor': (self.actor_optimizer_state, self.actor.trainable_weights),
+                'critic': (self.critic_optimizer_state, self.critic.trainable_weights)}
+
+    def _rngs(self):
+        rngs = OffPolicyAgent._rngs(self)
+        rngs['noise'] = self.noise.rng
+        return rngs
+
+    def _extra_arrays(self):
+        return {'noise_state': np.asarray(self.noise.state)}
+
+    def _load_extra_arrays(self, arrays):
+        if 'noise_state' in arrays:
+            self.noise.state = np.array(arrays['noise_state'])

@@ -12,6 +12,12 @@ limit or a lost environment is *not* terminal, and ``s'`` is then the episode's 
 ``sample(batch_size)`` returns ``(obs, actions, rewards, next_obs, terminals)`` as float32 arrays
 drawn uniformly with replacement. A fixed-size ring buffer (``limit`` transitions); numpy only, no
 Python work per transition.
+
+``save(path)`` / ``load(path)``: the stored transitions and the ring's position in one
+``savez_compressed`` file, for checkpoints (the sampling RNG is the agent's to save, with its
+other RNG states). A memory loaded into one of the same ``limit`` is laid out exactly as it was,
+so sampling continues identically; into another ``limit`` the newest transitions that fit are
+kept, oldest first.
 """
 import numpy as np
 
@@ -61,6 +67,46 @@ class TransitionReplay(object):
         self.terminals[idx] = np.asarray(terminals, dtype=np.float32)
         self.position = int((self.position + n) % self.limit)
         self.size = int(min(self.size + n, self.limit))
+
+    def clear(self):
+        """Forget every transition (the arrays stay allocated)."""
+        self.position = 0
+        self.size = 0
+
+    def save(self, path):
+        """The stored transitions to ``path`` (a ``.npz``, compressed)."""
+        n = self.size
+        np.savez_compressed(path, observations=self.observations[:n],
+                            actions=self.actions[:n], rewards=self.rewards[:n],
+                            next_observations=self.next_observations[:n],
+                            terminals=self.terminals[:n],
+                            position=np.int64(self.position), limit=np.int64(self.limit))
+
+    def load(self, path):
+        """Replace the contents with what :meth:`save` wrote; returns the number of transitions.
+        Raises ``ValueError`` when the file's shapes are not this memory's."""
+        with np.load(path) as data:
+            obs, next_obs = data['observations'], data['next_observations']
+            actions, rewards, terminals = data['actions'], data['rewards'], data['terminals']
+            position, limit = int(data['position']), int(data['limit'])
+        if obs.shape[1:] != self.observation_shape or actions.shape[1:] != self.action_shape:
+            raise ValueError('the replay memory in %s holds observations %s and actions %s; this '
+                             'agent\'s are %s and %s' % (path, obs.shape[1:], actions.shape[1:],
+                                                         self.observation_shape,
+                                                         self.action_shape))
+        n = len(rewards)
+        self.clear()
+        if limit == self.limit:  # the same layout: sampling continues as if never saved
+            self.observations[:n], self.next_observations[:n] = obs, next_obs
+            self.actions[:n], self.rewards[:n], self.terminals[:n] = actions, rewards, terminals
+            self.position, self.size = position % self.limit, n
+        else:  # oldest first, so that the newest are the ones kept when it is smaller
+            order = np.arange(n)
+            if n == limit:
+                order = np.roll(order, -position)
+            self.append_batch(obs[order], actions[order], rewards[order], next_obs[order],
+                              terminals[order])
+        return n
 
     def sample(self, batch_size):
         if self.size == 0:

@@ -15,6 +15,11 @@ One gradient update is one fused TensorFlow call (critics, policy, temperature, 
 acting is one call for the whole batch of environments. Works in eager mode and in the graph mode
 that importing ``rl.agents`` forces, whichever is current at ``compile`` (see
 :mod:`agents.tf_function`).
+
+The Gaussian noise of the policy's samples comes from a numpy ``RandomState`` of the agent's
+(``noise_rng``), fed to both functions, not from TensorFlow's random ops: its state is saved in a
+checkpoint (:meth:`agents.base.OffPolicyAgent.save_training_state`), so a resumed run draws the
+same samples as one never stopped, in eager and in graph mode alike.
 """
 import logging
 import math
@@ -60,6 +65,8 @@ class SAC(OffPolicyAgent, Agent):
             memory = TransitionReplay(memory_limit, (self.obs_dim,), (self.nb_actions,),
                                       seed=seed)
         self.memory = memory
+        # Its own stream, so that warm-up actions and replay sampling do not shift it.
+        self.noise_rng = np.random.RandomState(None if seed is None else [int(seed), 1])
         self.compiled = False
 
     @classmethod
@@ -100,11 +107,12 @@ class SAC(OffPolicyAgent, Agent):
         self.log_alpha = keras.backend.variable(math.log(self.initial_alpha), dtype='float32',
                                                 name='log_alpha')
         obs_spec = ((None, self.obs_dim), tf.float32)
-        self._act_fn = NumpyFunction(self._act_graph, [obs_spec], name='SAC.act')
+        act_spec = ((None, self.nb_actions), tf.float32)
+        self._act_fn = NumpyFunction(self._act_graph, [obs_spec, act_spec], name='SAC.act')
         self._update_fn = NumpyFunction(
             self._update_graph,
-            [obs_spec, ((None, self.nb_actions), tf.float32), ((None,), tf.float32), obs_spec,
-             ((None,), tf.float32)], name='SAC.update')
+            [obs_spec, act_spec, ((None,), tf.float32), obs_spec, ((None,), tf.float32),
+             act_spec, act_spec], name='SAC.update')
         self.compiled = True
 
     @staticmethod
@@ -114,19 +122,19 @@ class SAC(OffPolicyAgent, Agent):
         clone.set_weights(model.get_weights())
         return clone
 
-    def _sample(self, obs):
+    def _sample(self, obs, noise):
         mean, log_std = self.policy(obs)
-        return sac_math.squashed_sample(mean, log_std, tf.random.normal(tf.shape(mean)))
+        return sac_math.squashed_sample(mean, log_std, noise)
 
-    def _act_graph(self, obs):
+    def _act_graph(self, obs, noise):
         mean, log_std = self.policy(obs)
-        action, _ = sac_math.squashed_sample(mean, log_std, tf.random.normal(tf.shape(mean)))
+        action, _ = sac_math.squashed_sample(mean, log_std, noise)
         return [tf.tanh(mean), action]
 
-    def _update_graph(self, obs, actions, rewards, next_obs, terminals):
+    def _update_graph(self, obs, actions, rewards, next_obs, terminals, next_noise, noise):
         alpha = tf.exp(self.log_alpha)
         # Critic targets, from the target critics and a fresh action of the current policy.
-        next_actions, next_log_prob = self._sample(next_obs)
+        next_actions, next_log_prob = self._sample(next_obs, next_noise)
         targets = tf.stop_gradient(sac_math.critic_target(
             rewards, terminals, self.gamma,
             tf.squeeze(self.target_critic1([next_obs, next_actions]), -1),
@@ -144,7 +152,7 @@ class SAC(OffPolicyAgent, Agent):
         # Policy: gradient w.r.t. the policy only; the critics are read, not trained, here.
         policy_vars = self.policy.trainable_weights
         with tf.GradientTape() as tape:
-            new_actions, log_prob = self._sample(obs)
+            new_actions, log_prob = self._sample(obs, noise)
             q_new = tf.minimum(tf.squeeze(self.critic1([obs, new_actions]), -1),
                                tf.squeeze(self.critic2([obs, new_actions]), -1))
             policy_loss = tf.reduce_mean(tf.stop_gradient(alpha) * log_prob - q_new)
@@ -180,14 +188,23 @@ class SAC(OffPolicyAgent, Agent):
             raise RuntimeError('compile() the agent first')
         if explore and self.global_step < self.nb_steps_warmup:
             return self.random_actions(len(obs))
-        deterministic, sampled = self._act_fn(np.asarray(obs, dtype=np.float32))
+        obs = np.asarray(obs, dtype=np.float32)
+        # Deterministic actions draw no noise: evaluating does not shift the training stream.
+        noise = (self._noise(len(obs)) if explore
+                 else np.zeros((len(obs), self.nb_actions), np.float32))
+        deterministic, sampled = self._act_fn(obs, noise)
         return sampled if explore else deterministic
+
+    def _noise(self, n):
+        return self.noise_rng.standard_normal((n, self.nb_actions)).astype(np.float32)
 
     def train_once(self):
         obs, actions, rewards, next_obs, terminals = self.memory.sample(self.batch_size)
         if self.processor is not None:
             obs, next_obs = self.state_batch(obs), self.state_batch(next_obs)
-        return [float(x) for x in self._update_fn(obs, actions, rewards, next_obs, terminals)]
+        noise = self._noise(2 * len(obs))
+        return [float(x) for x in self._update_fn(obs, actions, rewards, next_obs, terminals,
+                                                   noise[:len(obs)], noise[len(obs):])]
 
     def reset_noise(self, indices):
         pass  # SAC explores by sampling its policy: no noise process to restart
@@ -228,6 +245,19 @@ class SAC(OffPolicyAgent, Agent):
         if self.compiled and not os.path.exists(self._part_file(filepath, 'target_critic1')):
             self.target_critic1.set_weights(self.critic1.get_weights())
             self.target_critic2.set_weights(self.critic2.get_weights())
+
+    def _optimizers(self):
+        if not self.compiled:
+            return {}
+        return {'policy': (self.policy_optimizer, self.policy.trainable_weights),
+                'critic': (self.critic_optimizer,
+                           self.critic1.trainable_weights + self.critic2.trainable_weights),
+                'alpha': (self.alpha_optimizer, [self.log_alpha])}
+
+    def _rngs(self):
+        rngs = OffPolicyAgent._rngs(self)
+        rngs['policy_noise'] = self.noise_rng
+        return rngs
 
     def _extra_state(self):
         return {'log_alpha': float(keras.backend.get_value(self.log_alpha))

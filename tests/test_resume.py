@@ -1,0 +1,142 @@
+"""Full resume: training N env steps equals training N/2, checkpointing (checkpoints.save),
+loading in a fresh process (checkpoints.load) and training N/2 more; for SAC in eager and in
+graph mode and for DDPG (keras-rl2's, graph mode), on CheapEnv through vecenv.InProcessVecEnv.
+
+Each run is a ``case`` in its own interpreter: process one trains the uninterrupted run and the
+first half (two agents built alike) and saves; process two loads and trains the second half.
+Both write what they end with (every model's weights, every optimizer's state, the replay
+memory, counters, RNG states) to a ``.npz`` that the test compares. The halfway point is an
+episode boundary of every environment (CheapEnv's episodes are 10 steps; 3 environments step
+together): episodes in flight are not continued across a restart (see agents/base.py).
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+THIS = os.path.abspath(__file__)
+N_ENVS, HALF = 3, 150  # 5 episodes of 10 steps per environment in each half
+
+
+def _build(algo):
+    """An agent with the same initial weights in every process (drawn from a seeded numpy RNG,
+    not from TensorFlow's initializers)."""
+    import agents_support
+    from agents.noise import VectorNoise
+    vec = agents_support.cheap_vec(N_ENVS)
+    common = dict(hidden=agents_support.SMALL, batch_size=16, nb_steps_warmup=30,
+                  updates_per_step=0.5, seed=3)
+    if algo == 'ddpg':
+        from agents.ddpg import DDPG
+        agent = DDPG.from_spaces(vec.observation_space, vec.action_space, nb_steps_random=30,
+                                 noise=VectorNoise(1, 'ou', 0.3, seed=4), **common)
+        models = [agent.actor, agent.critic]
+    else:
+        from agents.sac import SAC
+        agent = SAC.from_spaces(vec.observation_space, vec.action_space, **common)
+        models = [agent.policy, agent.critic1, agent.critic2]
+    rng = np.random.RandomState(0)
+    for model in models:
+        model.set_weights([rng.uniform(-0.3, 0.3, w.shape).astype(np.float32)
+                           for w in model.get_weights()])
+    agent.compile()
+    return agent, vec
+
+
+def _dump(agent, path):
+    """Everything a continuing run depends on, as arrays."""
+    arrays = {}
+    models = ([agent.actor, agent.critic, agent.target_actor, agent.target_critic]
+              if hasattr(agent, 'actor') else
+              [agent.policy, agent.critic1, agent.critic2, agent.target_critic1,
+               agent.target_critic2])
+    for i, model in enumerate(models):
+        for j, w in enumerate(model.get_weights()):
+            arrays['model%d.%d' % (i, j)] = w
+    for name, (optimizer, _) in sorted(agent._optimizers().items()):
+        for j, w in enumerate(optimizer.get_weights()):
+            arrays['optimizer.%s.%d' % (name, j)] = w
+    n = len(agent.memory)
+    for field in ('observations', 'actions', 'rewards', 'next_observations', 'terminals'):
+        arrays['memory.' + field] = getattr(agent.memory, field)[:n]
+    arrays['memory.position'] = agent.memory.position
+    for name, rng in agent._rngs().items():
+        arrays['rng.' + name] = rng.get_state()[1]
+        arrays['draw.' + name] = rng.uniform(size=3)  # the next draws, gauss cache included
+    counters = agent.counters()
+    arrays['counters'] = [counters[k] for k in sorted(counters)]
+    arrays['credit'] = agent._update_credit
+    if hasattr(agent, 'log_alpha'):
+        arrays['alpha'] = agent.alpha
+    if hasattr(agent, 'noise'):
+        arrays['noise_state'] = agent.noise.state
+    np.savez(path, **arrays)
+
+
+def _mode(mode):
+    import agents.compat  # noqa: F401  (before TensorFlow and rl, for tf-keras)
+    if mode == 'graph':
+        import rl.agents  # noqa: F401  (disables eager execution process-wide)
+
+
+def case_first(algo, mode, folder):
+    """The uninterrupted run, then a first half saved as a checkpoint."""
+    import checkpoints
+    _mode(mode)
+    agent, vec = _build(algo)
+    agent.train_vec(vec, nb_steps=HALF, seed=100)
+    agent.train_vec(vec, nb_steps=HALF)
+    _dump(agent, os.path.join(folder, 'uninterrupted.npz'))
+    vec.close()
+    agent, vec = _build(algo)
+    agent.train_vec(vec, nb_steps=HALF, seed=100)
+    assert agent.counters()['episodes'] == HALF // 10  # every env at an episode boundary
+    checkpoints.save(agent, os.path.join(folder, 'checkpoints'), 'half')
+    vec.close()
+
+
+def case_second(algo, mode, folder):
+    """A fresh process: load the checkpoint, train the second half on a new vectorized env."""
+    import checkpoints
+    _mode(mode)
+    agent, vec = _build(algo)
+    checkpoints.load(agent, os.path.join(folder, 'checkpoints'))
+    agent.train_vec(vec, nb_steps=HALF)
+    _dump(agent, os.path.join(folder, 'resumed.npz'))
+    vec.close()
+
+
+def _run(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, THIS] + list(args), cwd=ROOT, env=env, timeout=300,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True)
+    assert proc.returncode == 0, '%s failed:\n%s' % (args, proc.stdout[-6000:])
+    return proc.stdout
+
+
+@pytest.mark.parametrize('algo,mode', [('sac', 'eager'), ('sac', 'graph'), ('ddpg', 'graph')])
+def test_a_run_stopped_and_resumed_in_a_fresh_process_continues_as_if_never_stopped(
+        algo, mode, tmp_path):
+    _run('case_first', algo, mode, str(tmp_path))
+    _run('case_second', algo, mode, str(tmp_path))
+    with np.load(str(tmp_path / 'uninterrupted.npz')) as a, \
+            np.load(str(tmp_path / 'resumed.npz')) as b:
+        assert sorted(a.files) == sorted(b.files)
+        assert any(k.startswith('optimizer.') for k in a.files)
+        for key in sorted(a.files):
+            np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-7, err_msg=key)
+        # the second half trained: updates ran, with warm-up not repeated
+        episodes, global_step, updates = a['counters'].tolist()
+        assert (episodes, global_step) == (2 * HALF // 10, 2 * HALF)
+        assert updates > 100
+
+
+if __name__ == '__main__':
+    sys.path[:0] = [ROOT, HERE]
+    globals()[sys.argv[1]](*sys.argv[2:])
+    print('case %s passed' % sys.argv[1])
