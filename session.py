@@ -8,10 +8,24 @@ runconfig.py has read the flags, checked what needs no farm and built the farmer
   - ``episodes.csv``: one row per episode, appended as it ends (:data:`CSV_COLUMNS`; ``end`` is
     why it ended, one of vecenv.END_REASONS; files of earlier versions get the column added);
   - ``evaluations.csv``: one row per ``test()``;
+  - ``tb/``: TensorBoard event files (tblog.py; ``tensorboard --logdir runs``): per episode
+    ``train/episode_return`` and ``train/episode_length``; every :data:`TB_EVERY` seconds of
+    ``r`` the means of the agent's update metrics since the last point (``agent/<name>``: SAC's
+    losses, ``alpha``, ``entropy``, ``mean_q``; DDPG's ``critic_loss``, ``mean_q``) and
+    ``perf/env_steps_per_s``, ``perf/updates_per_s``, ``perf/farm_utilization``,
+    ``perf/learner_waited`` (the share of that time spent waiting on the farms); per ``test()``
+    ``eval/mean_return``, ``eval/std_return``, ``eval/mean_length``. The x axis is always env
+    steps (``global_step``);
   - ``checkpoints/ep<episodes>/`` (weights and counters), every ``checkpoint_every`` episodes, at
     the end of every ``r`` and on exit, and ``checkpoint.json`` naming the newest: written so that
     a kill at any moment leaves the previous one loadable (checkpoints.py);
   - ``curve.png``: the learning curve, redrawn after every ``r``.
+
+``test(n)`` runs on environments of its own (``cfg.eval_envs`` of them, built through the same
+farms on first use, kept for later calls, closed with the session), so the training
+environments' episodes in flight go on untouched at the next ``r``. When the farms have no free
+capacity for them, that is said in one line and that ``test()`` runs on the training
+environments instead (their episodes in flight end); ``eval_envs`` 0 always does that.
 
 The replay memory and optimizer states are not checkpointed: a resumed run keeps its weights and
 counters (so warm-up is not repeated) and refills its memory before updating again.
@@ -45,6 +59,7 @@ import numpy as np
 import checkpoints
 import errors
 import runconfig
+import tblog
 from runconfig import TERM_EXIT
 # bench/drill_learner.py still calls these as session.X (they moved to runconfig.py).
 from runconfig import make_farmer, parse_config, setup_logging  # noqa: F401
@@ -55,6 +70,7 @@ CSV_COLUMNS = ('episode', 'global_step', 'return', 'length', 'terminated', 'lost
                'wall_time', 'end')
 EVAL_COLUMNS = ('global_step', 'episodes', 'mean_return', 'std_return', 'n', 'wall_time')
 TERM_GRACE = 10.0   # seconds a vector step may still take after SIGTERM (schedulers wait ~30)
+TB_EVERY = 5.0      # seconds between TensorBoard points of the agent's metrics and the speeds
 
 
 # --- signals while a file is written -------------------------------------------------------------
@@ -98,6 +114,7 @@ class Progress(object):
         self.started = self.last_draw = time.time()
         self.start = (agent.global_step, agent.updates, agent.episodes, self._waited())
         self.returns = deque(maxlen=100)
+        self.last_point = (self.started, agent.global_step, agent.updates, self._waited())
 
     def _waited(self):
         return getattr(self.s.env, 'wait_seconds', None)
@@ -106,9 +123,32 @@ class Progress(object):
         self.returns.append(event['return'])
 
     def tick(self):
-        if time.time() - self.last_draw >= self.every:
+        now = time.time()
+        if now - self.last_draw >= self.every:
             self.draw()
+        if now - self.last_point[0] >= TB_EVERY:
+            self.point(now)
         return self.stopping()
+
+    def point(self, now=None):
+        """One TensorBoard point of the speeds since the last one and the agent's metrics."""
+        now = now or time.time()
+        agent = self.s.agent
+        then, steps, updates, waited = self.last_point
+        seconds = now - then
+        values = {}
+        waited_now = self._waited()
+        if seconds >= 1.0:  # speeds over less (the end of an r) would be noise
+            values = {'perf/env_steps_per_s': (agent.global_step - steps) / seconds,
+                      'perf/updates_per_s': (agent.updates - updates) / seconds,
+                      'perf/farm_utilization': self.s.farmer.utilization()}
+            if waited_now is not None and waited is not None:
+                values['perf/learner_waited'] = (waited_now - waited) / seconds
+        metrics = getattr(agent, 'update_metrics', None)  # filled by agents/parallel.py
+        if metrics is not None:
+            values.update(('agent/' + name, value) for name, value in metrics.take().items())
+        self.last_point = (now, agent.global_step, agent.updates, waited_now)
+        self.s.tb.scalars(values, agent.global_step)
 
     def line(self):
         agent, s = self.s.agent, self.start
@@ -142,6 +182,7 @@ class Session(object):
     def __init__(self, cfg, algo, agent, env, farmer, run_dir=None):
         self.cfg, self.algo, self.agent, self.env, self.farmer = cfg, algo, agent, env, farmer
         self.summary = None
+        self.eval_env = None  # test()'s own environments, built on first use
         self.saved_path = None  # the last checkpoint, and its counters (nothing to save yet):
         self.saved = agent.counters()
         self._busy = None    # 'train', 'test', 'close': what a SIGTERM must let finish
@@ -151,6 +192,7 @@ class Session(object):
         stamp = time.strftime('%Y%m%d-%H%M%S')
         self.run_dir = run_dir or runconfig.prepare_run_dir(cfg, algo)
         self._created = not os.path.exists(self.run_dir)
+        self.tb = tblog.EventLog(os.path.join(self.run_dir, 'tb'))
         os.makedirs(os.path.join(self.run_dir, checkpoints.FOLDER), exist_ok=True)
         config = os.path.join(self.run_dir, 'config.json')
         if os.path.exists(config):
@@ -187,6 +229,8 @@ class Session(object):
             finally:
                 if self._grace is not None:
                     self._grace.cancel()
+                progress.point()
+                self.tb.flush()
             progress.draw(final=True)
             path = self.save()
             self.plot()
@@ -210,6 +254,9 @@ class Session(object):
 
             def on_episode(event):
                 progress.episode(event)
+                self.tb.scalars({'train/episode_return': event['return'],
+                                 'train/episode_length': event['length']},
+                                event['global_step'])
                 with signals_deferred():
                     rows.writerow(dict(
                         episode=event['episode'], global_step=event['global_step'],
@@ -237,31 +284,62 @@ class Session(object):
 
     # -- test -------------------------------------------------------------------------------------
     def test(self, n=5):
-        """``n`` episodes with deterministic actions on the training environments (their episodes
-        in flight end; the next ``r`` starts fresh ones). Prints and returns the mean return."""
+        """``n`` episodes with deterministic actions on environments of their own (see the module
+        docstring); the training environments' episodes in flight go on at the next ``r``.
+        Prints and returns the mean return."""
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise errors.UserError('test(%r): give a number of episodes, at least 1' % (n,))
         note = 'Ctrl-C: test() finishes its episodes first'
         self._busy = 'test'
         try:
             with signals_deferred(note, redeliver=False):
-                result = self.agent.evaluate_vec(self.env, nb_episodes=n,
+                env, where = self._test_env()
+                result = self.agent.evaluate_vec(env, nb_episodes=n,
                                                  seed=self.cfg.seed + 10 ** 6)
-                path = os.path.join(self.run_dir, 'evaluations.csv')
-                new = not os.path.exists(path)
-                with open(path, 'a') as f:
-                    rows = csv.writer(f)
-                    if new:
-                        rows.writerow(EVAL_COLUMNS)
-                    rows.writerow([self.agent.global_step, self.agent.episodes,
-                                   '%.6g' % result['mean_return'], '%.6g' % result['std_return'],
-                                   n, '%.3f' % time.time()])
-            print('test: mean return %.2f +- %.2f over %d episodes (deterministic), after %d '
-                  'episodes' % (result['mean_return'], result['std_return'], n,
+                self._record_test(result, n)
+            print('test: mean return %.2f +- %.2f over %d episodes (deterministic, %s), after %d '
+                  'episodes' % (result['mean_return'], result['std_return'], n, where,
                                 self.agent.episodes), flush=True)
         finally:
             self._busy = None
             if self._terminating:
                 self._shutdown()
         return result['mean_return']
+
+    def _test_env(self):
+        """The vectorized env test() steps, and a few words saying which it is."""
+        wanted = int(getattr(self.cfg, 'eval_envs', 1))
+        if wanted < 1:
+            return self.env, 'on the training environments (--eval-envs 0)'
+        if self.eval_env is None or getattr(self.eval_env, 'closed', False):
+            try:
+                self.eval_env = self.farmer.vec_env(self.cfg.env, wanted, self.cfg.env_kwargs)
+            except errors.NoCapacityError as e:
+                log.warning('test(): no free farm capacity for %d evaluation environment%s, so '
+                            'this test runs on the training environments and ends their episodes '
+                            'in flight (%s; to keep them, leave %d free: fewer --n-envs or more '
+                            'capacity; --eval-envs 0 always tests on them)',
+                            wanted, 's' if wanted > 1 else '', _first_clause(e), wanted)
+                return self.env, 'on the training environments: no free capacity'
+        return self.eval_env, 'on %d evaluation environment%s' % (
+            self.eval_env.num_envs, 's' if self.eval_env.num_envs > 1 else '')
+
+    def _record_test(self, result, n):
+        path = os.path.join(self.run_dir, 'evaluations.csv')
+        new = not os.path.exists(path)
+        with open(path, 'a') as f:
+            rows = csv.writer(f)
+            if new:
+                rows.writerow(EVAL_COLUMNS)
+            rows.writerow([self.agent.global_step, self.agent.episodes,
+                           '%.6g' % result['mean_return'], '%.6g' % result['std_return'],
+                           n, '%.3f' % time.time()])
+        lengths = result.get('lengths')
+        self.tb.scalars({'eval/mean_return': result['mean_return'],
+                         'eval/std_return': result['std_return'],
+                         'eval/mean_length': np.mean(lengths) if lengths else None},
+                        self.agent.global_step)
+        self.tb.flush()
 
     # -- checkpoints (checkpoints.py) -------------------------------------------------------------
     def save(self, path=None):
@@ -298,6 +376,8 @@ class Session(object):
             if run_dir and os.path.abspath(run_dir) != os.path.abspath(self.run_dir):
                 self._leave_empty_run()
                 self.run_dir = run_dir
+                self.tb.close()
+                self.tb = tblog.EventLog(os.path.join(run_dir, 'tb'))
                 print('now writing to %s' % run_dir)
             self._trim_csv(self.agent.episodes)
         c = self.agent.counters()
@@ -406,6 +486,9 @@ class Session(object):
                 print('saved %s' % self.save(), flush=True)
             self.plot()
         finally:
+            self.tb.close()
+            if self.eval_env is not None:
+                self.eval_env.close()
             self.farmer.close()
             self.farmer = None
             self._busy = None
@@ -447,6 +530,11 @@ class Session(object):
             logging.shutdown()
             os._exit(TERM_EXIT)
         raise SystemExit(TERM_EXIT)
+
+
+def _first_clause(error):
+    """A NoCapacityError's figures, without its advice (the warning gives its own)."""
+    return str(error).split('. Stop the other learners')[0]
 
 
 def _read_columns(path, names):

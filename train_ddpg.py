@@ -40,6 +40,8 @@ class Config:
     """environments stepped in parallel on the farms"""
     farms: str = ''
     """farms as host:capacity[:port],... ; empty: those of farmlist.py"""
+    eval_envs: int = 1
+    """environments of test()'s own, on the farms (0: test on the training ones, ending episodes)"""
     give_up_after: float = 0.0
     """seconds with no farm answering before training ends with a checkpoint (0: wait for ever)"""
     # --- DDPG; defaults from the TD3 paper's DDPG (Fujimoto et al. 2018, arXiv:1802.09477)

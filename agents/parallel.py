@@ -15,6 +15,12 @@ Against the contract in ``vecenv.py``. Each vector step:
 :func:`train_vec` continues where the previous call stopped when given the same vectorized env
 (episodes in flight go on, nothing is reset); counters are the agent's Python ints.
 
+Update metrics: after every vector step whose updates returned metrics (``agent.learn``: the
+last update's values, named by ``agent.metrics_names``), :func:`train_vec` adds them to
+``agent.update_metrics``, an :class:`UpdateMetrics` made on first use. Whoever reports them (the
+session's TensorBoard log) calls its ``take()`` for the means since the last ``take``; the agents
+know nothing of where they go.
+
 Interruption: inside the main thread the first Ctrl-C only requests a stop, honoured between vector
 steps, so the step in flight completes and is recorded. A second Ctrl-C raises
 ``KeyboardInterrupt`` at once: if that happens while the learner trains, the step in flight is
@@ -67,6 +73,37 @@ class _SigintToStop(object):
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+class UpdateMetrics(object):
+    """Running sums of the agent's update metrics, by name, until the next :meth:`take`."""
+
+    def __init__(self):
+        self._sums = {}
+        self._counts = {}
+
+    def add(self, names, values):
+        for name, value in zip(names, values):
+            value = float(value)
+            if value == value:  # keras-rl reports NaN for "no update": not a value
+                self._sums[name] = self._sums.get(name, 0.0) + value
+                self._counts[name] = self._counts.get(name, 0) + 1
+
+    def take(self):
+        """``{name: mean since the last take}`` (empty when no update reported any), and start
+        over."""
+        means = dict((name, self._sums[name] / self._counts[name]) for name in self._sums)
+        self._sums, self._counts = {}, {}
+        return means
+
+
+def _note_metrics(agent, metrics):
+    if metrics is None:
+        return
+    collected = getattr(agent, 'update_metrics', None)
+    if collected is None:
+        collected = agent.update_metrics = UpdateMetrics()
+    collected.add(agent.metrics_names, metrics)
 
 
 def _stop_requested(stop):
@@ -188,7 +225,8 @@ def train_vec(agent, vec_env, nb_episodes=None, nb_steps=None, callback=None, st
                 actions = agent.select_actions(agent.state_batch(state.obs), explore=True)
                 vec_env.step_async(_env_actions(agent, actions))
                 phase = 'learning'
-                agent.learn(vec_env.num_envs)  # the learner trains while the environments step
+                # the learner trains while the environments step
+                _note_metrics(agent, agent.learn(vec_env.num_envs))
                 phase = 'waiting'
                 events = _record(agent, state, actions, vec_env.step_wait(), summary)
                 phase = None

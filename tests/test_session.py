@@ -1,7 +1,9 @@
 """session.py and runconfig.py in-process, with fakes for the agent, the vectorized env and the
 farmer (no TensorFlow, no farm): the flags' limits, the checks before start-up, episodes.csv's
-``end`` column, load() from an earlier run, a run ending because every farm is lost, and SIGTERM
-(real signals sent to this process). The scripts themselves are run in test_train_scripts.py."""
+``end`` column, load() from an earlier run, a run ending because every farm is lost, SIGTERM
+(real signals sent to this process), and test() on environments of its own. One test runs a real
+SAC (eager mode) through a farm in a thread: an r, a test() and an r again continue the training
+episodes in flight. The scripts themselves are run in test_train_scripts.py."""
 import csv
 import json
 import os
@@ -28,6 +30,12 @@ class VecAgent(FakeAgent):
     def __init__(self, ends=('time_limit',), during_step=None, fail_after=None):
         FakeAgent.__init__(self, size=10)
         self.ends, self.during_step, self.fail_after = ends, during_step, fail_after
+        self.evaluated_on = []
+
+    def evaluate_vec(self, env, nb_episodes, seed=None):
+        self.evaluated_on.append(env)
+        return {'mean_return': -2.0, 'std_return': 0.5, 'returns': [-2.0] * nb_episodes,
+                'lengths': [7] * nb_episodes}
 
     def train_vec(self, env, nb_episodes, callback, stop, seed=None):
         summary = {'steps': 0, 'episodes': 0, 'returns': [], 'lengths': [],
@@ -57,15 +65,34 @@ class VecAgent(FakeAgent):
         return summary
 
 
+class FakeVecEnv(object):
+    def __init__(self, num_envs):
+        self.num_envs, self.closed = num_envs, False
+
+    def close(self):
+        self.closed = True
+
+
 class Farmer(object):
-    def __init__(self):
-        self.closed = False
+    """Builds FakeVecEnvs, or refuses to for want of capacity while ``full``."""
+
+    def __init__(self, full=False):
+        self.closed, self.full, self.built = False, full, []
 
     def status(self):
         return [{'farm': '127.0.0.1:1', 'up': True}]
 
     def utilization(self):
         return 1.0
+
+    def vec_env(self, env_name, n_envs, env_kwargs=None):
+        if self.full:
+            raise errors.NoCapacityError(
+                '%d x %s requested, but the farms that answer have only 0 free: 127.0.0.1:1: 2 '
+                'of 2 in use (2 by this learner). Stop the other learners, ask for fewer '
+                'environments, or add farms to the farm list' % (n_envs, env_name))
+        self.built.append((env_name, n_envs, env_kwargs))
+        return FakeVecEnv(n_envs)
 
     def close(self):
         self.closed = True
@@ -74,6 +101,8 @@ class Farmer(object):
 @dataclass
 class Cfg:
     env: str = 'Fake-v0'
+    env_kwargs: dict = None
+    eval_envs: int = 1
     seed: int = 1
     resume: str = ''
     run_dir: str = ''
@@ -91,9 +120,9 @@ def restore_signals():
         signal.signal(s, handler)
 
 
-def new_session(run_dir, agent=None, **cfg):
-    return session.Session(Cfg(**cfg), 'fake', agent or VecAgent(), env=object(),
-                           farmer=Farmer(), run_dir=str(run_dir))
+def new_session(run_dir, agent=None, farmer=None, **cfg):
+    return session.Session(Cfg(**cfg), 'fake', agent or VecAgent(), env=FakeVecEnv(2),
+                           farmer=farmer or Farmer(), run_dir=str(run_dir))
 
 
 def rows_of(path):
@@ -320,3 +349,124 @@ def test_sigterm_during_a_save_waits_for_the_save(tmp_path, monkeypatch, restore
         s.save()
     saved = checkpoints.candidates(str(tmp_path / 'run'))
     assert len(saved) == 1 and FakeAgent.load_weights(FakeAgent(), saved[0]) is None
+
+
+# --- test() on environments of its own ----------------------------------------------------------
+def test_test_runs_on_its_own_environments_built_once_and_closed_with_the_session(
+        tmp_path, capsys, restore_signals):
+    agent = VecAgent()
+    s = new_session(tmp_path / 'run', agent, eval_envs=3, env_kwargs={'difficulty': 2})
+    assert s.farmer.built == []  # built on first use, not before
+    assert s.test(4) == -2.0 and s.test(2) == -2.0
+    farmer = s.farmer
+    assert farmer.built == [('Fake-v0', 3, {'difficulty': 2})]  # once, kept for later calls
+    eval_env = agent.evaluated_on[0]
+    assert agent.evaluated_on == [eval_env, eval_env] and eval_env is not s.env
+    assert 'deterministic, on 3 evaluation environments' in capsys.readouterr().out
+    assert [r['n'] for r in rows_of(tmp_path / 'run' / 'evaluations.csv')] == ['4', '2']
+    s.close()
+    assert eval_env.closed and farmer.closed
+
+
+def test_with_no_free_capacity_test_says_so_in_one_line_and_uses_the_training_envs(
+        tmp_path, caplog, restore_signals):
+    agent = VecAgent()
+    s = new_session(tmp_path / 'run', agent, farmer=Farmer(full=True))
+    s.test(2)
+    assert agent.evaluated_on == [s.env]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    assert len(warnings) == 1 and '\n' not in warnings[0]
+    assert warnings[0].startswith('test(): no free farm capacity for 1 evaluation environment, '
+                                  'so this test runs on the training environments')
+    assert '2 of 2 in use' in warnings[0] and 'Stop the other learners' not in warnings[0]
+    s.farmer.full = False  # capacity freed: the next test() gets environments of its own
+    s.test(2)
+    assert agent.evaluated_on[1] is not s.env and len(s.farmer.built) == 1
+    s.close()
+
+
+def test_eval_envs_0_tests_on_the_training_environments(tmp_path, capsys, restore_signals):
+    agent = VecAgent()
+    s = new_session(tmp_path / 'run', agent, eval_envs=0)
+    s.test(2)
+    assert agent.evaluated_on == [s.env] and s.farmer.built == []
+    assert 'on the training environments (--eval-envs 0)' in capsys.readouterr().out
+    s.close()
+
+
+# --- TensorBoard ---------------------------------------------------------------------------------
+def test_a_session_writes_training_evaluation_agent_and_speed_scalars_for_tensorboard(
+        tmp_path, monkeypatch, restore_signals):
+    import tblog
+    from agents.parallel import UpdateMetrics
+    agent = VecAgent(during_step=lambda agent: time.sleep(0.35))  # 4 steps: over 1 s in all
+    agent.update_metrics = UpdateMetrics()
+    agent.update_metrics.add(['critic_loss', 'mean_q'], [0.5, -3.0])
+    agent.update_metrics.add(['critic_loss', 'mean_q'], [1.5, float('nan')])
+    s = new_session(tmp_path / 'run', agent)
+    s.train(4)
+    s.test(3)
+    s.close()
+    scalars = tblog.read_scalars(str(tmp_path / 'run' / 'tb'))
+    assert scalars['train/episode_return'] == [(10, -1.0), (20, -1.0), (30, -1.0), (40, -1.0)]
+    assert scalars['train/episode_length'] == [(10, 10.0), (20, 10.0), (30, 10.0), (40, 10.0)]
+    assert scalars['eval/mean_return'] == [(40, -2.0)]
+    assert scalars['eval/std_return'] == [(40, 0.5)] and scalars['eval/mean_length'] == [(40, 7)]
+    assert scalars['agent/critic_loss'] == [(40, 1.0)]  # the mean of the updates since
+    assert scalars['agent/mean_q'] == [(40, -3.0)]      # (a NaN is no value)
+    (step, speed), = scalars['perf/env_steps_per_s']
+    assert step == 40 and 0 < speed <= 40 / 1.4
+    assert scalars['perf/farm_utilization'] == [(40, 1.0)]
+    assert 'perf/updates_per_s' in scalars
+
+
+# --- a real agent through a farm -----------------------------------------------------------------
+def test_r_test_r_continues_the_training_episodes_in_flight(tmp_path, thread_farm,
+                                                             restore_signals):
+    """test() steps environments of its own: the second r goes on with the episodes the first
+    left in flight (no reset of the training env), and its evaluation episodes are whole."""
+    import agents.compat  # noqa: F401  (before TensorFlow)
+    import farmer as farmer_module
+    import tblog
+    from agents.sac import SAC
+    f = thread_farm(capacity=3)
+    farmer = farmer_module.Farmer(farms=[('127.0.0.1', 3, f.port)], start_local=False)
+    kwargs = {'obs_size': 3, 'act_size': 1, 'episode_length': 7}
+    env = farmer.vec_env('CheapEnv', 2, kwargs)
+    resets = []
+    reset = env.reset
+    env.reset = lambda seed=None: resets.append(seed) or reset(seed=seed)
+    agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=(8, 8),
+                            batch_size=8, nb_steps_warmup=10, seed=0)
+    agent.compile()
+
+    @dataclass
+    class RealCfg(Cfg):
+        env: str = 'CheapEnv'
+        env_kwargs: dict = None
+
+    s = session.Session(RealCfg(env_kwargs=kwargs), 'sac', agent, env, farmer,
+                        str(tmp_path / 'run'))
+    s.train(2)  # 2 envs of 7-step episodes: 7 vector steps, both end together
+    agent.train_vec(env, nb_steps=6)  # 3 more vector steps: two episodes 3 steps in
+    in_flight = agent._vec_state.lengths.copy()
+    assert list(in_flight) == [3, 3] and resets == [1]
+    mean = s.test(3)
+    assert agent._vec_state is not None and agent._vec_state.env is env
+    assert (agent._vec_state.lengths == in_flight).all()  # untouched by test()
+    assert s.eval_env is not None and s.eval_env is not env
+    s.train(2)
+    assert resets == [1]  # one reset, at the first r: the episodes in flight went on
+    rows = rows_of(tmp_path / 'run' / 'episodes.csv')
+    assert [int(r['global_step']) for r in rows] == [14, 14, 28, 28]  # 4 steps after test()
+    assert [int(r['length']) for r in rows] == [7] * 4
+    assert agent.updates > 0
+    s.close()
+    assert farmer._stop.is_set()
+    scalars = tblog.read_scalars(str(tmp_path / 'run' / 'tb'))
+    assert len(scalars['train/episode_return']) == 4
+    assert scalars['eval/mean_return'] == [(20, pytest.approx(mean, rel=1e-5))]
+    assert scalars['eval/mean_length'] == [(20, 7.0)]
+    for name in agent.metrics_names:  # the agent's own metrics, finite, at an env step
+        assert all(step > 10 and value == value for step, value in scalars['agent/' + name])
+    assert scalars['agent/alpha'][-1][1] > 0
