@@ -1,0 +1,107 @@
+"""GymVectorEnv: a farm's environments as a gymnasium ``VectorEnv`` (gymnasium 1.x API).
+
+    from farmer import Farmer
+    from host.gym_vector_env import GymVectorEnv
+
+    with Farmer() as farmer:
+        envs = GymVectorEnv(farmer.vec_env('Pendulum-v1', 8))
+        obs, infos = envs.reset(seed=0)
+        obs, rewards, terminations, truncations, infos = envs.step(envs.action_space.sample())
+
+It wraps anything that meets vecenv.py's contract (``Farmer.vec_env``'s FarmVecEnv, or
+vecenv.InProcessVecEnv) and translates, nothing more:
+
+- Autoreset: the farm resets an environment in the same step that ends its episode, which is
+  gymnasium's SAME_STEP mode (``metadata['autoreset_mode']``): ``obs[i]`` is then the next
+  episode's first observation, ``infos['final_obs'][i]`` the ended episode's last one and
+  ``infos['final_info']`` that step's info, with the masks ``infos['_final_obs']`` and
+  ``infos['_final_info']``, as ``SyncVectorEnv(..., autoreset_mode='SameStep')`` gives them.
+  Wrappers that need NEXT_STEP (gymnasium's ``VectorObservationWrapper``) refuse it;
+  ``RecordEpisodeStatistics`` supports it and gives the episode returns and lengths.
+- ``reset(seed=s)`` resets env i with ``s + i`` (a list of seeds must be that sequence: the farm
+  takes one seed); farm resets take no options (``options`` must be None or empty; no
+  ``reset_mask``). The reset's infos are ``{}``: the farm does not send a reset's info.
+- Why the farm ended an episode itself goes with the ended step's info: ``final_info['lost']``
+  and ``final_info['lost_cause']`` (a worker or farm lost mid-step: the episode is truncated,
+  reward 0, its last known observation as ``final_obs``), or ``final_info['moved']``.
+- ``render()`` raises NotImplementedError: environments on a farm do not render to the learner;
+  for videos of a policy see ``evaluate.py``.
+
+Python 3.6 compatible syntax (gymnasium 1.x itself needs Python 3.10+).
+"""
+import numpy as np
+
+try:
+    from gymnasium.vector import AutoresetMode, VectorEnv
+    from gymnasium.vector.utils import batch_space
+except ImportError as _error:  # gymnasium < 1.0, or none (a Python 3.6 host has gym 0.26)
+    from errors import UserError
+
+    class MissingDependencyError(UserError, ImportError):
+        """One line (errors.install_excepthook), still an ImportError."""
+
+    raise MissingDependencyError('host/gym_vector_env.py needs gymnasium 1.x (%s); install it '
+                                 'with: pip install "gymnasium>=1.0"' % (_error,)) from None
+
+# Keys of the wrapped env's infos that are the farm's, not the environment's.
+_TERMINAL = 'terminal_observation'
+_EPISODE = 'episode'  # the farm's episode statistics: gymnasium's RecordEpisodeStatistics' job
+
+
+class GymVectorEnv(VectorEnv):
+    """A vecenv.py vectorized env (a farm's, or in-process) as a gymnasium 1.x VectorEnv."""
+
+    metadata = {'autoreset_mode': AutoresetMode.SAME_STEP, 'render_modes': []}
+    render_mode = None
+
+    def __init__(self, venv):
+        self.venv = venv
+        self.num_envs = venv.num_envs
+        self.single_observation_space = venv.observation_space
+        self.single_action_space = venv.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.metadata = dict(GymVectorEnv.metadata)
+
+    def reset(self, *, seed=None, options=None):
+        """Resets every environment (env i with ``seed + i``); returns ``(obs, {})``."""
+        seed = self._one_seed(seed)
+        if options:
+            raise ValueError('farm environments take no reset options (got %r): their reset '
+                             'is reset(seed) for all of them together' % (options,))
+        super(GymVectorEnv, self).reset(seed=seed)  # seeds np_random, as the contract expects
+        return self.venv.reset(seed=seed), {}
+
+    def _one_seed(self, seed):
+        if seed is None or isinstance(seed, (int, np.integer)):
+            return None if seed is None else int(seed)
+        seeds = list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError('%d seeds for %d environments' % (len(seeds), self.num_envs))
+        if all(s is None for s in seeds):
+            return None
+        if None in seeds or seeds != [seeds[0] + i for i in range(self.num_envs)]:
+            raise ValueError('the farm seeds env i with seed + i; seeds %r do not follow that: '
+                             'pass one int' % (seeds,))
+        return int(seeds[0])
+
+    def step(self, actions):
+        """Steps every environment; returns ``(obs, rewards, terminations, truncations,
+        infos)``, infos as one dict of arrays with ``_key`` masks (SAME_STEP autoreset)."""
+        obs, rewards, terminated, truncated, env_infos = self.venv.step(np.asarray(actions))
+        infos = {}
+        for i, info in enumerate(env_infos):
+            info = dict((k, v) for k, v in info.items() if k != _EPISODE)
+            if _TERMINAL in info:
+                final_obs = info.pop(_TERMINAL)
+                infos = self._add_info(infos, {'final_obs': final_obs, 'final_info': info}, i)
+            else:
+                infos = self._add_info(infos, info, i)
+        return obs, rewards, terminated, truncated, infos
+
+    def render(self):
+        raise NotImplementedError('farm environments do not render to the learner; for videos '
+                                  'of a policy see evaluate.py')
+
+    def close_extras(self, **kwargs):
+        self.venv.close()
