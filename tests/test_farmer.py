@@ -260,20 +260,6 @@ def test_remote_env_passes_gymnasiums_env_checker(thread_farm):
         assert truncated and not terminated and obs.shape == (3,)
 
 
-def test_leases_are_closed_when_the_farmer_closes_at_interpreter_exit(thread_farm):
-    """At atexit concurrent.futures refuses new work; the leases must be closed all the same
-    (not left to expire), so the capacity is free at once."""
-    f = thread_farm(capacity=1)
-    code = ('import sys, atexit; sys.path.insert(0, %r)\n'
-            'import farmer\n'
-            'fm = farmer.Farmer(farms=[("127.0.0.1", 1, %d)], start_local=False)\n'
-            'env = fm.vec_env("CheapEnv", 1, {})\n'
-            'atexit.register(fm.close)\n' % (ROOT, f.port))
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, timeout=60)
-    assert result.returncode == 0, result.stderr.decode()
-    assert f.proxy().info()['in_use'] == 0
-
-
 def test_embedded_farm_stops_when_its_learner_is_killed():
     """A learner killed by SIGKILL runs no atexit handler; its local farm must still go."""
     port = free_port()

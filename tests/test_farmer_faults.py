@@ -225,17 +225,23 @@ def test_a_build_that_fails_part_way_releases_what_was_made(thread_farm, monkeyp
         bad.close()
 
 
-def test_a_learner_dying_during_start_up_frees_its_leases_at_once(thread_farm):
+@pytest.mark.parametrize('ending', ['dies during start-up', 'closes at interpreter exit'])
+def test_a_learner_process_that_ends_frees_its_leases_at_once(thread_farm, ending):
     """Regression: a learner that died after make (e.g. SAC refusing a Discrete env) kept its
-    environments reserved until the lease TTL."""
+    environments reserved until the lease TTL. And at atexit concurrent.futures refuses new
+    work; the leases must be closed all the same, so the capacity is free at once."""
     f = thread_farm(capacity=2)
-    code = ('import sys; sys.path.insert(0, %r)\n'
+    code = ('import sys, atexit; sys.path.insert(0, %r)\n'
             'import farmer\n'
             'fm = farmer.Farmer(farms=[("127.0.0.1", 2, %d)], start_local=False)\n'
-            'env = fm.vec_env("CheapEnv", 2, {})\n'
-            'raise SystemExit("the agent refuses this environment")\n' % (ROOT, f.port))
+            'env = fm.vec_env("CheapEnv", 2, {})\n' % (ROOT, f.port))
+    code += ('raise SystemExit("the agent refuses this environment")\n'
+             if ending == 'dies during start-up' else 'atexit.register(fm.close)\n')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, timeout=60)
-    assert b'refuses' in result.stderr
+    if ending == 'dies during start-up':
+        assert b'refuses' in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr.decode()
     info = f.proxy().info()
     assert info['in_use'] == 0 and info['leases'] == 0
 
