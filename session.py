@@ -25,7 +25,10 @@ runconfig.py has read the flags, checked what needs no farm and built the farmer
 farms on first use, kept for later calls, closed with the session), so the training
 environments' episodes in flight go on untouched at the next ``r``. When the farms have no free
 capacity for them, that is said in one line and that ``test()`` runs on the training
-environments instead (their episodes in flight end); ``eval_envs`` 0 always does that.
+environments instead (their episodes in flight end); ``eval_envs`` 0 always does that. With
+``cfg.eval_every`` (episodes; absent or 0: never), ``r`` also evaluates ``cfg.eval_episodes``
+(default 5) episodes every that many episodes, on those environments only: when they do not fit,
+that evaluation is skipped (said once), since the training environments are mid-``r``.
 
 The replay memory and optimizer states are not checkpointed: a resumed run keeps its weights and
 counters (so warm-up is not repeated) and refills its memory before updating again.
@@ -183,6 +186,7 @@ class Session(object):
         self.cfg, self.algo, self.agent, self.env, self.farmer = cfg, algo, agent, env, farmer
         self.summary = None
         self.eval_env = None  # test()'s own environments, built on first use
+        self._eval_refused = False  # periodic evaluation found no room (said once)
         self.saved_path = None  # the last checkpoint, and its counters (nothing to save yet):
         self.saved = agent.counters()
         self._busy = None    # 'train', 'test', 'close': what a SIGTERM must let finish
@@ -266,6 +270,9 @@ class Session(object):
                     f.flush()
                 if event['episode'] % self.cfg.checkpoint_every == 0:
                     self.save()
+                every = getattr(self.cfg, 'eval_every', 0)
+                if every and event['episode'] % every == 0:
+                    self._evaluate(getattr(self.cfg, 'eval_episodes', 5), 'eval')
 
             self._in_vec = True
             try:
@@ -293,34 +300,54 @@ class Session(object):
         self._busy = 'test'
         try:
             with signals_deferred(note, redeliver=False):
-                env, where = self._test_env()
-                result = self.agent.evaluate_vec(env, nb_episodes=n,
-                                                 seed=self.cfg.seed + 10 ** 6)
-                self._record_test(result, n)
-            print('test: mean return %.2f +- %.2f over %d episodes (deterministic, %s), after %d '
-                  'episodes' % (result['mean_return'], result['std_return'], n, where,
-                                self.agent.episodes), flush=True)
+                result = self._evaluate(n, 'test')
         finally:
             self._busy = None
             if self._terminating:
                 self._shutdown()
         return result['mean_return']
 
-    def _test_env(self):
-        """The vectorized env test() steps, and a few words saying which it is."""
+    def _evaluate(self, n, what):
+        """``n`` deterministic episodes, recorded and printed; ``what``: 'test' (test()), or
+        'eval' (every ``eval_every`` episodes during ``r``: never on the training environments,
+        which ``r`` is stepping; None when there is no room for environments of its own)."""
+        env, where = self._test_env(fall_back=what == 'test')
+        if env is None:
+            return None
+        result = self.agent.evaluate_vec(env, nb_episodes=n, seed=self.cfg.seed + 10 ** 6)
+        self._record_test(result, n)
+        print('%s%s: mean return %.2f +- %.2f over %d episodes (deterministic, %s), after %d '
+              'episodes' % ('\n' if what == 'eval' and sys.stdout.isatty() else '', what,
+                            result['mean_return'], result['std_return'], n, where,
+                            self.agent.episodes), flush=True)
+        return result
+
+    def _test_env(self, fall_back=True):
+        """The vectorized env to evaluate on, and a few words saying which it is; when the farms
+        have no room for environments of its own, the training env if ``fall_back``, else
+        ``(None, None)``."""
         wanted = int(getattr(self.cfg, 'eval_envs', 1))
         if wanted < 1:
+            if not fall_back:
+                return None, None
             return self.env, 'on the training environments (--eval-envs 0)'
         if self.eval_env is None or getattr(self.eval_env, 'closed', False):
             try:
                 self.eval_env = self.farmer.vec_env(self.cfg.env, wanted, self.cfg.env_kwargs)
             except errors.NoCapacityError as e:
-                log.warning('test(): no free farm capacity for %d evaluation environment%s, so '
-                            'this test runs on the training environments and ends their episodes '
-                            'in flight (%s; to keep them, leave %d free: fewer --n-envs or more '
-                            'capacity; --eval-envs 0 always tests on them)',
-                            wanted, 's' if wanted > 1 else '', _first_clause(e), wanted)
-                return self.env, 'on the training environments: no free capacity'
+                envs = '%d evaluation environment%s' % (wanted, 's' if wanted > 1 else '')
+                if fall_back:
+                    log.warning('test(): no free farm capacity for %s, so this test runs on the '
+                                'training environments and ends their episodes in flight (%s; '
+                                'to keep them, leave %d free: fewer --n-envs or more capacity; '
+                                '--eval-envs 0 always tests on them)', envs, _first_clause(e),
+                                wanted)
+                    return self.env, 'on the training environments: no free capacity'
+                (log.debug if self._eval_refused else log.warning)(
+                    'evaluation during r skipped: no free farm capacity for %s (%s; leave %d '
+                    'free: fewer --n-envs or more capacity)', envs, _first_clause(e), wanted)
+                self._eval_refused = True
+                return None, None
         return self.eval_env, 'on %d evaluation environment%s' % (
             self.eval_env.num_envs, 's' if self.eval_env.num_envs > 1 else '')
 

@@ -394,6 +394,28 @@ def test_eval_envs_0_tests_on_the_training_environments(tmp_path, capsys, restor
     s.close()
 
 
+def test_evaluation_every_n_episodes_during_r_uses_its_own_environments_or_none(
+        tmp_path, caplog, restore_signals):
+    agent = VecAgent()
+    s = new_session(tmp_path / 'run', agent, checkpoint_every=100)
+    s.cfg.eval_every, s.cfg.eval_episodes = 2, 3  # fields the scripts' Config may carry
+    s.train(5)
+    assert len(agent.evaluated_on) == 2 and s.env not in agent.evaluated_on
+    rows = rows_of(tmp_path / 'run' / 'evaluations.csv')
+    assert [(r['episodes'], r['n']) for r in rows] == [('2', '3'), ('4', '3')]
+    s.close()
+
+    agent = VecAgent()  # no room for environments of its own: skipped, said once
+    s = new_session(tmp_path / 'run2', agent, farmer=Farmer(full=True), checkpoint_every=100)
+    s.cfg.eval_every = 1
+    s.train(3)
+    assert agent.evaluated_on == [] and s.agent.episodes == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    assert len(warnings) == 1 and warnings[0].startswith('evaluation during r skipped: no free '
+                                                         'farm capacity for 1 evaluation')
+    s.close()
+
+
 # --- TensorBoard ---------------------------------------------------------------------------------
 def test_a_session_writes_training_evaluation_agent_and_speed_scalars_for_tensorboard(
         tmp_path, monkeypatch, restore_signals):
