@@ -67,7 +67,6 @@ class SB3VecEnv(_SB3VecEnv):
         self.venv = venv  # before SB3's __init__, which asks get_attr('render_mode')
         self._started = time.time()
         super(SB3VecEnv, self).__init__(venv.num_envs, venv.observation_space, venv.action_space)
-        self.metadata = {'render_modes': []}
 
     # --- the contract ----------------------------------------------------------------------------
     def reset(self):

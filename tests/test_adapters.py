@@ -47,6 +47,14 @@ def pendulum(max_episode_steps=EPISODE):
     return gymnasium.make('Pendulum-v1', max_episode_steps=max_episode_steps)
 
 
+def farm_pendulums(thread_farm, n=2):
+    """A real farm (a thread of this process, a worker process per env) and ``n`` Pendulums
+    on it as one vecenv.py vector env."""
+    f = thread_farm(capacity=n)
+    return f, farm_vec([('127.0.0.1', n, f.port)], 'Pendulum-v1', n,
+                       {'max_episode_steps': EPISODE})
+
+
 # --- stable-baselines3 ----------------------------------------------------------------------------
 def sb3_adapter(make_vec, n, **kwargs):
     from host.sb3_vec_env import SB3VecEnv
@@ -112,9 +120,7 @@ def test_sb3_seeds_apply_to_the_next_reset_only(make_vec):
 @needs_sb3
 def test_sb3_sac_trains_through_a_farm(thread_farm):
     from host.sb3_vec_env import SB3VecEnv
-    f = thread_farm(capacity=2)
-    env = SB3VecEnv(farm_vec([('127.0.0.1', 2, f.port)], 'Pendulum-v1', 2,
-                             {'max_episode_steps': EPISODE}))
+    env = SB3VecEnv(farm_pendulums(thread_farm)[1])
     try:
         model = sac(env, learning_starts=64)
         before = [p.detach().clone() for p in model.policy.actor.parameters()]
@@ -183,9 +189,8 @@ def test_sb3_what_a_farm_can_and_cannot_answer(make_vec):
 @needs_sb3
 def test_sb3_a_killed_worker_ends_its_episode_as_a_time_limit(thread_farm):
     from host.sb3_vec_env import SB3VecEnv
-    f = thread_farm(capacity=2)
-    env = SB3VecEnv(farm_vec([('127.0.0.1', 2, f.port)], 'Pendulum-v1', 2,
-                             {'max_episode_steps': EPISODE}))
+    f, vec = farm_pendulums(thread_farm)
+    env = SB3VecEnv(vec)
     try:
         obs = env.reset()
         kill_worker(f, env.venv, 1)
@@ -285,9 +290,8 @@ def test_gym_refuses_what_the_farm_cannot_do(make_vec):
 
 
 def test_gym_a_killed_worker_ends_its_episode_truncated_with_the_reason(thread_farm):
-    f = thread_farm(capacity=2)
-    envs = GymVectorEnv(farm_vec([('127.0.0.1', 2, f.port)], 'Pendulum-v1', 2,
-                                 {'max_episode_steps': EPISODE}))
+    f, vec = farm_pendulums(thread_farm)
+    envs = GymVectorEnv(vec)
     try:
         obs, _ = envs.reset(seed=1)
         kill_worker(f, envs.venv, 0)
