@@ -188,14 +188,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description='Draw a run\'s TensorBoard scalars to a PNG.')
     parser.add_argument('run', help='a run directory (its tb/ folder is read) or an event folder')
     parser.add_argument('--png', default='tensorboard_scalars.png', help='the PNG to write')
+    parser.add_argument('--title', help='the figure\'s title (default: the run)')
     args = parser.parse_args(argv)
     folder = os.path.join(args.run, 'tb') if os.path.isdir(os.path.join(args.run, 'tb')) \
         else args.run
     if not event_files(folder):
         parser.exit(2, 'tblog.py: no event files in %s: give a run directory (runs/...)\n'
                     % folder)
-    plot(folder, args.png, title='%s (rendered from its event files)' % os.path.normpath(
-        args.run))
+    plot(folder, args.png, title=args.title or '%s (rendered from its event files)'
+         % os.path.normpath(args.run))
     print('wrote %s' % args.png)
 
 
