@@ -117,27 +117,14 @@ def test_a_ddpg_session_in_graph_mode_writes_its_metrics():
 
 def case_ddpg_session_in_graph_mode():
     import tempfile
-    from dataclasses import dataclass
 
     import agents.compat  # noqa: F401
     import farmer as farmer_module
     import session
     from agents.compat import tf
     from agents.ddpg import DDPG
+    from test_session import Cfg
     assert not tf.executing_eagerly()  # rl.agents turned eager execution off
-
-    @dataclass
-    class Cfg:
-        env: str = 'CheapEnv'
-        env_kwargs: dict = None
-        eval_envs: int = 1
-        seed: int = 1
-        resume: str = ''
-        run_dir: str = ''
-        checkpoint_every: int = 100
-        keep_checkpoints: int = 2
-        log_every: float = 0.0
-        verbose: bool = False
 
     kwargs = {'obs_size': 3, 'act_size': 1, 'episode_length': 10}
     farm = conftest.ThreadFarm(capacity=3)
@@ -148,7 +135,8 @@ def case_ddpg_session_in_graph_mode():
                                  batch_size=8, nb_steps_warmup=10, nb_steps_random=10, seed=0)
         agent.compile()
         run_dir = os.path.join(tempfile.mkdtemp(), 'run')
-        s = session.Session(Cfg(env_kwargs=kwargs), 'ddpg', agent, env, farmer, run_dir)
+        s = session.Session(Cfg(env='CheapEnv', env_kwargs=kwargs, checkpoint_every=100), 'ddpg',
+                            agent, env, farmer, run_dir)
         s.train(4)
         s.test(2)
         s.close()
