@@ -83,7 +83,15 @@ def case_save_and_load_round_trip_weights_and_counters():
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'ddpg.h5')
         agent.save_weights(path)
-        assert sorted(os.listdir(tmp)) == ['ddpg_actor.h5', 'ddpg_critic.h5', 'ddpg_state.json']
+        assert sorted(os.listdir(tmp)) == ['ddpg_actor.h5', 'ddpg_critic.h5', 'ddpg_state.json',
+                                           'ddpg_target_actor.h5', 'ddpg_target_critic.h5']
+        other.load_weights(path)
+        for a, b in zip(other.target_critic.get_weights(), agent.target_critic.get_weights()):
+            np.testing.assert_array_equal(a, b)  # the targets it had, for an exact resume
+        assert not np.allclose(agent.target_critic.get_weights()[0],
+                               agent.critic.get_weights()[0])
+        for name in ('target_actor', 'target_critic'):  # keras-rl's own files: no targets
+            os.remove(os.path.join(tmp, 'ddpg_%s.h5' % name))
         other.load_weights(path)
     after = other.select_actions(obs, explore=False)
     assert not np.allclose(before, after)

@@ -68,3 +68,37 @@ def test_the_interleaving_check_catches_keras_rl_style_next_states():
     memory.size = n - 1
     with pytest.raises(AssertionError):
         agents_support.check_interleaved_replay(memory, [100, 101, 102], 6, terminated=True)
+
+
+def _filled(limit, n, seed=0):
+    memory = TransitionReplay(limit, (2,), (1,), seed=seed)
+    for row in np.arange(n, dtype=np.float32):  # one at a time: the ring wraps
+        memory.append([row, row], [row], row, [row + 1, row + 1], row % 3 == 0)
+    return memory
+
+
+def test_a_saved_memory_loads_with_the_same_layout_and_samples_the_same(tmp_path):
+    memory = _filled(5, 7)  # wrapped: position 2
+    memory.save(str(tmp_path / 'memory.npz'))
+    other = TransitionReplay(5, (2,), (1,), seed=0)
+    assert other.load(str(tmp_path / 'memory.npz')) == 5
+    assert (other.position, other.size) == (memory.position, memory.size) == (2, 5)
+    for mine, theirs in zip(other.sample(32), memory.sample(32)):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_a_memory_of_another_limit_keeps_the_newest_in_order(tmp_path):
+    _filled(5, 7).save(str(tmp_path / 'memory.npz'))  # holds 2..6, oldest at position 2
+    smaller = TransitionReplay(3, (2,), (1,))
+    smaller.load(str(tmp_path / 'memory.npz'))
+    assert sorted(smaller.rewards.tolist()) == [4, 5, 6]
+    larger = TransitionReplay(8, (2,), (1,))
+    larger.load(str(tmp_path / 'memory.npz'))
+    assert larger.rewards[:5].tolist() == [2, 3, 4, 5, 6] and larger.position == 5
+    np.testing.assert_array_equal(larger.next_observations[:5, 0], larger.rewards[:5] + 1)
+
+
+def test_a_memory_of_other_shapes_is_refused(tmp_path):
+    _filled(5, 3).save(str(tmp_path / 'memory.npz'))
+    with pytest.raises(ValueError, match='observations'):
+        TransitionReplay(5, (3,), (1,)).load(str(tmp_path / 'memory.npz'))

@@ -9,6 +9,7 @@ memory, counters, RNG states) to a ``.npz`` that the test compares. The halfway 
 episode boundary of every environment (CheapEnv's episodes are 10 steps; 3 environments step
 together): episodes in flight are not continued across a restart (see agents/base.py).
 """
+import logging
 import os
 import subprocess
 import sys
@@ -134,6 +135,98 @@ def test_a_run_stopped_and_resumed_in_a_fresh_process_continues_as_if_never_stop
         episodes, global_step, updates = a['counters'].tolist()
         assert (episodes, global_step) == (2 * HALF // 10, 2 * HALF)
         assert updates > 100
+
+
+# --- in this process, eager SAC: what a checkpoint holds, and what starts fresh -----------------
+@pytest.fixture
+def trained_sac():
+    sys.path[:0] = [p for p in (ROOT, HERE) if p not in sys.path]
+    agent, vec = _build('sac')
+    agent.train_vec(vec, nb_steps=HALF, seed=100)
+    vec.close()
+    return agent
+
+
+def _fresh_sac():
+    agent, vec = _build('sac')
+    vec.close()
+    return agent
+
+
+def test_a_checkpoint_holds_the_memory_and_says_its_size(trained_sac, tmp_path, caplog):
+    import checkpoints
+    with caplog.at_level(logging.INFO, logger='checkpoints'):
+        path = checkpoints.save(trained_sac, str(tmp_path), 'half')
+    assert sorted(os.listdir(path)) == sorted('half_%s' % part for part in (
+        'policy.h5', 'critic1.h5', 'critic2.h5', 'target_critic1.h5', 'target_critic2.h5',
+        'state.json', 'training.npz', 'memory.npz'))
+    said = [r.getMessage() for r in caplog.records if 'checkpoint %s' % path in r.getMessage()]
+    assert len(said) == 1 and 'replay memory' in said[0] and 'kB' in said[0], said
+    other = _fresh_sac()
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        checkpoints.load(other, path)
+    assert not caplog.records  # nothing starts fresh
+    assert len(other.memory) == len(trained_sac.memory) == HALF
+    np.testing.assert_array_equal(other.memory.observations[:HALF],
+                                  trained_sac.memory.observations[:HALF])
+    for mine, theirs in zip(other.critic_optimizer.get_weights(),
+                            trained_sac.critic_optimizer.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_without_the_memory_it_starts_empty_and_the_rest_loads(trained_sac, tmp_path, caplog):
+    import checkpoints
+    trained_sac.save_memory = False  # what --no-save-memory sets
+    path = checkpoints.save(trained_sac, str(tmp_path), 'half')
+    assert not os.path.exists(os.path.join(path, 'half_memory.npz'))
+    other = _fresh_sac()
+    other.memory.append(np.ones(3), [0.5], 1.0, np.ones(3), False)  # not the checkpoint's
+    with caplog.at_level(logging.WARNING):
+        checkpoints.load(other, path)
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and 'without its replay memory' in notes[0], notes
+    assert len(other.memory) == 0 and other.counters() == trained_sac.counters()
+    assert other.policy_optimizer.iterations.numpy() == trained_sac.updates > 0
+
+
+def test_a_checkpoint_of_an_earlier_version_loads_weights_and_counters_with_one_note(
+        trained_sac, tmp_path, caplog):
+    import checkpoints
+    folder = tmp_path / 'checkpoints' / 'ep0000015'
+    folder.mkdir(parents=True)
+    trained_sac.save_weights(str(folder / 'ep0000015.h5'))  # all an earlier save wrote
+    other = _fresh_sac()
+    with caplog.at_level(logging.WARNING):
+        base = checkpoints.load(other, str(tmp_path))
+    assert base == str(folder / 'ep0000015.h5')
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and 'replay memory and optimizer states start fresh' in notes[0]
+    assert other.counters() == trained_sac.counters() and len(other.memory) == 0
+    np.testing.assert_array_equal(other.policy.get_weights()[0],
+                                  trained_sac.policy.get_weights()[0])
+    # An agent that had trained before loading gets fresh optimizers, as the note says.
+    trained_sac.load_weights(str(folder / 'ep0000015.h5'))
+    assert trained_sac.load_training_state(str(folder / 'ep0000015.h5'))
+    assert all(not np.any(w) for w in trained_sac.critic_optimizer.get_weights())
+
+
+def test_a_truncated_memory_file_is_named_and_the_older_checkpoint_loads(trained_sac, tmp_path,
+                                                                          caplog):
+    import checkpoints
+    folder = str(tmp_path / 'checkpoints')
+    older = checkpoints.save(trained_sac, folder, 'ep0000015')
+    trained_sac.episodes += 1
+    newer = checkpoints.save(trained_sac, folder, 'ep0000016')
+    os.utime(older, (1, 1))
+    memory_file = os.path.join(newer, 'ep0000016_memory.npz')
+    with open(memory_file, 'r+b') as f:
+        f.truncate(os.path.getsize(memory_file) // 2)
+    other = _fresh_sac()
+    with caplog.at_level(logging.WARNING):
+        base = checkpoints.load(other, folder)
+    assert os.path.dirname(base) == older and other.episodes == 15
+    assert any(memory_file in r.getMessage() for r in caplog.records)
 
 
 if __name__ == '__main__':
