@@ -61,6 +61,7 @@ import Pyro4
 
 import farm_compat
 import farm_daemon
+import logformat
 from envworker import EnvWorker, WorkerError, WorkerLost, replies
 
 # --- configuration -------------------------------------------------------------------------------
@@ -747,8 +748,7 @@ def main(argv=None):
             use_tls(args.tls_cert, args.tls_key)
     except SettingError as e:
         _bad(str(e))
-    logging.basicConfig(level=args.log_level.upper(),
-                        format='%(asctime)s %(name)s %(levelname)s %(message)s')
+    logformat.setup(args.log_level.upper())  # the learner's format: they share a terminal
     if args.release_after <= KEEPALIVE_EVERY:
         log.warning('--release-after %g is not above the farmer\'s keep-alive (%g s): a learner '
                     'whose connection broke may lose its environments before it reconnects',

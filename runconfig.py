@@ -32,6 +32,7 @@ import time
 
 import checkpoints
 import errors
+import logformat
 
 TERM_EXIT = 128 + signal.SIGTERM   # the shell's code for "ended by SIGTERM"
 
@@ -164,8 +165,12 @@ def _ipython():
 
 
 def setup_logging(verbose=False):
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format='%(asctime)s %(name)s: %(message)s', datefmt='%H:%M:%S')
+    """The learner's logging, in the farm's line format (logformat.py): INFO, or with ``verbose``
+    DEBUG, which also lets TensorFlow's native start-up lines through (agents/compat.py reads
+    the root level)."""
+    logformat.setup(logging.DEBUG if verbose else logging.INFO)
+    # Libraries that log their internals at INFO/DEBUG (Pyro4: every connection; matplotlib: font
+    # lookups): their warnings still show, their chatter only with --verbose.
     for noisy in ('tensorflow', 'absl', 'h5py', 'matplotlib', 'Pyro4', 'PIL'):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.WARNING)
 

@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# Installs everything the project needs, idempotently:
-#   .venv/    Python 3.11 with requirements.txt (farm and learner together)
-#   .venv27/  Python 2.7 farm dependencies, when a 2.7 interpreter exists (for the cross-version test)
-#   .venv36/  Python 3.6 learning host (TF 2.6, keras-rl2), when a 3.6 interpreter exists
-# Usage: ./setup.sh [--bench]   (--bench adds requirements-bench.txt: torch CPU + stable-baselines3)
+# Installs what the job at hand needs, idempotently (a second run installs nothing):
+#   ./setup.sh           .venv/: Python 3.11 with requirements.txt: farm and learner, the main job
+#   ./setup.sh --test    also requirements-test.txt (pytest, vermin, and the optional peers the
+#                        adapter tests train: torch CPU + stable-baselines3) and the cross-version
+#                        environments the tests use where those interpreters exist:
+#                          .venv27/  Python 2.7 farm dependencies (a 2.7 farm serving a 3.11 learner)
+#                          .venv36/  Python 3.6 learning host (TF 2.6, keras-rl2)
+#   ./setup.sh --bench   also requirements-bench.txt (torch CPU + stable-baselines3: bench/*.py)
+# The flags combine. .ci/run calls ./setup.sh --test, then the README's test command.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+TEST=0 BENCH=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) TEST=1 ;;
+    --bench) BENCH=1 ;;
+    *) echo "setup.sh: unknown option $arg; use --test (tests), --bench (benchmarks) or nothing" >&2
+       exit 2 ;;
+  esac
+done
 
 find_python() {  # the first interpreter of version $1 found
   local v=$1 c
@@ -17,42 +31,59 @@ find_python() {  # the first interpreter of version $1 found
   return 1
 }
 
+# pip quietly, without the lines some machines' pip configuration adds about local mirrors that do
+# not exist (noise, not errors: a failed install still fails the import check after it)
+pip_install() {  # pip_install PYTHON ARGS...
+  local python=$1; shift
+  "$python" -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v 'is ignored' || true
+}
+
+# installs requirement file $1 (checked by importing $2) into .venv once per content of $1 and
+# constraints.txt: a stamp file remembers it
+install_once() {
+  local file=$1 check=$2 stamp
+  stamp=.venv/.installed-$(basename "$file" .txt)-$(cat "$file" constraints.txt | sha1sum | cut -c1-12)
+  [ -f "$stamp" ] && return 0
+  pip_install .venv/bin/python -r "$file" -c constraints.txt
+  .venv/bin/python -c "$check" || { echo "setup.sh: installing $file is incomplete (see above)" >&2; exit 1; }
+  touch "$stamp"
+}
+
 PY311=$(find_python 3.11) || { echo "setup.sh: Python 3.11 is required (opensim 4.6 wheels are cp311-cp313)" >&2; exit 1; }
 if [ ! -x .venv/bin/python ]; then
   "$PY311" -m venv .venv
+  pip_install .venv/bin/python --upgrade pip
 fi
-stamp=.venv/.installed-$(cat requirements.txt constraints.txt | sha1sum | cut -c1-12)
-if [ ! -f "$stamp" ]; then
-  # (grep: some machines' pip configuration names local mirrors that do not exist: noise)
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored' || true
-  .venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt 2>&1 \
-    | grep -v 'is ignored' || true
-  .venv/bin/python -c "import opensim, osim, tensorflow, rl, Pyro4, msgpack, gymnasium" \
-    || { echo "setup.sh: the install is incomplete (see above)" >&2; exit 1; }
-  touch "$stamp"
+install_once requirements.txt "import opensim, osim, tensorflow, rl, Pyro4, msgpack, gymnasium, imageio_ffmpeg"
+if [ "$TEST" = 1 ]; then
+  install_once requirements-test.txt "import pytest, vermin, torch, stable_baselines3"
 fi
-if [ "${1:-}" = "--bench" ]; then
-  .venv/bin/python -m pip install -q -r requirements-bench.txt 2>&1 | grep -v 'is ignored' || true
+if [ "$BENCH" = 1 ]; then
+  install_once requirements-bench.txt "import torch, stable_baselines3"
 fi
 
-# Python 2.7 farm (optional): only what farm.py needs for the numpy environments.
-if PY27=$(find_python 2.7); then
-  if ! PYTHONPATH=.venv27 "$PY27" -c "import Pyro4, msgpack, numpy" 2>/dev/null; then
-    "$PY27" -m pip install -q --disable-pip-version-check --target .venv27 \
-      Pyro4==4.82 msgpack==0.6.2 numpy==1.16.6 selectors34==1.2 serpent==1.28 2>&1 \
-      | grep -v -i -e 'deprecat' -e 'is ignored' || true
+if [ "$TEST" = 1 ]; then
+  # Python 2.7 farm (optional): only what farm.py needs for the numpy environments.
+  if PY27=$(find_python 2.7); then
+    if ! PYTHONPATH=.venv27 "$PY27" -c "import Pyro4, msgpack, numpy" 2>/dev/null; then
+      "$PY27" -m pip install -q --disable-pip-version-check --target .venv27 \
+        Pyro4==4.82 msgpack==0.6.2 numpy==1.16.6 selectors34==1.2 serpent==1.28 2>&1 \
+        | grep -v -i -e 'deprecat' -e 'is ignored' || true
+    fi
+  fi
+  # Python 3.6 learning host (optional): for the 3.6 host smoke test.
+  if PY36=$(find_python 3.6); then
+    stamp36=.venv36/.installed-$(sha1sum < requirements-py36.txt | cut -c1-12)
+    if [ ! -f "$stamp36" ]; then
+      [ -x .venv36/bin/python ] || "$PY36" -m venv .venv36
+      pip_install .venv36/bin/python 'pip==21.3.1'
+      pip_install .venv36/bin/python -r requirements-py36.txt
+      .venv36/bin/python -c "import tensorflow, rl, Pyro4" 2>/dev/null && touch "$stamp36" \
+        || echo "setup.sh: the Python 3.6 host environment (.venv36) is incomplete; its test will skip" >&2
+    fi
   fi
 fi
-# Python 3.6 learning host (optional): for the 3.6 host smoke test.
-if PY36=$(find_python 3.6); then
-  stamp36=.venv36/.installed-$(sha1sum < requirements-py36.txt | cut -c1-12)
-  if [ ! -f "$stamp36" ]; then
-    [ -x .venv36/bin/python ] || "$PY36" -m venv .venv36
-    .venv36/bin/python -m pip install -q --disable-pip-version-check 'pip==21.3.1' 2>&1 \
-      | grep -v 'is ignored' || true
-    .venv36/bin/python -m pip install -q -r requirements-py36.txt 2>&1 | grep -v 'is ignored' || true
-    .venv36/bin/python -c "import tensorflow, rl, Pyro4" 2>/dev/null && touch "$stamp36" \
-      || echo "setup.sh: the Python 3.6 host environment (.venv36) is incomplete; its test will skip" >&2
-  fi
-fi
-echo "setup.sh: ready (.venv: $(.venv/bin/python --version 2>&1))"
+extras=""
+[ "$TEST" = 1 ] && extras="$extras, test extras and cross-version environments"
+[ "$BENCH" = 1 ] && extras="$extras, benchmark extras"
+echo "setup.sh: ready (.venv: $(.venv/bin/python --version 2>&1)$extras)"

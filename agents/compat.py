@@ -15,15 +15,92 @@ What broke, and the fix for each:
 
 Not a shim but a warning: importing ``rl.agents`` runs ``tf.compat.v1.disable_eager_execution()``
 for the whole process. See :mod:`agents.tf_function` for how the agents cope with both modes.
+
+A quiet start: TensorFlow 2.18+ writes its native start-up lines (oneDNN, "Could not find cuda
+drivers", absl's "All log messages before absl::InitializeLog()") straight to file descriptor 2
+while its libraries load, before absl's logging is initialized, so ``TF_CPP_MIN_LOG_LEVEL`` does
+not reach them. TensorFlow is therefore loaded, and its devices discovered, with descriptor 2
+captured: the lines matching :data:`NATIVE_NOISE` (each known, none a user can act on) are
+dropped, everything else is written back to stderr. With DEBUG logging (``--verbose``) nothing is
+dropped.
 """
+import contextlib
+import logging
 import os
+import re
 import sys
+import tempfile
+
+# TensorFlow's native lines that say nothing a user of this project can act on, by source file
+# and text (one alternative per kind of line, so a new or different line still shows).
+NATIVE_NOISE = re.compile('|'.join([
+    # absl's notice that logging was not initialized (printed once per TensorFlow library)
+    r'WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR',
+    # oneDNN's round-off notice: its results are as correct, only summed in another order
+    r'port\.cc:\d+\] oneDNN custom operations are on',
+    # a machine without an NVIDIA driver: the learner runs on the CPU, as it is meant to here
+    r'cudart_stub\.cc:\d+\] Could not find cuda drivers',
+    r'TF-TRT Warning: Could not find TensorRT',
+    # CUDA builds that register their plugins twice (TF 2.15-2.17)
+    r'Unable to register cu(DNN|FFT|BLAS) factory',
+    r'computation placer already registered',
+    # CPU instructions a source build could use: a matter of TensorFlow's build, not ours
+    r'cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized',
+    r'^To enable the following instructions: .* rebuild TensorFlow',
+]))
+NO_DRIVER = re.compile(r'cudart_stub\.cc:\d+\] Could not find cuda drivers')
+# cuInit failing is expected only where there is no driver at all; with one it is news
+NO_DRIVER_FOLLOWUP = re.compile(r'cuda_platform\.cc:\d+\] failed call to cuInit')
+
+
+def drop_native_noise(text):
+    """``text`` (lines written to stderr) without TensorFlow's known start-up noise."""
+    lines = text.splitlines(True)
+    no_driver = any(NO_DRIVER.search(line) for line in lines)
+    return ''.join(line for line in lines if not (
+        NATIVE_NOISE.search(line) or (no_driver and NO_DRIVER_FOLLOWUP.search(line))))
+
+
+@contextlib.contextmanager
+def native_stderr_filtered(keep=drop_native_noise):
+    """Within the block, what anything in the process writes to file descriptor 2 (C++ code
+    included) is held back; at its end, ``keep(text)`` of it is written to stderr. With the root
+    logger at DEBUG (``--verbose``) nothing is held back or dropped."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no stderr at all (closed, or a daemon's /dev/null): no filter
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = keep(capture.read().decode('utf-8', 'replace'))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
 
 if 'tensorflow' not in sys.modules:
     os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+    # TensorFlow's own C++ INFO lines (not absl's, above): none is for a user; warnings still show
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL',
+                          '0' if logging.getLogger().isEnabledFor(logging.DEBUG) else '1')
 
-import tensorflow as tf  # noqa: E402
-import tensorflow.keras  # noqa: E402
+with native_stderr_filtered():
+    import tensorflow as tf  # noqa: E402
+    import tensorflow.keras  # noqa: E402
+    # Device discovery (lazy otherwise) writes the "failed call to cuInit" line: do it in here.
+    tf.config.list_physical_devices()
 
 # Only TensorFlow 2.16+ can hand out Keras 3; before that tf.keras is Keras 2 (on TF 2.6, the
 # `keras` 2.6 package: module keras.engine.training), which is what keras-rl2 wants.

@@ -10,9 +10,13 @@ import pytest
 
 from conftest import ROOT
 
-FARM_SIDE = ['farm.py', 'farm_daemon.py', 'envworker.py', 'farm_compat.py'] + sorted(
+# logformat.py is imported by both sides, so it is held to the farm side's floor.
+FARM_SIDE = ['farm.py', 'farm_daemon.py', 'envworker.py', 'farm_compat.py', 'logformat.py'] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'envs', '*.py')))
-HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'errors.py', 'session.py', 'runconfig.py', 'checkpoints.py', 'train_sac.py', 'train_ddpg.py'] + sorted(
+# (a module listed here that does not exist yet is skipped: evaluate.py, render.py are coming)
+HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'errors.py', 'session.py', 'runconfig.py',
+             'checkpoints.py', 'train_sac.py', 'train_ddpg.py', 'tblog.py', 'evaluate.py',
+             'render.py'] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'agents', '*.py'))
     + glob.glob(os.path.join(ROOT, 'host', '*.py')))
 
