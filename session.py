@@ -354,7 +354,7 @@ class Session(object):
     def _record_test(self, result, n):
         path = os.path.join(self.run_dir, 'evaluations.csv')
         new = not os.path.exists(path)
-        with open(path, 'a') as f:
+        with signals_deferred(), open(path, 'a') as f:
             rows = csv.writer(f)
             if new:
                 rows.writerow(EVAL_COLUMNS)
