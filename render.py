@@ -15,8 +15,8 @@ A frame is a numpy ``uint8`` array of shape ``(height, width, 3)``.
     model's joints join them; a leaf body (the forearm) is drawn out to its markers;
   - muscles: their current path points from OpenSim (origin, via points, insertion), coloured
     by activation from blue (0) to red (1);
-  - Arm2DEnv's target as a red ring; L2M2019Env's ground as a line marked every 0.5 m, the view
-    following the pelvis.
+  - Arm2DEnv's target as a red ring; L2M2019Env's head as a disc, its ground as a line marked
+    every 0.5 m, and the view following its pelvis.
 
 - :class:`VideoWriter`: frames to MP4 (H.264, by the ffmpeg binary the imageio-ffmpeg wheel
   ships: nothing to install system-wide) and to a GIF (Pillow), one frame at a time.
@@ -203,7 +203,8 @@ class Canvas(object):
         if scene.get('ground') is not None:
             self._ground(ax, scene['ground'], cx - span / 2.0, cx + span / 2.0)
         points = scene['points']
-        links = [(a, b) for a, b in scene['links'] if a in points and b in points]
+        links = sorted([(a, b) for a, b in scene['links'] if a in points and b in points],
+                       key=lambda link: not link[1].endswith('_l'))
         # In a side view the left leg hides behind the right: drawn lighter, and first.
         ax.add_collection(LineCollection(
             [[points[a], points[b]] for a, b in links], linewidths=4, capstyle='round',
@@ -216,12 +217,15 @@ class Canvas(object):
         if points:
             xy = np.asarray(list(points.values()), dtype=float)
             ax.scatter(xy[:, 0], xy[:, 1], s=25, c='0.1', zorder=4)
+        if 'head' in points:
+            ax.add_patch(_circle(points['head'], 0.09, facecolor='0.2', edgecolor='0.2'))
         if scene.get('target') is not None:
-            ax.add_patch(_ring(scene['target']))
+            ax.add_patch(_circle(scene['target'], 0.035, facecolor=(1.0, 0.85, 0.85),
+                                 edgecolor='red', linewidth=2.5))
         ax.text(0.02, 0.98, caption, transform=ax.transAxes, va='top', ha='left', fontsize=11,
                 family='monospace')
-        ax.text(0.98, 0.02, 'muscle activation: blue 0, red 1', transform=ax.transAxes,
-                va='bottom', ha='right', fontsize=8, color='0.4')
+        ax.text(0.98, 0.92, 'muscle activation: blue 0, red 1', transform=ax.transAxes,
+                va='top', ha='right', fontsize=8, color='0.4')
         self.canvas.draw()
         return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
 
@@ -243,10 +247,9 @@ def activation_colour(activation):
     return (0.15 + 0.8 * activation, 0.15, 0.95 - 0.8 * activation)
 
 
-def _ring(centre):
+def _circle(centre, radius, **style):
     from matplotlib.patches import Circle
-    return Circle(centre, 0.035, facecolor=(1.0, 0.85, 0.85), edgecolor='red', linewidth=2.5,
-                  zorder=1)
+    return Circle(centre, radius, zorder=1, **style)
 
 
 # --- files ---------------------------------------------------------------------------------------
