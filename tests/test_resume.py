@@ -2,7 +2,7 @@
 loading in a fresh process (checkpoints.load) and training N/2 more; for SAC in eager and in
 graph mode and for DDPG (keras-rl2's, graph mode), on CheapEnv through vecenv.InProcessVecEnv.
 
-Each run is a ``case`` in its own interpreter: process one trains the uninterrupted run and the
+Each run is a case of tests/resume_cases.py in its own interpreter: process one trains the uninterrupted run and the
 first half (two agents built alike) and saves; process two loads and trains the second half.
 Both write what they end with (every model's weights, every optimizer's state, the replay
 memory, counters, RNG states) to a ``.npz`` that the test compares. The halfway point is an
@@ -19,112 +19,37 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-THIS = os.path.abspath(__file__)
-N_ENVS, HALF = 3, 150  # 5 episodes of 10 steps per environment in each half
+CASES = os.path.join(HERE, 'resume_cases.py')
+sys.path[:0] = [p for p in (ROOT, HERE) if p not in sys.path]
+
+from resume_cases import HALF, _build  # noqa: E402
 
 
-def _build(algo):
-    """An agent with the same initial weights in every process (drawn from a seeded numpy RNG,
-    not from TensorFlow's initializers)."""
-    import agents_support
-    from agents.noise import VectorNoise
-    vec = agents_support.cheap_vec(N_ENVS)
-    common = dict(hidden=agents_support.SMALL, batch_size=16, nb_steps_warmup=30,
-                  updates_per_step=0.5, seed=3)
-    if algo == 'ddpg':
-        from agents.ddpg import DDPG
-        agent = DDPG.from_spaces(vec.observation_space, vec.action_space, nb_steps_random=30,
-                                 noise=VectorNoise(1, 'ou', 0.3, seed=4), **common)
-        models = [agent.actor, agent.critic]
-    else:
-        from agents.sac import SAC
-        agent = SAC.from_spaces(vec.observation_space, vec.action_space, **common)
-        models = [agent.policy, agent.critic1, agent.critic2]
-    rng = np.random.RandomState(0)
-    for model in models:
-        model.set_weights([rng.uniform(-0.3, 0.3, w.shape).astype(np.float32)
-                           for w in model.get_weights()])
-    agent.compile()
-    return agent, vec
-
-
-def _dump(agent, path):
-    """Everything a continuing run depends on, as arrays."""
-    arrays = {}
-    models = ([agent.actor, agent.critic, agent.target_actor, agent.target_critic]
-              if hasattr(agent, 'actor') else
-              [agent.policy, agent.critic1, agent.critic2, agent.target_critic1,
-               agent.target_critic2])
-    for i, model in enumerate(models):
-        for j, w in enumerate(model.get_weights()):
-            arrays['model%d.%d' % (i, j)] = w
-    for name, (optimizer, _) in sorted(agent._optimizers().items()):
-        for j, w in enumerate(optimizer.get_weights()):
-            arrays['optimizer.%s.%d' % (name, j)] = w
-    n = len(agent.memory)
-    for field in ('observations', 'actions', 'rewards', 'next_observations', 'terminals'):
-        arrays['memory.' + field] = getattr(agent.memory, field)[:n]
-    arrays['memory.position'] = agent.memory.position
-    for name, rng in agent._rngs().items():
-        arrays['rng.' + name] = rng.get_state()[1]
-        arrays['draw.' + name] = rng.uniform(size=3)  # the next draws, gauss cache included
-    counters = agent.counters()
-    arrays['counters'] = [counters[k] for k in sorted(counters)]
-    arrays['credit'] = agent._update_credit
-    if hasattr(agent, 'log_alpha'):
-        arrays['alpha'] = agent.alpha
-    if hasattr(agent, 'noise'):
-        arrays['noise_state'] = agent.noise.state
-    np.savez(path, **arrays)
-
-
-def _mode(mode):
-    import agents.compat  # noqa: F401  (before TensorFlow and rl, for tf-keras)
-    if mode == 'graph':
-        import rl.agents  # noqa: F401  (disables eager execution process-wide)
-
-
-def case_first(algo, mode, folder):
-    """The uninterrupted run, then a first half saved as a checkpoint."""
-    import checkpoints
-    _mode(mode)
-    agent, vec = _build(algo)
-    agent.train_vec(vec, nb_steps=HALF, seed=100)
-    agent.train_vec(vec, nb_steps=HALF)
-    _dump(agent, os.path.join(folder, 'uninterrupted.npz'))
-    vec.close()
-    agent, vec = _build(algo)
-    agent.train_vec(vec, nb_steps=HALF, seed=100)
-    assert agent.counters()['episodes'] == HALF // 10  # every env at an episode boundary
-    checkpoints.save(agent, os.path.join(folder, 'checkpoints'), 'half')
-    vec.close()
-
-
-def case_second(algo, mode, folder):
-    """A fresh process: load the checkpoint, train the second half on a new vectorized env."""
-    import checkpoints
-    _mode(mode)
-    agent, vec = _build(algo)
-    checkpoints.load(agent, os.path.join(folder, 'checkpoints'))
-    agent.train_vec(vec, nb_steps=HALF)
-    _dump(agent, os.path.join(folder, 'resumed.npz'))
-    vec.close()
-
-
-def _run(*args):
+def _run(python, *args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, THIS] + list(args), cwd=ROOT, env=env, timeout=300,
+    proc = subprocess.run([python, CASES] + list(args), cwd=ROOT, env=env, timeout=300,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True)
     assert proc.returncode == 0, '%s failed:\n%s' % (args, proc.stdout[-6000:])
     return proc.stdout
 
 
+def _python(version):
+    if version == '3.6':  # the learner of tests/test_py36_host.py: TensorFlow 2.6
+        from test_py36_host import PROBLEM, PY36
+        if PROBLEM:
+            pytest.skip(PROBLEM)
+        return PY36
+    return sys.executable
+
+
+@pytest.mark.parametrize('python', ['this', '3.6'])
 @pytest.mark.parametrize('algo,mode', [('sac', 'eager'), ('sac', 'graph'), ('ddpg', 'graph')])
 def test_a_run_stopped_and_resumed_in_a_fresh_process_continues_as_if_never_stopped(
-        algo, mode, tmp_path):
-    _run('case_first', algo, mode, str(tmp_path))
-    _run('case_second', algo, mode, str(tmp_path))
+        algo, mode, python, tmp_path):
+    python = _python(python)
+    _run(python, 'case_first', algo, mode, str(tmp_path))
+    _run(python, 'case_second', algo, mode, str(tmp_path))
     with np.load(str(tmp_path / 'uninterrupted.npz')) as a, \
             np.load(str(tmp_path / 'resumed.npz')) as b:
         assert sorted(a.files) == sorted(b.files)
@@ -140,7 +65,6 @@ def test_a_run_stopped_and_resumed_in_a_fresh_process_continues_as_if_never_stop
 # --- in this process, eager SAC: what a checkpoint holds, and what starts fresh -----------------
 @pytest.fixture
 def trained_sac():
-    sys.path[:0] = [p for p in (ROOT, HERE) if p not in sys.path]
     agent, vec = _build('sac')
     agent.train_vec(vec, nb_steps=HALF, seed=100)
     vec.close()
@@ -227,9 +151,3 @@ def test_a_truncated_memory_file_is_named_and_the_older_checkpoint_loads(trained
         base = checkpoints.load(other, folder)
     assert os.path.dirname(base) == older and other.episodes == 15
     assert any(memory_file in r.getMessage() for r in caplog.records)
-
-
-if __name__ == '__main__':
-    sys.path[:0] = [ROOT, HERE]
-    globals()[sys.argv[1]](*sys.argv[2:])
-    print('case %s passed' % sys.argv[1])
