@@ -20,7 +20,6 @@ does), not on a farm: frames are large and the farm's wire is for steps (see ren
 gym ids through their own ``rgb_array`` rendering, osim-rl models drawn from the simulation's
 state (render.py), MP4 by imageio-ffmpeg's bundled ffmpeg, GIF by Pillow.
 """
-import argparse
 import glob
 import json
 import logging
@@ -40,20 +39,22 @@ ALGOS = ('sac', 'ddpg')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='evaluate.py', description=__doc__.split('\n')[1],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # runconfig's parser: a bad flag is one line, as in the train scripts
+    parser = runconfig._Parser(prog='evaluate.py', description=__doc__.split('\n')[0])
     parser.add_argument('run', nargs='?', default='', metavar='RUN',
-                        help='run directory or checkpoint (not with --random)')
-    parser.add_argument('--episodes', type=int, default=5, help='episodes to run')
-    parser.add_argument('--seed', type=int, default=0, help='episode k is reset with seed + k')
-    parser.add_argument('--env', default='', help="environment; empty: the run's")
+                        help="a run directory or a checkpoint in one (with --random: the run "
+                             "whose environment to take)")
+    parser.add_argument('--episodes', type=int, default=5, help='episodes to run (%(default)s)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='episode k is reset with seed + k (%(default)s)')
+    parser.add_argument('--env', default='', help="the environment (default: the run's)")
     parser.add_argument('--env-kwargs', default='{}', metavar='JSON',
                         help="the environment's keyword arguments, merged over the run's")
-    parser.add_argument('--video', default='', metavar='OUT.mp4', help='write the episodes as MP4')
+    parser.add_argument('--video', default='', metavar='OUT.mp4', help='film the episodes')
     parser.add_argument('--gif', default='', metavar='OUT.gif',
-                        help='write them as a GIF too (every 2nd frame, half size)')
-    parser.add_argument('--fps', type=float, default=30.0, help='frames per second of the video')
+                        help='film them as a GIF too (every 2nd frame, half size)')
+    parser.add_argument('--fps', type=float, default=30.0,
+                        help='frames per second of the films (%(default)s; one frame per step)')
     parser.add_argument('--random', action='store_true',
                         help='uniform random actions instead of a policy (a baseline)')
     parser.add_argument('--json', action='store_true', help='print one JSON object, nothing else')
@@ -154,11 +155,16 @@ def load_policy(algo, hidden, env, path, seed=0):
     agent = Agent.from_spaces(observation_space, action_space, hidden=hidden, memory_limit=1)
     agent.compile()
     base = checkpoints.load(agent, path)
+    return policy_of(agent), base
 
+
+def policy_of(agent):
+    """``act(obs) -> action``: a built agent's deterministic action, in the environment's
+    bounds (SAC: tanh of the policy's mean; DDPG: the actor without noise)."""
     def act(obs):
         normalized = agent.select_actions(agent.state_batch(np.asarray(obs)[None]), explore=False)
         return agent.to_env_action(normalized)[0]
-    return act, base
+    return act
 
 
 def run_episodes(act, env, episodes, seed, writer=None, renderer=None, label=''):
@@ -191,47 +197,76 @@ def stats(values):
             'min': float(values.min()), 'max': float(values.max())}
 
 
+def play(act, env, episodes, seed, mp4=None, gif=None, fps=30.0, label=''):
+    """:func:`run_episodes`, filmed to ``mp4`` and/or ``gif`` when given; returns ``(returns,
+    lengths, frames)``."""
+    writer = renderer = None
+    if mp4 or gif:
+        import render
+        try:
+            renderer = render.Renderer(env)
+        except render.RenderError as e:
+            raise errors.UserError('no video: %s' % e)
+        writer = render.VideoWriter(mp4 or None, gif or None, fps=fps)
+    try:
+        returns, lengths = run_episodes(act, env, episodes, seed, writer, renderer, label)
+    finally:
+        if writer is not None:
+            writer.close()
+    return returns, lengths, writer.frames if writer is not None else 0
+
+
+def result(policy, base, env_name, env_kwargs, seed, returns, lengths, mp4, gif, frames):
+    """What the command prints (with ``--json``, as it is)."""
+    return {'policy': policy, 'checkpoint': base and checkpoints.location(base),
+            'env': env_name, 'env_kwargs': env_kwargs, 'episodes': len(returns), 'seed': seed,
+            'deterministic': policy != 'random', 'return': stats(returns),
+            'length': stats(lengths), 'returns': returns, 'lengths': lengths,
+            'video': mp4 or None, 'gif': gif or None, 'frames': frames}
+
+
 def evaluate(args):
     """Everything the command does; returns the result printed (a dict)."""
     algo, env_name, env_kwargs, hidden = plan(args)
-    video = bool(args.video or args.gif)
-    env = make_env(env_name, env_kwargs, video)
+    env = make_env(env_name, env_kwargs, video=bool(args.video or args.gif))
     try:
         act, base = load_policy(algo, hidden, env, args.run, args.seed)
-        writer = renderer = None
-        if video:
-            import render
-            try:
-                renderer = render.Renderer(env)
-            except render.RenderError as e:
-                raise errors.UserError('--video: %s' % e)
-            writer = render.VideoWriter(args.video or None, args.gif or None, fps=args.fps)
-        try:
-            returns, lengths = run_episodes(act, env, args.episodes, args.seed, writer,
-                                            renderer, label=env_name)
-        finally:
-            if writer is not None:
-                writer.close()
+        returns, lengths, frames = play(act, env, args.episodes, args.seed, args.video,
+                                        args.gif, args.fps, label=env_name)
     finally:
         env.close()
-    return {'policy': algo, 'checkpoint': base and checkpoints.location(base), 'env': env_name,
-            'env_kwargs': env_kwargs, 'episodes': args.episodes, 'seed': args.seed,
-            'deterministic': algo != 'random', 'return': stats(returns),
-            'length': stats(lengths), 'returns': returns, 'lengths': lengths,
-            'video': args.video or None, 'gif': args.gif or None,
-            'frames': writer.frames if writer is not None else 0}
+    return result(algo, base, env_name, env_kwargs, args.seed, returns, lengths, args.video,
+                  args.gif, frames)
 
 
-def summary(result):
-    r, n = result['return'], result['length']
-    lines = ['%s on %s, %d episodes (seeds %d-%d): return %.2f +- %.2f (min %.2f, max %.2f), '
+def record(agent, env_name, env_kwargs, path, episodes=1, seed=0, fps=30.0):
+    """For a ``video`` verb at the train scripts' prompt: ``episodes`` deterministic episodes of
+    the agent being trained, on an environment of its own in this process (the farms' are left
+    alone), filmed to ``path`` (``.mp4`` or ``.gif``). Returns what :func:`evaluate` does."""
+    if not str(path).lower().endswith(('.mp4', '.gif')):
+        raise errors.UserError('video(%r): the file name must end in .mp4 or .gif' % (path,))
+    mp4, gif = (path, None) if str(path).lower().endswith('.mp4') else (None, path)
+    env = make_env(env_name, env_kwargs, video=True)
+    try:
+        returns, lengths, frames = play(policy_of(agent), env, episodes, seed, mp4, gif, fps,
+                                        label=env_name)
+    finally:
+        env.close()
+    return result(type(agent).__name__.lower(), None, env_name, env_kwargs, seed, returns,
+                  lengths, mp4, gif, frames)
+
+
+def summary(outcome):
+    r, n = outcome['return'], outcome['length']
+    lines = ['%s on %s, %d episode%s (seeds %d-%d): return %.2f +- %.2f (min %.2f, max %.2f), '
              'length %.1f (min %d, max %d)' % (
-                 result['checkpoint'] or 'random actions', result['env'], result['episodes'],
-                 result['seed'], result['seed'] + result['episodes'] - 1, r['mean'], r['std'],
+                 outcome['checkpoint'] or 'random actions', outcome['env'], outcome['episodes'],
+                 's' if outcome['episodes'] > 1 else '', outcome['seed'],
+                 outcome['seed'] + outcome['episodes'] - 1, r['mean'], r['std'],
                  r['min'], r['max'], n['mean'], n['min'], n['max'])]
     for kind in ('video', 'gif'):
-        if result[kind]:
-            lines.append('%s: %s (%d frames)' % (kind, result[kind], result['frames']))
+        if outcome[kind]:
+            lines.append('%s: %s (%d frames)' % (kind, outcome[kind], outcome['frames']))
     return '\n'.join(lines)
 
 
@@ -239,8 +274,8 @@ def main(argv=None):
     args = parse_args(argv)
     errors.install_excepthook(args.verbose, program='evaluate.py')
     runconfig.setup_logging(args.verbose)  # the farm's and the train scripts' one format
-    result = evaluate(args)
-    print(json.dumps(result, sort_keys=True) if args.json else summary(result))
+    outcome = evaluate(args)
+    print(json.dumps(outcome, sort_keys=True) if args.json else summary(outcome))
     return 0
 
 

@@ -74,7 +74,7 @@ def test_the_video_shows_the_same_deterministic_episodes(trained, evaluated, tmp
 def test_random_actions_need_no_checkpoint(tmp_path):
     out = run(['evaluate.py', '--random', '--env', 'Pendulum-v1', '--episodes', '1',
                '--env-kwargs', '{"max_episode_steps": 7}']).stdout
-    assert out.startswith('random actions on Pendulum-v1, 1 episodes (seeds 0-0): return ')
+    assert out.startswith('random actions on Pendulum-v1, 1 episode (seeds 0-0): return ')
     assert 'length 7.0' in out
 
 
@@ -87,6 +87,7 @@ def test_random_actions_need_no_checkpoint(tmp_path):
     (['--random', '--env', 'CheapEnv', '--video', 'x.mp4'], 'CheapEnv cannot be pictured'),
     (['--random', '--env', 'NoSuchEnv-v0'], "unknown environment 'NoSuchEnv-v0'"),
     (['--random', '--env', 'Pendulum-v1', '--episodes', '0'], '--episodes 0: give at least 1'),
+    (['--episodes', 'x'], "argument --episodes: invalid int value: 'x' (see --help)"),
 ])
 def test_a_mistake_is_one_line(args, message, tmp_path):
     proc = run(['evaluate.py'] + args, check=False)
@@ -94,3 +95,31 @@ def test_a_mistake_is_one_line(args, message, tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.startswith('evaluate.py: ')]
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+RECORD = """
+import json
+from agents.compat import tf
+from agents.sac import SAC
+import errors, evaluate, vecenv
+env = vecenv.InProcessVecEnv('Pendulum-v1', 1)
+agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=(8, 8), memory_limit=1)
+agent.compile()
+try:
+    evaluate.record(agent, 'Pendulum-v1', {}, 'x.avi')
+except errors.UserError as e:
+    print('refused:', e)
+print(json.dumps(evaluate.record(agent, 'Pendulum-v1', {'max_episode_steps': 5}, %r,
+                                 episodes=2, seed=4)))
+"""
+
+
+def test_record_films_the_agent_being_trained(tmp_path):
+    """evaluate.record: what a ``video`` verb at the train scripts' prompt calls."""
+    gif = str(tmp_path / 'now.gif')
+    out = run(['-c', RECORD % gif]).stdout.splitlines()
+    assert out[0] == "refused: video('x.avi'): the file name must end in .mp4 or .gif"
+    result = json.loads(out[-1])
+    assert result['lengths'] == [5, 5] and result['frames'] == 12 and result['gif'] == gif
+    assert result['policy'] == 'sac' and result['deterministic']
+    assert os.path.getsize(gif) > 0
