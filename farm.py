@@ -739,8 +739,9 @@ def main(argv=None):
     parser.add_argument('--exit-with', type=int, default=None, metavar='PID',
                         help='stop when process PID ends (used by a learner that starts a '
                         'local farm for itself)')
-    parser.add_argument('--log-level', default='INFO', metavar='LEVEL',
-                        help='DEBUG, INFO (default), WARNING or ERROR')
+    parser.add_argument('--log-level', default=os.environ.get(logformat.LEVEL_ENV, 'INFO'),
+                        metavar='LEVEL', help='DEBUG, INFO (default; $%s if set), WARNING or '
+                        'ERROR' % logformat.LEVEL_ENV)
     args = parser.parse_args(argv)
     try:
         check_args(args)

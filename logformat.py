@@ -16,6 +16,9 @@ import logging
 
 FORMAT = '%(asctime)s %(name)s %(levelname)s %(message)s'
 DATEFMT = '%Y-%m-%d %H:%M:%S'
+# The level a learner's --verbose hands down to the processes it starts (its local farm, through
+# the environment they inherit): farm.py's --log-level defaults to it.
+LEVEL_ENV = 'FARM_LOG_LEVEL'
 
 
 def setup(level):

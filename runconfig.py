@@ -167,8 +167,10 @@ def _ipython():
 def setup_logging(verbose=False):
     """The learner's logging, in the farm's line format (logformat.py): INFO, or with ``verbose``
     DEBUG, which also lets TensorFlow's native start-up lines through (agents/compat.py reads
-    the root level)."""
+    the root level) and is handed to a local farm (logformat.LEVEL_ENV)."""
     logformat.setup(logging.DEBUG if verbose else logging.INFO)
+    if verbose:  # the local farm this learner may start logs at DEBUG too
+        os.environ[logformat.LEVEL_ENV] = 'DEBUG'
     # Libraries that log their internals at INFO/DEBUG (Pyro4: every connection; matplotlib: font
     # lookups): their warnings still show, their chatter only with --verbose.
     for noisy in ('tensorflow', 'absl', 'h5py', 'matplotlib', 'Pyro4', 'PIL'):
