@@ -7,10 +7,10 @@
     python evaluate.py RUN --env Arm2DEnv --env-kwargs '{"integrator_accuracy": 1e-3}'
     python evaluate.py --random --env L2M2019Env --video l2m.mp4          # a baseline: no policy
 
-RUN is a run directory of train_sac.py / train_ddpg.py (its newest loadable checkpoint) or one
+RUN is a run directory of train_sac.py / train_ddpg.py (its newest whole checkpoint) or one
 checkpoint inside it. The run's config.json says the algorithm, the environment and its kwargs,
-and the networks' sizes; the agent is built as the train script builds it, then the checkpoint
-is loaded (checkpoints.py). Episode k is reset with seed S + k, and actions are deterministic
+and the networks' sizes; the agent is built as the train script builds it, then the checkpoint's
+weights are loaded (not its replay memory nor optimizer states: acting needs neither). Episode k is reset with seed S + k, and actions are deterministic
 (SAC: tanh of the policy's mean; DDPG: the actor, no noise), so the same command gives the same
 numbers. ``--env`` / ``--env-kwargs`` evaluate on another environment or variant (the kwargs are
 merged over the run's).
@@ -99,7 +99,7 @@ def plan(args):
         raise errors.UserError('%s: config.json names algo %r; evaluate.py knows %s' % (
             args.run, algo, ', '.join(ALGOS)))
     return (algo, args.env or config['env'], dict(config.get('env_kwargs') or {}, **extra),
-            tuple(config['hidden']))
+            tuple(config.get('hidden') or (256, 256)))  # the train scripts' default
 
 
 def read_config(path):
@@ -154,7 +154,15 @@ def load_policy(algo, hidden, env, path, seed=0):
     # memory_limit=1: evaluation stores no transition (the default reserves a million)
     agent = Agent.from_spaces(observation_space, action_space, hidden=hidden, memory_limit=1)
     agent.compile()
-    base = checkpoints.load(agent, path)
+    # The weights are all acting needs: not checkpoints.load, which also restores the optimizers
+    # and the replay memory (gigabytes, for a long run).
+    base = checkpoints.find(path)
+    try:
+        agent.load_weights(base)
+    except Exception as e:  # weights of other sizes: --env with other spaces, another run
+        raise errors.UserError('%s: cannot load into a %s of hidden sizes %s for %s (%s)' % (
+            checkpoints.location(base), algo.upper(), ','.join(str(h) for h in hidden),
+            env.name, ' '.join(str(e).split())[:200]))
     return policy_of(agent), base
 
 

@@ -71,6 +71,17 @@ def test_the_video_shows_the_same_deterministic_episodes(trained, evaluated, tmp
     assert os.path.getsize(gif) > 0
 
 
+def test_weights_that_do_not_fit_the_environment_are_one_line(trained):
+    proc = run(['evaluate.py', trained[1], '--episodes', '1', '--env',
+                'MountainCarContinuous-v0'], check=False)  # 2 observations, not Pendulum's 3
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith('evaluate.py: %s: cannot load into a %s of hidden sizes 16,16 for '
+                           'MountainCarContinuous-v0' % (
+                               os.path.join(trained[1], 'checkpoints', 'ep0000002'),
+                               trained[0].upper())), proc.stderr
+
+
 def test_random_actions_need_no_checkpoint(tmp_path):
     out = run(['evaluate.py', '--random', '--env', 'Pendulum-v1', '--episodes', '1',
                '--env-kwargs', '{"max_episode_steps": 7}']).stdout
