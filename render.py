@@ -33,14 +33,17 @@ import os
 
 import numpy as np
 
+import errors
+
 SIZE = 480          # pixels, square: divisible by 16, what H.264 encoders prefer
 GROUND_MARKS = 0.5  # metres between the marks on L2M's ground: the eye sees the walker advance
 ARM_VIEW = ((0.0, 0.7), 1.5)     # Arm2DEnv: centre and span of the fixed view (the arm's reach)
 WALK_VIEW = (0.9, 2.2)           # walkers: height of the view's centre and its span, in metres
 
 
-class RenderError(Exception):
-    """An environment that cannot be pictured here, or a video that cannot be written."""
+class RenderError(errors.UserError):
+    """An environment that cannot be pictured here, or a video that cannot be written (a
+    package missing): one line for the user, like every errors.UserError."""
 
 
 # --- which object draws --------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """render.py: frames without a display (osim-rl models drawn from their state, gym ids through
 rgb_array) and the MP4/GIF files they go to, read back with imageio and Pillow."""
 import importlib
+import sys
 
 import numpy as np
 import pytest
 
 import envs
+import errors
 import render
 
 
@@ -134,3 +136,10 @@ def test_what_cannot_be_pictured_says_why():
         render.Renderer(envs.make('Pendulum-v1'))  # built without video_kwargs
     with pytest.raises(render.RenderError, match='uint8'):
         render.VideoWriter().append(np.zeros((4, 4), dtype=np.float32))
+
+
+def test_a_missing_encoder_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, 'imageio_ffmpeg', None)  # as if not installed
+    with pytest.raises(render.RenderError, match='pip install imageio imageio-ffmpeg'):
+        render.VideoWriter(str(tmp_path / 'x.mp4')).append(np.zeros((4, 4, 3), dtype=np.uint8))
+    assert issubclass(render.RenderError, errors.UserError)  # one line, no traceback
