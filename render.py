@@ -86,7 +86,7 @@ class Renderer(object):
         self.name = getattr(adapter, 'name', '?')
         self.env = simulation(adapter)
         self.size = int(size)
-        self._canvas = None
+        self._canvas = self._skeleton = None
         if is_osim(self.env):
             return
         _headless()
@@ -99,9 +99,10 @@ class Renderer(object):
 
     def frame(self, caption=''):
         if is_osim(self.env):
-            if self._canvas is None:
+            if self._canvas is None:  # built once: the model's shape never changes
                 self._canvas = Canvas(self.size)
-            return self._canvas.draw(osim_scene(self.env), caption)
+                self._skeleton = skeleton(self.env.osim_model.model)
+            return self._canvas.draw(osim_scene(self.env, self._skeleton), caption)
         frame = np.asarray(self.env.render())
         if frame.dtype != np.uint8 or frame.ndim != 3:
             raise RenderError('%s rendered %s %s, not an RGB image' % (
@@ -110,11 +111,12 @@ class Renderer(object):
 
 
 # --- osim-rl: the state as a scene of plain data -------------------------------------------------
-def osim_scene(env):
-    """A scene (see :func:`draw_scene`) of an osim-rl environment's current state."""
+def osim_scene(env, bones=None):
+    """A scene (see :func:`draw_scene`) of an osim-rl environment's current state;
+    ``bones``: its model's :func:`skeleton`, when known already."""
     model, state = env.osim_model.model, env.osim_model.state
     desc = env.get_state_desc()
-    links, markers = _skeleton(model)
+    links, markers = bones or skeleton(model)
     points = dict((name, pos[:2]) for name, pos in desc['body_pos'].items()
                   if name != 'target')
     for name, marker in desc.get('markers', {}).items():
@@ -142,33 +144,28 @@ def osim_scene(env):
     return scene
 
 
-_skeletons = {}  # id(model) -> (links, markers): the model's shape never changes during a run
-
-
-def _skeleton(model):
-    """The pairs of points to join: each joint's parent and child bodies (not the ground, not
-    Arm2DEnv's target), and a leaf body to its markers (the hand's end)."""
-    key = id(model)
-    if key not in _skeletons:
-        links, parents = [], set()
-        joints = model.getJointSet()
-        for i in range(joints.getSize()):
-            joint = joints.get(i)
-            parent = joint.getParentFrame().findBaseFrame().getName()
-            child = joint.getChildFrame().findBaseFrame().getName()
-            if parent != 'ground' and 'target' not in (parent, child):
-                links.append([parent, child])
-                parents.add(parent)
-        markers = set()
-        marker_set = model.getMarkerSet()
-        for i in range(marker_set.getSize()):
-            marker = marker_set.get(i)
-            body = marker.getParentFrame().findBaseFrame().getName()
-            if body not in parents and body not in ('ground', 'target'):
-                links.append([body, marker.getName()])
-                markers.add(marker.getName())
-        _skeletons[key] = (links, markers)
-    return _skeletons[key]
+def skeleton(model):
+    """``(links, markers)`` of an OpenSim model: the pairs of points to join (each joint's
+    parent and child bodies, not the ground, not Arm2DEnv's target; a leaf body to its markers,
+    the hand's end) and the markers drawn."""
+    links, parents = [], set()
+    joints = model.getJointSet()
+    for i in range(joints.getSize()):
+        joint = joints.get(i)
+        parent = joint.getParentFrame().findBaseFrame().getName()
+        child = joint.getChildFrame().findBaseFrame().getName()
+        if parent != 'ground' and 'target' not in (parent, child):
+            links.append([parent, child])
+            parents.add(parent)
+    markers = set()
+    marker_set = model.getMarkerSet()
+    for i in range(marker_set.getSize()):
+        marker = marker_set.get(i)
+        body = marker.getParentFrame().findBaseFrame().getName()
+        if body not in parents and body not in ('ground', 'target'):
+            links.append([body, marker.getName()])
+            markers.add(marker.getName())
+    return links, markers
 
 
 # --- drawing a scene -----------------------------------------------------------------------------

@@ -55,10 +55,11 @@ def test_muscles_turn_from_blue_to_red_with_activation():
 
 
 @needs_osim
-@pytest.mark.parametrize('name,muscles,ground', [('Arm2DEnv', 6, False),
-                                                 ('L2M2019Env', 22, True)])
+@pytest.mark.parametrize('name,muscles,ground,bone', [
+    ('Arm2DEnv', 6, False, ['r_ulna_radius_hand', 'r_radius_styloid']),  # the forearm, to a marker
+    ('L2M2019Env', 22, True, ['femur_r', 'tibia_r'])])                    # a thigh, hip to knee
 def test_an_osim_model_is_drawn_from_its_state_and_the_frame_follows_the_state(name, muscles,
-                                                                              ground):
+                                                                              ground, bone):
     env = envs.make(name, seed=1)
     try:
         env.reset()
@@ -66,6 +67,8 @@ def test_an_osim_model_is_drawn_from_its_state_and_the_frame_follows_the_state(n
         assert len(drawn['muscles']) == muscles
         assert all(len(path) >= 2 for _, _, path in drawn['muscles'])  # origin to insertion
         assert ('ground' in drawn) == ground and ('target' in drawn) != ground
+        assert bone in drawn['links'] and all(end in drawn['points'] for end in bone)
+        assert not any('ground' in link or 'target' in link for link in drawn['links'])
         renderer = render.Renderer(env, size=320)
         first = renderer.frame('start')
         assert first.dtype == np.uint8 and first.shape == (320, 320, 3)
