@@ -10,10 +10,10 @@
 RUN is a run directory of train_sac.py / train_ddpg.py (its newest whole checkpoint) or one
 checkpoint inside it. The run's config.json says the algorithm, the environment and its kwargs,
 and the networks' sizes; the agent is built as the train script builds it, then the checkpoint's
-weights are loaded (not its replay memory nor optimizer states: acting needs neither). Episode k is reset with seed S + k, and actions are deterministic
-(SAC: tanh of the policy's mean; DDPG: the actor, no noise), so the same command gives the same
-numbers. ``--env`` / ``--env-kwargs`` evaluate on another environment or variant (the kwargs are
-merged over the run's).
+weights are loaded (not its replay memory nor optimizer states: acting needs neither). Episode k
+is reset with seed S + k, and actions are deterministic (SAC: tanh of the policy's mean; DDPG:
+the actor, no noise), so the same command gives the same numbers. ``--env-kwargs`` are merged over the run's (a variant: another difficulty, a shorter
+episode); ``--env`` evaluates on another environment (with none of the run's kwargs).
 
 The environment is built here, in this process, with ``envs.make`` (as vecenv.InProcessVecEnv
 does), not on a farm: frames are large and the farm's wire is for steps (see render.py). Videos:
@@ -85,21 +85,23 @@ def plan(args):
         if path and not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
             raise errors.UserError('%s %s: cannot write in %s' % (
                 flag, path, os.path.dirname(os.path.abspath(path))))
+    config = read_config(args.run) if args.run else {}
+    env = args.env or config.get('env')
+    # The run's kwargs are its environment's: another --env starts from none of them.
+    env_kwargs = dict(config.get('env_kwargs') or {}) if env == config.get('env') else {}
+    env_kwargs.update(extra)
     if args.random:
-        config = read_config(args.run) if args.run else {}
-        if not (args.env or config.get('env')):
+        if not env:
             raise errors.UserError('--random needs --env NAME (or a run directory to take it from)')
-        return 'random', args.env or config['env'], dict(config.get('env_kwargs') or {}, **extra), ()
+        return 'random', env, env_kwargs, ()
     if not args.run:
         raise errors.UserError('give a run directory or checkpoint (or --random --env NAME)')
-    config = read_config(args.run)
     checkpoints.find(args.run)  # a run with nothing loadable is said now, in one line
     algo = config.get('algo')
     if algo not in ALGOS:
         raise errors.UserError('%s: config.json names algo %r; evaluate.py knows %s' % (
             args.run, algo, ', '.join(ALGOS)))
-    return (algo, args.env or config['env'], dict(config.get('env_kwargs') or {}, **extra),
-            tuple(config.get('hidden') or (256, 256)))  # the train scripts' default
+    return algo, env, env_kwargs, tuple(config.get('hidden') or (256, 256))  # scripts' default
 
 
 def read_config(path):
