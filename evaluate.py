@@ -12,8 +12,9 @@ checkpoint inside it. The run's config.json says the algorithm, the environment 
 and the networks' sizes; the agent is built as the train script builds it, then the checkpoint's
 weights are loaded (not its replay memory nor optimizer states: acting needs neither). Episode k
 is reset with seed S + k, and actions are deterministic (SAC: tanh of the policy's mean; DDPG:
-the actor, no noise), so the same command gives the same numbers. ``--env-kwargs`` are merged over the run's (a variant: another difficulty, a shorter
-episode); ``--env`` evaluates on another environment (with none of the run's kwargs).
+the actor, no noise), so the same command gives the same numbers. ``--env-kwargs`` are merged
+over the run's (a variant: another difficulty, a shorter episode); ``--env`` evaluates on another
+environment (with none of the run's kwargs).
 
 The environment is built here, in this process, with ``envs.make`` (as vecenv.InProcessVecEnv
 does), not on a farm: frames are large and the farm's wire is for steps (see render.py). Videos:
