@@ -30,6 +30,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 
 # TensorFlow's native lines that say nothing a user of this project can act on, by source file
 # and text (one alternative per kind of line, so a new or different line still shows).
@@ -101,6 +102,12 @@ with native_stderr_filtered():
     import tensorflow.keras  # noqa: E402
     # Device discovery (lazy otherwise) writes the "failed call to cuInit" line: do it in here.
     tf.config.list_physical_devices()
+
+# Python-side warnings a user of this project cannot act on, each filtered by its text and module:
+# keras-rl2's DDPG trains a graph-mode Model (training_v1), which reads its own deprecated
+# ``state_updates`` when it builds its train function: tf-keras warns about tf-keras.
+warnings.filterwarnings('ignore', message=r'`Model\.state_updates` will be removed',
+                        category=UserWarning, module=r'tf_keras\.')
 
 # Only TensorFlow 2.16+ can hand out Keras 3; before that tf.keras is Keras 2 (on TF 2.6, the
 # `keras` 2.6 package: module keras.engine.training), which is what keras-rl2 wants.

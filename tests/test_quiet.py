@@ -55,12 +55,13 @@ def user_env():
     return env
 
 
-def train(tmp_path, env_name, env_kwargs=None, extra=()):
+def train(tmp_path, env_name, env_kwargs=None, script='train_sac.py'):
     port = free_port()
-    args = [sys.executable, 'train_sac.py', '--env', env_name, '--episodes', '1',
+    extra = ['--random-steps', '10'] if script == 'train_ddpg.py' else []
+    args = [sys.executable, script, '--env', env_name, '--episodes', '1',
             '--n-envs', '1', '--farms', '127.0.0.1:1:%d' % port, '--hidden', '8,8',
             '--warmup', '10', '--batch-size', '8', '--run-dir', str(tmp_path / 'run'),
-            '--log-every', '0'] + list(extra)
+            '--log-every', '0'] + extra
     if env_kwargs:
         args += ['--env-kwargs', json.dumps(env_kwargs)]
     proc = subprocess.run(args, cwd=ROOT, env=user_env(), stdout=subprocess.PIPE,
@@ -171,8 +172,12 @@ def assert_quiet_and_one_format(stdout, stderr):
     assert {'farm', 'farmer'} <= names, stderr
 
 
-def test_train_sac_starts_quietly_in_one_log_format(tmp_path):
-    stdout, stderr = train(tmp_path, 'Pendulum-v1')
+@pytest.mark.parametrize('script', ['train_sac.py', 'train_ddpg.py'])
+def test_training_starts_quietly_in_one_log_format(tmp_path, script):
+    """Regression: TensorFlow's native lines (absl, oneDNN, CUDA) came before the first log line,
+    the farm and the farmer logged in two formats, and train_ddpg.py printed tf-keras's
+    "`Model.state_updates` will be removed" UserWarning."""
+    stdout, stderr = train(tmp_path, 'Pendulum-v1', script=script)
     assert_quiet_and_one_format(stdout, stderr)
     assert '1 episodes' in stdout
 
