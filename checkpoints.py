@@ -79,7 +79,7 @@ def save(agent, folder, name, keep=None, memory=None):
     for entry in os.listdir(tmp):
         _fsync(os.path.join(tmp, entry))
     _fsync(tmp)
-    sizes = _sizes(tmp)
+    sizes = _sizes(tmp, len(agent.memory) if memory and hasattr(agent, 'memory') else None)
     path = os.path.join(folder, final)
     os.rename(tmp, path)
     _fsync(folder)
@@ -89,15 +89,19 @@ def save(agent, folder, name, keep=None, memory=None):
     return path
 
 
-def _sizes(folder):
-    """'weights 1.2 MB, training state 2.3 MB, replay memory (N transitions) 40.1 MB'."""
-    total = {'weights': 0, 'training state': 0, 'replay memory': 0}
+def _sizes(folder, transitions=None):
+    """'weights 3.3 MB, training state 3.9 MB, replay memory of 1000 transitions 2.1 MB'."""
+    kinds = ('weights', 'training state', 'replay memory')
+    total = dict.fromkeys(kinds, 0)
     for entry in os.listdir(folder):
         kind = ('replay memory' if entry.endswith('_memory.npz') else 'training state'
                 if entry.endswith('_training.npz') else 'weights')
         total[kind] += os.path.getsize(os.path.join(folder, entry))
-    parts = ['%s %s' % (kind, _mb(size)) for kind, size in sorted(total.items()) if size]
-    if not total['replay memory']:
+    parts = ['%s %s' % (kind, _mb(total[kind])) for kind in kinds[:2] if total[kind]]
+    if total['replay memory']:
+        parts.append('replay memory of %s transitions %s' % (
+            '?' if transitions is None else transitions, _mb(total['replay memory'])))
+    else:
         parts.append('no replay memory')
     return ', '.join(parts)
 
