@@ -103,7 +103,12 @@ class Renderer(object):
                 self._canvas = Canvas(self.size)
                 self._skeleton = skeleton(self.env.osim_model.model)
             return self._canvas.draw(osim_scene(self.env, self._skeleton), caption)
-        frame = np.asarray(self.env.render())
+        try:
+            frame = np.asarray(self.env.render())
+        except Exception as e:  # gym(nasium)'s DependencyNotInstalled: pygame, for classic control
+            if type(e).__name__ != 'DependencyNotInstalled' and not isinstance(e, ImportError):
+                raise
+            raise RenderError('%s cannot draw itself here: %s' % (self.name, e))
         if frame.dtype != np.uint8 or frame.ndim != 3:
             raise RenderError('%s rendered %s %s, not an RGB image' % (
                 self.name, frame.dtype, frame.shape))

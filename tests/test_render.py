@@ -146,3 +146,13 @@ def test_a_missing_encoder_says_what_to_install(monkeypatch, tmp_path):
     with pytest.raises(render.RenderError, match='pip install imageio imageio-ffmpeg'):
         render.VideoWriter(str(tmp_path / 'x.mp4')).append(np.zeros((4, 4, 3), dtype=np.uint8))
     assert issubclass(render.RenderError, errors.UserError)  # one line, no traceback
+
+
+def test_a_gym_env_without_its_drawing_package_says_what_to_install(monkeypatch):
+    env = envs.make('Pendulum-v1', **render.video_kwargs('Pendulum-v1', {}))
+    env.reset(seed=1)
+    monkeypatch.setitem(sys.modules, 'pygame', None)  # as if pygame were not installed
+    with pytest.raises(render.RenderError, match='Pendulum-v1 cannot draw itself here: .*pip '
+                                                 'install'):
+        render.Renderer(env).frame()
+    env.close()
