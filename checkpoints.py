@@ -10,21 +10,21 @@ Layout inside a run directory::
     checkpoint.json                                the newest checkpoint's name and counters
 
 A checkpoint holds what continuing needs (see :mod:`agents.base`): a run loaded from it goes on
-as if it had not stopped. The replay memory is compressed but can still be large (a million L2M
-transitions); ``save(..., memory=False)`` leaves it out, and loading such a checkpoint (or one
-written before training states were saved) says in one line what starts fresh.
+as if it had not stopped. The replay memory is stored compactly (agents/replay.py) but can still
+be large (a million L2M transitions: 1.3 GB); ``save(..., memory=False)`` leaves it out, and
+loading such a checkpoint (or one written before training states were saved) says in one line
+what starts fresh.
 
-Writing (:func:`save`): the agent writes all its files into ``checkpoints/.ep0000100.tmp-<pid>/``; every file
-and the folder are fsynced; the folder is renamed to its final name (one atomic rename: a
-checkpoint is there whole or not at all); then ``checkpoint.json`` is replaced the same way
+Writing (:func:`save`): the agent writes all its files into
+``checkpoints/.ep0000100.tmp-<pid>/``; every file and the folder are fsynced; the folder is
+renamed to its final name (one atomic rename: a checkpoint is there whole or not at all); then ``checkpoint.json`` is replaced the same way
 (temporary file, fsync, ``os.replace``). A name already taken gets a suffix (``ep0000100-2``):
 nothing whole is overwritten. The next save removes leftovers of saves that were killed
 (``.tmp-<pid>`` of a process that is gone) and all but the newest ``keep`` checkpoints.
 
 Loading (:func:`load`): the candidates of a run, newest written first. One whose state file is
 not JSON, whose weight file does not open as HDF5 (a ``.npz`` as a zip), or that the agent fails
-to load is reported in
-one line that names the file and why, and the next older one is tried; with none left,
+to load is reported in one line that names the file and why, and the next older one is tried; with none left,
 :class:`errors.UserError` names the directory. ``checkpoint.json`` is for people: loading does
 not need it (a kill between the folder's rename and the pointer's leaves it one behind), and a
 damaged one is reported and ignored. Runs of earlier versions (flat files

@@ -37,11 +37,12 @@ Full resume (:meth:`OffPolicyAgent.save_training_state` / :meth:`load_training_s
 holds every optimizer's state (legacy Keras optimizers: Adam's iteration count and slots), every
 numpy ``RandomState`` the agent owns (warm-up actions, replay sampling, SAC's policy noise,
 DDPG's per-env noise and its processes' states) and the fractional update credit;
-``<name>_memory.npz`` the replay memory (compressed; optional, it can be gigabytes). The agents
-draw all their randomness from these numpy generators (none from TensorFlow's), so a run saved
-and loaded continues exactly as if it had not stopped, with one limit: episodes in flight are
-not continued (the vectorized env is a new one after a restart; its first call resets it), so a
-run stopped between episodes resumes bit for bit. There are no normalization statistics to
+``<name>_memory.npz`` the replay memory (next states stored by reference, see
+:mod:`agents.replay`; optional, it can be gigabytes). The agents draw all their randomness
+from these numpy generators (none from TensorFlow's), so a run saved and loaded continues
+exactly as if it had not stopped, with one limit: episodes in flight are not continued (the
+vectorized env is a new one after a restart; its first call resets it), so a run stopped between
+episodes resumes bit for bit. There are no normalization statistics to
 save: the agents normalize nothing (a keras-rl processor is the user's, and not saved).
 """
 import json

@@ -13,11 +13,17 @@ limit or a lost environment is *not* terminal, and ``s'`` is then the episode's 
 drawn uniformly with replacement. A fixed-size ring buffer (``limit`` transitions); numpy only, no
 Python work per transition.
 
-``save(path)`` / ``load(path)``: the stored transitions and the ring's position in one
-``savez_compressed`` file, for checkpoints (the sampling RNG is the agent's to save, with its
-other RNG states). A memory loaded into one of the same ``limit`` is laid out exactly as it was,
-so sampling continues identically; into another ``limit`` the newest transitions that fit are
-kept, oldest first.
+``save(path)`` / ``load(path)``: the stored transitions and the ring's position in one ``.npz``,
+for checkpoints (the sampling RNG is the agent's to save, with its other RNG states). A memory
+loaded into one of the same ``limit`` is laid out exactly as it was, so sampling continues
+identically; into another ``limit`` the newest transitions that fit are kept, oldest first.
+
+The file is compressed by what the data allows: almost every next state is also the state of a
+later transition of the same environment, so those are stored as that transition's index and
+only the others (an episode's last, the newest) whole, which halves the file (L2M: 1.33 kB a
+transition against 2.8 kB in memory; a million transitions 1.3 GB). zlib is not used: it shrank
+L2M's float32 states by 9% only, at 13 MB/s (a million transitions: minutes per checkpoint),
+where writing them plain takes seconds.
 """
 import numpy as np
 
@@ -74,19 +80,22 @@ class TransitionReplay(object):
         self.size = 0
 
     def save(self, path):
-        """The stored transitions to ``path`` (a ``.npz``, compressed)."""
+        """The stored transitions to ``path`` (a ``.npz``; next states by reference, see above)."""
         n = self.size
-        np.savez_compressed(path, observations=self.observations[:n],
-                            actions=self.actions[:n], rewards=self.rewards[:n],
-                            next_observations=self.next_observations[:n],
-                            terminals=self.terminals[:n],
-                            position=np.int64(self.position), limit=np.int64(self.limit))
+        obs, next_obs = self.observations[:n], self.next_observations[:n]
+        refs = _equal_rows(next_obs, obs)
+        np.savez(path, observations=obs, actions=self.actions[:n], rewards=self.rewards[:n],
+                 terminals=self.terminals[:n], next_refs=refs, next_rest=next_obs[refs < 0],
+                 position=np.int64(self.position), limit=np.int64(self.limit))
 
     def load(self, path):
         """Replace the contents with what :meth:`save` wrote; returns the number of transitions.
         Raises ``ValueError`` when the file's shapes are not this memory's."""
         with np.load(path) as data:
-            obs, next_obs = data['observations'], data['next_observations']
+            obs, refs = data['observations'], data['next_refs']
+            next_obs = np.empty_like(obs)
+            next_obs[refs >= 0] = obs[refs[refs >= 0]]
+            next_obs[refs < 0] = data['next_rest']
             actions, rewards, terminals = data['actions'], data['rewards'], data['terminals']
             position, limit = int(data['position']), int(data['limit'])
         if obs.shape[1:] != self.observation_shape or actions.shape[1:] != self.action_shape:
@@ -118,3 +127,45 @@ class TransitionReplay(object):
     def get_config(self):
         return {'limit': self.limit, 'observation_shape': list(self.observation_shape),
                 'action_shape': list(self.action_shape)}
+
+
+def _equal_rows(rows, among, chunk=8192):
+    """For each row of ``rows``, the index of a bitwise-equal row of ``among``, else -1.
+
+    Rows are matched by a 64-bit hash (sorted, then binary search), then compared whole, so a
+    hash collision costs a miss, never a wrong state. Vectorized and in chunks: a million L2M
+    rows take seconds and little memory beyond the hashes.
+    """
+    refs = np.full(len(rows), -1, dtype=np.int64)
+    if not len(rows) or not len(among):
+        return refs
+    hashes = _row_hashes(among, chunk)
+    order = np.argsort(hashes, kind='stable')
+    sorted_hashes = hashes[order]
+    for start in range(0, len(rows), chunk):
+        block = rows[start:start + chunk]
+        wanted = _row_hashes(block, chunk)
+        at = np.minimum(np.searchsorted(sorted_hashes, wanted), len(order) - 1)
+        candidates = order[at]
+        same = sorted_hashes[at] == wanted
+        same[same] = np.all(_bits(among[candidates[same]]) == _bits(block[same]), axis=1)
+        refs[start + np.flatnonzero(same)] = candidates[same]
+    return refs
+
+
+def _bits(rows):
+    """Rows as unsigned integers of their bits (float32: one uint32 per value)."""
+    rows = np.ascontiguousarray(rows).reshape(len(rows), -1)
+    return rows.view(np.uint32 if rows.dtype.itemsize == 4 else np.uint8)
+
+
+def _row_hashes(rows, chunk):
+    out = np.empty(len(rows), dtype=np.uint64)
+    width = _bits(rows[:1]).shape[1]
+    weights = np.random.RandomState(12345).randint(0, 2 ** 62, size=width, dtype=np.int64)
+    weights = (weights.astype(np.uint64) << np.uint64(1)) | np.uint64(1)  # odd: a bijection
+    with np.errstate(over='ignore'):  # arithmetic modulo 2**64 is the point
+        for start in range(0, len(rows), chunk):
+            block = _bits(rows[start:start + chunk]).astype(np.uint64)
+            out[start:start + len(block)] = (block * weights).sum(axis=1)
+    return out

@@ -102,3 +102,23 @@ def test_a_memory_of_other_shapes_is_refused(tmp_path):
     _filled(5, 3).save(str(tmp_path / 'memory.npz'))
     with pytest.raises(ValueError, match='observations'):
         TransitionReplay(5, (3,), (1,)).load(str(tmp_path / 'memory.npz'))
+
+
+def test_next_states_that_are_later_states_are_stored_once(tmp_path):
+    """Two environments interleaved, episodes of 5: only each episode's last next state (not the
+    state of any transition) is stored whole; everything loads back bit for bit."""
+    rng = np.random.RandomState(0)
+    memory = TransitionReplay(100, (3,), (1,))
+    for episode in range(4):
+        states = rng.randn(2, 3).astype(np.float32)
+        for t in range(5):
+            next_states = rng.randn(2, 3).astype(np.float32)
+            memory.append_batch(states, rng.randn(2, 1), rng.randn(2), next_states, [t == 4] * 2)
+            states = next_states
+    memory.save(str(tmp_path / 'memory.npz'))
+    with np.load(str(tmp_path / 'memory.npz')) as data:
+        assert len(data['next_rest']) == 8 and (data['next_refs'] >= 0).sum() == 32
+    other = TransitionReplay(100, (3,), (1,))
+    other.load(str(tmp_path / 'memory.npz'))
+    for field in ('observations', 'next_observations', 'actions', 'rewards', 'terminals'):
+        np.testing.assert_array_equal(getattr(other, field), getattr(memory, field))

@@ -2,8 +2,9 @@
 loading in a fresh process (checkpoints.load) and training N/2 more; for SAC in eager and in
 graph mode and for DDPG (keras-rl2's, graph mode), on CheapEnv through vecenv.InProcessVecEnv.
 
-Each run is a case of tests/resume_cases.py in its own interpreter: process one trains the uninterrupted run and the
-first half (two agents built alike) and saves; process two loads and trains the second half.
+Each run is a case of tests/resume_cases.py in its own interpreter: process one trains the
+uninterrupted run and the first half (two agents built alike) and saves; process two loads and
+trains the second half.
 Both write what they end with (every model's weights, every optimizer's state, the replay
 memory, counters, RNG states) to a ``.npz`` that the test compares. The halfway point is an
 episode boundary of every environment (CheapEnv's episodes are 10 steps; 3 environments step
