@@ -15,6 +15,8 @@ learner must use TLS).
 """
 import os
 
-farmlist_base = [('127.0.0.1', os.cpu_count() or 1)]
+# One environment more than the cores: the train scripts step --n-envs (the CPU count) for
+# training, and test() runs on an environment of its own, idle while training runs.
+farmlist_base = [('127.0.0.1', (os.cpu_count() or 1) + 1)]
 # farmlist_base = [('127.0.0.1', 4), ('192.168.1.33', 8)]
 # a farm of 4 cores on this machine, one of 8 on another; add a line per machine.

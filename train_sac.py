@@ -11,6 +11,7 @@
     save()      checkpoint now (r also saves at its end, every --checkpoint-every episodes, on exit)
     load()      the newest checkpoint of this run (none yet: of the latest earlier run like it);
                 load('runs/...') another run's, which continues
+    video()     film deterministic episodes of the current policy to video.mp4 (or 'x.gif')
 
 SIGTERM (a scheduler's stop) acts like Ctrl-C, then checkpoints, releases the farms and exits;
 --give-up-after S ends training the same way when no farm has answered for S seconds.
@@ -18,7 +19,7 @@ SIGTERM (a scheduler's stop) acts like Ctrl-C, then checkpoints, releases the fa
 The namespace also holds ``cfg``, ``farmer`` (``farmer.status()``), ``env`` and ``agent``.
 Environments come from the farms in farmlist.py (or ``--farms``); when only this machine is listed
 and no farm answers, a local one is started and stopped on exit. The run directory's contents
-(config, episodes.csv, checkpoints, curve.png) are described in session.py.
+(config, episodes.csv, checkpoints, curve.png, tb/ for TensorBoard) are described in session.py.
 """
 import os
 from dataclasses import dataclass, field  # novermin (3.6: the dataclasses backport)
@@ -42,6 +43,10 @@ class Config:
     """farms as host:capacity[:port],... ; empty: those of farmlist.py"""
     eval_envs: int = 1
     """environments of test()'s own, on the farms (0: test on the training ones, ending episodes)"""
+    eval_every: int = 0
+    """episodes between evaluations during r, on the evaluation environments (0: only test())"""
+    eval_episodes: int = 5
+    """episodes per evaluation during r"""
     give_up_after: float = 0.0
     """seconds with no farm answering before training ends with a checkpoint (0: wait for ever)"""
     # --- SAC; defaults from the SAC paper (Haarnoja et al. 2018, arXiv:1812.05905)
@@ -119,6 +124,12 @@ def save(path=None):
     return run.save(path)
 
 
+def video(path='video.mp4', episodes=1, seed=0):
+    """Film deterministic episodes of the current policy (its own env, in this process)."""
+    import evaluate
+    return evaluate.record(agent, cfg.env, cfg.env_kwargs, path, episodes=episodes, seed=seed)
+
+
 def load(path=None):
     """Resume from the newest checkpoint of this run (or of an earlier one), or of path."""
     run.load(path)
@@ -126,6 +137,6 @@ def load(path=None):
 
 if __name__ == '__main__':
     if runconfig.interactive():
-        print('r(100) trains 100 more episodes; test(), save(), load(); run dir %s' % run.run_dir)
+        print('r(100) trains 100 more episodes; test(), video(), save(), load(); run dir %s' % run.run_dir)
     else:
         run.train_and_exit(cfg.episodes)
