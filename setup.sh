@@ -38,14 +38,18 @@ pip_install() {  # pip_install PYTHON ARGS...
   "$python" -m pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v 'is ignored' || true
 }
 
-# installs requirement file $1 (checked by importing $2) into .venv once per content of $1 and
-# constraints.txt: a stamp file remembers it
+# installs requirement file $1 (checked by importing $2) into .venv once per content of $1, of the
+# files it includes (-r) and of constraints.txt: a stamp file remembers it
 install_once() {
   local file=$1 check=$2 stamp
-  stamp=.venv/.installed-$(basename "$file" .txt)-$(cat "$file" constraints.txt | sha1sum | cut -c1-12)
+  stamp=.venv/.installed-$(basename "$file" .txt)-$(cat "$file" $(sed -n 's/^-r *//p' "$file") \
+    constraints.txt | sha1sum | cut -c1-12)
   [ -f "$stamp" ] && return 0
   pip_install .venv/bin/python -r "$file" -c constraints.txt
-  .venv/bin/python -c "$check" || { echo "setup.sh: installing $file is incomplete (see above)" >&2; exit 1; }
+  # (the imports' own start-up chatter, gym's banner and TensorFlow's, only when they fail)
+  local said
+  said=$(.venv/bin/python -c "$check" 2>&1) \
+    || { echo "$said" >&2; echo "setup.sh: installing $file is incomplete (see above)" >&2; exit 1; }
   touch "$stamp"
 }
 
