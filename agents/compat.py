@@ -93,9 +93,12 @@ def native_stderr_filtered(keep=drop_native_noise):
 
 if 'tensorflow' not in sys.modules:
     os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
-    # TensorFlow's own C++ INFO lines (not absl's, above): none is for a user; warnings still show
+    # TensorFlow's own C++ log (not absl's, above), below ERROR: its INFO lines are for
+    # TensorFlow's developers, and its WARNINGs here are keras-rl2's graph mode tripping
+    # c_api.cc ("Operation ... was changed by setting attribute after it was run by a session",
+    # a dozen per DDPG model, during training, where no line filter can reach). --verbose: all.
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL',
-                          '0' if logging.getLogger().isEnabledFor(logging.DEBUG) else '1')
+                          '0' if logging.getLogger().isEnabledFor(logging.DEBUG) else '2')
 
 with native_stderr_filtered():
     import tensorflow as tf  # noqa: E402
