@@ -13,7 +13,8 @@ A checkpoint holds what continuing needs (see :mod:`agents.base`): a run loaded 
 as if it had not stopped. The replay memory is stored compactly (agents/replay.py) but can still
 be large (a million L2M transitions: 1.3 GB); ``save(..., memory=False)`` leaves it out, and
 loading such a checkpoint (or one written before training states were saved) says in one line
-what starts fresh.
+what starts fresh. Pruning keeps one memory: once a checkpoint with its memory is written, the
+older checkpoints kept lose theirs (they still load, with a fresh memory).
 
 Writing (:func:`save`): the agent writes all its files into
 ``checkpoints/.ep0000100.tmp-<pid>/``; every file and the folder are fsynced; the folder is
@@ -120,8 +121,8 @@ def write_pointer(run_dir, checkpoint, counters):
 
 
 def prune(folder, keep, current=None):
-    """Remove leftovers of killed saves, and all but the newest ``keep`` checkpoints of
-    ``folder`` (never ``current``). Removal renames first, so a kill mid-removal leaves a
+    """Remove leftovers of killed saves, all but the newest ``keep`` checkpoints of ``folder``
+    (never ``current``), and the replay memories of those kept when ``current`` holds one. Removal renames first, so a kill mid-removal leaves a
     leftover, not a checkpoint with files missing."""
     doomed = [(os.path.join(folder, entry), False) for entry in os.listdir(folder)
               if entry.startswith('.') and _leftover_of_dead_process(entry)]
@@ -129,6 +130,10 @@ def prune(folder, keep, current=None):
     others = [where for where in others
               if not (current and os.path.abspath(where) == os.path.abspath(current))]
     doomed += [(where, True) for where in others[max(1, keep) - 1:]]
+    if current and glob.glob(os.path.join(glob.escape(current), '*_memory.npz')):
+        # One replay memory is enough (each can be gigabytes): the newest checkpoint's.
+        doomed += [(memory, False) for where in others[:max(1, keep) - 1] if os.path.isdir(where)
+                   for memory in glob.glob(os.path.join(glob.escape(where), '*_memory.npz'))]
     for where, rename in doomed:
         try:
             _remove(where, rename)
@@ -170,6 +175,8 @@ def _remove(path, rename=True):
             os.rename(path, trash)
             path = trash
         shutil.rmtree(path, ignore_errors=True)
+    elif os.path.isfile(path):  # one file of a checkpoint (its replay memory)
+        os.remove(path)
     else:  # a checkpoint of the flat layout: its files
         stem = os.path.splitext(path)[0]
         for part in glob.glob(glob.escape(stem) + '_*'):

@@ -136,6 +136,24 @@ def test_a_checkpoint_of_an_earlier_version_loads_weights_and_counters_with_one_
     assert all(not np.any(w) for w in trained_sac.critic_optimizer.get_weights())
 
 
+def test_only_the_newest_checkpoint_keeps_its_replay_memory(trained_sac, tmp_path, caplog):
+    import checkpoints
+    folder = str(tmp_path / 'checkpoints')
+    paths = []
+    for episodes in (15, 16, 17):
+        trained_sac.episodes = episodes
+        paths.append(checkpoints.save(trained_sac, folder, 'ep%07d' % episodes, keep=2))
+    assert not os.path.exists(paths[0])  # pruned: 2 kept
+    assert not os.path.exists(os.path.join(paths[1], 'ep0000016_memory.npz'))
+    assert os.path.exists(os.path.join(paths[2], 'ep0000017_memory.npz'))
+    assert os.path.exists(os.path.join(paths[1], 'ep0000016_training.npz'))
+    other = _fresh_sac()
+    with caplog.at_level(logging.WARNING):
+        checkpoints.load(other, paths[1])  # an older one still loads, with a fresh memory
+    assert other.episodes == 16 and len(other.memory) == 0
+    assert 'without its replay memory' in caplog.text
+
+
 def test_a_truncated_memory_file_is_named_and_the_older_checkpoint_loads(trained_sac, tmp_path,
                                                                           caplog):
     import checkpoints
