@@ -21,8 +21,9 @@ drivers", absl's "All log messages before absl::InitializeLog()") straight to fi
 while its libraries load, before absl's logging is initialized, so ``TF_CPP_MIN_LOG_LEVEL`` does
 not reach them. TensorFlow is therefore loaded, and its devices discovered, with descriptor 2
 captured: the lines matching :data:`NATIVE_NOISE` (each known, none a user can act on) are
-dropped, everything else is written back to stderr. With DEBUG logging (``--verbose``) nothing is
-dropped.
+dropped, everything else is written back to stderr. ``TF_CPP_MIN_LOG_LEVEL`` defaults to 2 for
+TensorFlow's later C++ lines, and one tf-keras warning is filtered by its text (both explained
+where they are set). With DEBUG logging (``--verbose``) nothing is dropped or filtered.
 """
 import contextlib
 import logging
@@ -109,8 +110,9 @@ with native_stderr_filtered():
 # Python-side warnings a user of this project cannot act on, each filtered by its text and module:
 # keras-rl2's DDPG trains a graph-mode Model (training_v1), which reads its own deprecated
 # ``state_updates`` when it builds its train function: tf-keras warns about tf-keras.
-warnings.filterwarnings('ignore', message=r'`Model\.state_updates` will be removed',
-                        category=UserWarning, module=r'tf_keras\.')
+if not logging.getLogger().isEnabledFor(logging.DEBUG):
+    warnings.filterwarnings('ignore', message=r'`Model\.state_updates` will be removed',
+                            category=UserWarning, module=r'tf_keras\.')
 
 # Only TensorFlow 2.16+ can hand out Keras 3; before that tf.keras is Keras 2 (on TF 2.6, the
 # `keras` 2.6 package: module keras.engine.training), which is what keras-rl2 wants.
