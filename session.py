@@ -16,7 +16,7 @@ runconfig.py has read the flags, checked what needs no farm and built the farmer
     ``perf/learner_waited`` (the share of that time spent waiting on the farms); per ``test()``
     ``eval/mean_return``, ``eval/std_return``, ``eval/mean_length``. The x axis is always env
     steps (``global_step``);
-  - ``checkpoints/ep<episodes>/`` (weights and counters), every ``checkpoint_every`` episodes, at
+  - ``checkpoints/ep<episodes>/`` (see checkpoints.py), every ``checkpoint_every`` episodes, at
     the end of every ``r`` and on exit, and ``checkpoint.json`` naming the newest: written so that
     a kill at any moment leaves the previous one loadable (checkpoints.py);
   - ``curve.png``: the learning curve, redrawn after every ``r``.
@@ -30,8 +30,9 @@ environments instead (their episodes in flight end); ``eval_envs`` 0 always does
 (default 5) episodes every that many episodes, on those environments only: when they do not fit,
 that evaluation is skipped (said once), since the training environments are mid-``r``.
 
-The replay memory and optimizer states are not checkpointed: a resumed run keeps its weights and
-counters (so warm-up is not repeated) and refills its memory before updating again.
+A checkpoint holds what continuing needs (weights, target networks, optimizer states, RNG states,
+counters and, unless ``--save-memory no``, the replay memory; see checkpoints.py): a run resumed
+from it goes on as if it had not stopped, except that episodes in flight start over.
 
 Ctrl-C: during ``r`` the first one stops training after the vector step in flight (the agent's
 ``train_vec`` handles it), then the checkpoint and plot are written. SIGTERM (what a scheduler
@@ -184,6 +185,7 @@ class Session(object):
 
     def __init__(self, cfg, algo, agent, env, farmer, run_dir=None):
         self.cfg, self.algo, self.agent, self.env, self.farmer = cfg, algo, agent, env, farmer
+        agent.save_memory = getattr(cfg, 'save_memory', True)
         self.summary = None
         self.eval_env = None  # test()'s own environments, built on first use
         self._eval_refused = False  # periodic evaluation found no room (said once)

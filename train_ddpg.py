@@ -82,11 +82,15 @@ class Config:
     run_dir: str = ''
     """where the run is written; empty: runs/ddpg-<env>-<timestamp>"""
     resume: str = ''
-    """a run directory or checkpoint to continue (weights and counters; that run's CSV goes on)"""
+    """a run directory or checkpoint to continue (weights, optimizer and RNG states, replay memory,
+    counters; that run's CSV goes on)"""
     checkpoint_every: int = 50
     """episodes between checkpoints (one is also written at the end of each r and on exit)"""
     keep_checkpoints: int = 5
     """checkpoints kept in the run directory (the newest)"""
+    save_memory: bool = True
+    """checkpoints hold the replay memory, so a resumed run goes on exactly (1M L2M transitions:
+    about 1.3 GB, kept in the newest checkpoint only); --save-memory no leaves it out"""
     log_every: float = 30.0
     """seconds between progress lines when stdout is not a terminal"""
     verbose: bool = False
