@@ -46,6 +46,8 @@ import time
 
 import numpy as np
 
+import logformat
+
 from errors import NoFarmError, install_excepthook
 from host import settings
 from host.allocation import Farmer
@@ -107,8 +109,7 @@ def main(argv=None):
     parser.add_argument('--verbose', action='store_true', help='tracebacks for user errors too')
     args = parser.parse_args(argv)
     install_excepthook(args.verbose, 'farmer.py')
-    logging.basicConfig(level=logging.INFO if args.random_steps else logging.WARNING,
-                        format='%(asctime)s %(name)s %(message)s')
+    logformat.setup(logging.INFO if args.random_steps else logging.WARNING)
     if args.random_steps:
         random_policy(args.env, args.envs, args.random_steps)
         return 0

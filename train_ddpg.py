@@ -24,10 +24,8 @@ and no farm answers, a local one is started and stopped on exit. The run directo
 import os
 from dataclasses import dataclass, field  # novermin (3.6: the dataclasses backport)
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # plumbing: TensorFlow's C++ start-up chatter
-
-import runconfig  # noqa: E402  (these two import no TensorFlow: --help stays instant)
-import session  # noqa: E402
+import runconfig  # (these two import no TensorFlow: --help stays instant)
+import session
 
 
 @dataclass
