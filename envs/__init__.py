@@ -16,6 +16,6 @@ import pkgutil
 # whichever of the two is found first on sys.path.
 __path__ = pkgutil.extend_path(__path__, __name__)
 
-from envs.registry import EnvError, make, names  # noqa: E402
+from envs.registry import SIM_PRESETS, EnvError, make, names  # noqa: E402
 
-__all__ = ['EnvError', 'make', 'names']
+__all__ = ['EnvError', 'SIM_PRESETS', 'make', 'names']

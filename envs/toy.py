@@ -5,6 +5,8 @@
   truncates it first. ``hang_after`` / ``crash_after`` steps make the worker hang forever or die
   (``os._exit``): the farm's failure handling is tested against real misbehaving processes.
   ``reset(seed)`` offsets the observation by the seed; an unseeded reset by 0 (tests rely on both).
+  ``diverge_after`` steps of an episode, its observation turns to NaN, as a diverging simulator's
+  does: envs.guard's handling is tested through real farms, whose workers build envs by name.
 - ``SlowEnv``: each step costs ``step_seconds`` (sleeping, like a simulator waiting on nothing the
   farm can help with) and returns an observation of ``obs_size`` floats (339 as L2M2019Env). Each
   episode starts from an observation drawn from its own RNG, which ``seed`` (at construction or
@@ -30,7 +32,7 @@ class CheapEnv(EnvAdapter):
     name = 'CheapEnv'
 
     def __init__(self, obs_size=3, act_size=2, episode_length=10, max_episode_steps=None,
-                 hang_after=None, crash_after=None):
+                 hang_after=None, crash_after=None, diverge_after=None):
         self.obs_size = int(obs_size)
         self.observation_space = unbounded_box(self.obs_size)
         self.action_space = box([0.0] * int(act_size), [1.0] * int(act_size))
@@ -38,6 +40,7 @@ class CheapEnv(EnvAdapter):
         self.max_episode_steps = max_episode_steps
         self.hang_after = hang_after
         self.crash_after = crash_after
+        self.diverge_after = diverge_after
         self.t = 0
         self.total_steps = 0
         self.offset = 0.0
@@ -45,6 +48,8 @@ class CheapEnv(EnvAdapter):
     def _obs(self):
         obs = np.full(self.obs_size, self.offset + self.t, dtype=float)
         obs[0] = self.t
+        if self.diverge_after is not None and self.t > self.diverge_after:
+            obs[:] = np.nan
         return obs
 
     def reset(self, seed=None):
