@@ -95,7 +95,8 @@ class Guard(Wrapper):
             log.info('%s: the simulation diverged (NaN or inf); episode truncated', self.name)
             return self._last_obs, 0.0, False, True, info
         self._last_obs = obs
-        if self.step_budget is not None and took > self.step_budget and not (terminated or truncated):
+        over = self.step_budget is not None and took > self.step_budget
+        if over and not (terminated or truncated):
             info = dict(info or {})
             info['truncated_reason'] = STEP_BUDGET
             info['step_seconds'] = took

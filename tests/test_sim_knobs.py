@@ -9,7 +9,7 @@ import pytest
 import envs
 import farmer
 from envs import guard, registry
-from envs.base import EnvAdapter, EnvError, unbounded_box, box
+from envs.base import EnvAdapter, EnvError, box, unbounded_box
 from vecenv import InProcessVecEnv
 
 
@@ -236,7 +236,7 @@ def test_through_a_farm_a_diverging_env_is_truncated_with_finite_observations(th
     fm, env = farm_vec(thread_farm, 'CheapEnv', 2, {'diverge_after': 2, 'episode_length': 50})
     try:
         env.reset(seed=0)
-        for step in range(1, 4):
+        for _ in range(3):
             obs, rewards, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
             assert np.isfinite(obs).all() and np.isfinite(rewards).all()
         assert truncated.tolist() == [True, True] and not terminated.any()
