@@ -4,6 +4,7 @@
 take and return only plain Python data (lists of floats, bools, dicts with string keys), and whose
 spaces are plain dicts. Names are osim-rl's environments, the project's own numpy environments, or
 any registered gym/gymnasium id; nothing else can be built (a caller never names a module to import).
+``SIM_PRESETS`` names the simulator's speed settings that ``make(name, sim=...)`` takes.
 
 Imported by the farm's worker processes, never by the learner. Python 2.7 compatible.
 """

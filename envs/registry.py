@@ -4,8 +4,9 @@
 of :func:`names` or a gymnasium/gym id. Every adapter is wrapped in :class:`envs.seeding.Seeding`
 (a seed at reset, or ``seed`` here for the first reset, gives the same episodes every time, for
 every environment), in :class:`envs.guard.Guard` (a step that diverges, or runs past
-``step_budget`` seconds, ends its episode as truncated), to reject bad actions with a clear
-message, and in ``FrameSkip`` when ``frame_skip > 1``.
+``step_budget`` seconds, ends its episode as truncated; with ``frame_skip``, each simulator step
+has the whole budget), to reject bad actions with a clear message, and in ``FrameSkip`` when
+``frame_skip > 1``.
 
 ``sim`` names one of :data:`SIM_PRESETS`, the simulator's speed knobs: it stands for the preset's
 ``integrator_accuracy`` and ``frame_skip``, and a knob given explicitly wins over the preset's.
