@@ -9,6 +9,11 @@ import time
 
 import pytest
 
+# Keras 2 for keras-rl2, decided when TensorFlow is first imported: stable-baselines3 imports it
+# too (through tensorboard) when tests/test_adapters.py is collected, before agents.compat, which
+# sets this for the learner, is imported.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
