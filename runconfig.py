@@ -103,6 +103,10 @@ LIMITS = {
     'tau': (lambda v: v > 0, 'above 0'),
     'sigma': (lambda v: v >= 0, '0 or more'),
     'noise': (lambda v: v in ('gaussian', 'ou'), 'gaussian or ou'),
+    'sim': (lambda v: v in ('exact', 'default', 'fast'), 'exact, default or fast'),
+    'eval_envs': (lambda v: v >= 0, '0 or more'),
+    'eval_every': (lambda v: v >= 0, '0 or more'),
+    'eval_episodes': (lambda v: v >= 1, 'at least 1'),
 }
 
 
@@ -192,6 +196,7 @@ def prepare(cfg, algo):
             sys.stderr.write('%s: %s\n' % (program, error))
         shell.set_custom_exc((errors.UserError,), one_line)
     setup_logging(cfg.verbose)
+    apply_sim(cfg)
     if cfg.resume:
         try:
             checkpoints.find(cfg.resume)
@@ -261,6 +266,16 @@ def require_box(space, algo, env_name):
         raise errors.UserError(
             '%s needs a continuous (Box) action space; --env %s has %s: choose an environment '
             'with continuous actions (L2M2019Env, Arm2DEnv, Pendulum-v1)' % (algo, env_name, space))
+
+
+def apply_sim(cfg):
+    """``--sim`` goes to the environments as their ``sim`` kwarg (the farm expands it, see
+    envs.SIM_PRESETS), unless ``--env-kwargs`` names one; 'default' adds nothing, so environments
+    that are not osim-rl's never see it."""
+    sim = getattr(cfg, 'sim', 'default')
+    if sim != 'default' and 'sim' not in cfg.env_kwargs:
+        cfg.env_kwargs = dict(cfg.env_kwargs, sim=sim)
+    return cfg
 
 
 def prepare_run_dir(cfg, algo):

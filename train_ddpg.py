@@ -35,6 +35,9 @@ class Config:
     """environment: an osim-rl env (L2M2019Env, Arm2DEnv), a gym id (Pendulum-v1) or CheapEnv"""
     env_kwargs: dict = field(default_factory=dict)
     """the environment's keyword arguments, as JSON, e.g. '{"difficulty": 2}'"""
+    sim: str = 'default'
+    """osim-rl simulator preset: exact (integrator accuracy 1e-5), default (osim-rl's 5e-5), fast
+    (1e-3); an integrator_accuracy in --env-kwargs wins"""
     n_envs: int = os.cpu_count() or 1
     """environments stepped in parallel on the farms"""
     farms: str = ''

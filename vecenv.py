@@ -41,7 +41,11 @@ def make_space(plain):
 # Why an episode ended, as recorded in episodes.csv. A lost environment's info carries
 # ``lost_cause``: 'worker' (its process died or hung), 'farm' (the farm stopped answering) or
 # 'lease' (the farm dropped the learner's lease: paused past its TTL, or the farm restarted).
-END_REASONS = ('terminated', 'time_limit', 'worker_lost', 'farm_lost', 'lease_expired', 'moved')
+# An environment may also truncate itself with ``info['truncated_reason']``: 'diverged' (NaN or
+# inf in the simulation) or 'step budget' (a step slower than its env's step_budget), see
+# envs/guard.py.
+END_REASONS = ('terminated', 'time_limit', 'worker_lost', 'farm_lost', 'lease_expired', 'moved',
+               'diverged', 'step_budget')
 
 
 def end_reason(terminated, info):
@@ -53,6 +57,11 @@ def end_reason(terminated, info):
     if 'lost' in info:
         cause = info.get('lost_cause', 'worker')
         return 'lease_expired' if cause == 'lease' else '%s_lost' % cause
+    reason = info.get('truncated_reason')
+    if reason == 'diverged':
+        return 'diverged'
+    if reason == 'step budget':
+        return 'step_budget'
     return 'time_limit'
 
 

@@ -141,12 +141,15 @@ class Flags:
     """a choice"""
     verbose: bool = False
     """a switch"""
+    sim: str = 'default'
+    """a simulator preset"""
 
 
 @pytest.mark.parametrize('argv, where', [
     (['--n-envs', '0'], '--n-envs: 0 is not allowed: at least 1'),
     (['--episodes', '-1'], '--episodes: -1 is not allowed: at least 1'),
     (['--noise', 'pink'], '--noise: pink is not allowed: gaussian or ou'),
+    (['--sim', 'quick'], '--sim: quick is not allowed: exact, default or fast'),
     (['--n-envs', 'x'], "--n-envs/--n_envs: invalid int value: 'x'")])
 def test_a_bad_flag_is_one_line_and_exit_code_2(argv, where, capsys):
     with pytest.raises(SystemExit) as e:
