@@ -101,7 +101,9 @@ def read_back(path):
     """The frames of a video file, as imageio decodes them."""
     imageio = pytest.importorskip('imageio.v2')
     with imageio.get_reader(path) as reader:
-        return list(reader.iter_data())  # not list(reader): its length is unknown (inf)
+        # not list(reader): its length is unknown (inf). np.asarray: imageio's own ndarray
+        # subclass (imageio.core.Array) warns under numpy 2 when numpy functions wrap it.
+        return [np.asarray(frame) for frame in reader.iter_data()]
 
 
 @pytest.mark.parametrize('name', ['Pendulum-v1', pytest.param('Arm2DEnv', marks=needs_osim)])
