@@ -65,8 +65,6 @@ import errors
 import runconfig
 import tblog
 from runconfig import TERM_EXIT
-# bench/drill_learner.py still calls these as session.X (they moved to runconfig.py).
-from runconfig import make_farmer, parse_config, setup_logging  # noqa: F401
 
 log = logging.getLogger('session')
 
@@ -145,7 +143,7 @@ class Progress(object):
         if seconds >= 1.0:  # speeds over less (the end of an r) would be noise
             values = {'perf/env_steps_per_s': (agent.global_step - steps) / seconds,
                       'perf/updates_per_s': (agent.updates - updates) / seconds,
-                      'perf/farm_utilization': self.s.farmer.utilization()}
+                      'perf/farm_utilization': self.s.farmer.utilization(idle=self.s.idle_envs())}
             if waited_now is not None and waited is not None:
                 values['perf/learner_waited'] = (waited_now - waited) / seconds
         metrics = getattr(agent, 'update_metrics', None)  # filled by agents/parallel.py
@@ -162,7 +160,7 @@ class Progress(object):
             agent.episodes, agent.episodes - s[2], self.target, agent.global_step,
             (agent.global_step - s[0]) / seconds, (agent.updates - s[1]) / seconds,
             '%.1f, mean(%d) %.1f' % (recent[-1], len(recent), np.mean(recent)) if recent else '-')
-        text += '  farms %.0f%% used' % (100 * self.s.farmer.utilization())
+        text += '  farms %.0f%% used' % (100 * self.s.farmer.utilization(idle=self.s.idle_envs()))
         waited = self._waited()
         if waited is not None:
             text += ', learner waited %.0f%%' % (100 * (waited - s[3]) / seconds)
@@ -292,6 +290,10 @@ class Session(object):
             log.warning('could not write a checkpoint: %s', e)
 
     # -- test -------------------------------------------------------------------------------------
+    def idle_envs(self):
+        """Vector envs of this run that sit idle while ``r`` trains (test()'s own)."""
+        return [self.eval_env] if self.eval_env is not None else []
+
     def test(self, n=5):
         """``n`` episodes with deterministic actions on environments of their own (see the module
         docstring); the training environments' episodes in flight go on at the next ``r``.

@@ -394,9 +394,9 @@ class Farmer(object):
                 'other learners, ask for fewer environments, or add farms to the farm list'
                 % (n, what, have, '; '.join(parts)))
 
-    def _held_on(self, link, replacing=()):
+    def _held_on(self, link, replacing=(), idle=()):
         skip = set(id(place) for place in replacing)
-        return sum(1 for env in self._vec_envs if not env.closed
+        return sum(1 for env in self._vec_envs if not env.closed and env not in idle
                    for place in env.places
                    if place is not None and place.link is link and id(place) not in skip)
 
@@ -410,19 +410,20 @@ class Farmer(object):
         """One remote environment with the gym interface."""
         return RemoteEnv(self.vec_env(env_name, 1, env_kwargs))
 
-    def utilization(self):
+    def utilization(self, idle=()):
         """The share of the answering farms' capacity that runs this learner's environments at
         full speed: for each farm that answers, this learner's environments there up to its
         capacity (the smaller of the farm list's and the farm's), summed, over those capacities
         summed. Environments above a farm's capacity share its cores and do not count, so a
-        learner crowding one farm while another idles shows below 1.0 (see :meth:`overcommit`).
+        learner crowding one farm while another idles shows below 1.0 (see :meth:`overcommit`);
+        nor do the vector envs in ``idle`` (e.g. evaluation environments while training runs).
         From the last keep-alive round: no call is made."""
         capacity = held = 0
         for link in self.links:
             if link.up and link.info:
                 cap = min(link.capacity, link.info['capacity'])
                 capacity += cap
-                held += min(self._held_on(link), cap)
+                held += min(self._held_on(link, idle=idle), cap)
         return held / float(capacity) if capacity else 0.0
 
     def overcommit(self):

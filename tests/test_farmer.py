@@ -315,3 +315,13 @@ def test_a_fast_farm_is_polled_for_its_answer_a_slow_one_slept_on(thread_farm, m
             assert not yields
         finally:
             env.close()
+
+
+def test_utilization_leaves_out_idle_evaluation_environments(thread_farm):
+    """Regression: test()'s own environment, idle while r trains, counted as used (0.67 -> 1.0)."""
+    f = thread_farm(capacity=3)
+    with farmer.Farmer(farms=[('127.0.0.1', 3, f.port)], start_local=False) as fm:
+        fm.vec_env('CheapEnv', 2, {})
+        evaluation = fm.vec_env('CheapEnv', 1, {})
+        assert fm.utilization() == 1.0
+        assert abs(fm.utilization(idle=[evaluation]) - 2 / 3.0) < 1e-9

@@ -82,7 +82,7 @@ class Farmer(object):
     def status(self):
         return [{'farm': '127.0.0.1:1', 'up': True}]
 
-    def utilization(self):
+    def utilization(self, idle=()):
         return 1.0
 
     def vec_env(self, env_name, n_envs, env_kwargs=None):
