@@ -199,8 +199,10 @@ def _batch_scheduling():
             pass
 
 
-def _serve(conn, name, kwargs):
-    """The worker process: build the environment, then answer commands until told to close."""
+def _serve(conn, name, kwargs, params=None):
+    """The worker process: build the environment, then answer commands until told to close.
+    ``params``: what ``set_params`` gave the worker this one replaces, applied before the first
+    reset, so that a curriculum survives recycling and lost workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the farm's to handle, not ours
     _batch_scheduling()
     import envs
@@ -210,6 +212,8 @@ def _serve(conn, name, kwargs):
 
     try:
         env = envs.make(name, **kwargs)
+        if params:
+            env.set_params(**params)
     except Exception as e:
         send(('error', 'input' if isinstance(e, envs.EnvError) else 'env',
               '%s: %s' % (type(e).__name__, e)))
@@ -238,6 +242,9 @@ def _serve(conn, name, kwargs):
                 reply = ('ok', [plain(obs), reward, terminated, truncated, info])
             elif command == 'reset':
                 reply = ('ok', plain(env.reset(arg)))
+            elif command == 'set_params':  # checked now, applied by the env's next reset
+                env.set_params(**dict((str(k), v) for k, v in arg.items()))
+                reply = ('ok', None)
             elif command == 'attach':
                 block = Block.attach(*arg)
                 reply = ('ok', None)
@@ -269,12 +276,13 @@ class WorkerError(Exception):
 class EnvWorker(object):
     """Owns one worker process. Not thread-safe: the farm serialises calls per environment."""
 
-    def __init__(self, name, kwargs):
+    def __init__(self, name, kwargs, params=None):
         self.name = name
         self.steps = 0
         self.resets = 0
         self.conn, child = _context.Pipe()
-        self.process = _context.Process(target=_serve, args=(child, name, dict(kwargs)),
+        self.process = _context.Process(target=_serve,
+                                        args=(child, name, dict(kwargs), dict(params or {})),
                                         name='env-%s' % name)
         self.process.daemon = True
         self.process.start()
@@ -284,6 +292,9 @@ class EnvWorker(object):
         # neither replays the seeded episodes nor starts unseeded (envs.seeding).
         self.kwargs = dict(kwargs)
         self._seeded(self.kwargs.get('seed'))
+        # The parameters set_params has given this worker (the farm records them once the env
+        # accepted them): a replacement is built with them.
+        self.params = dict(params or {})
         self.spec = None
         self.block = None
 

@@ -32,6 +32,12 @@ The verbs, all taking and returning plain data (msgpack; pickle is never accepte
   the others. ``'lost'``: its worker died or exceeded the step timeout and has been replaced; reset
   it. ``'env'``: the simulation raised; reset it. ``'input'``: the caller's action was bad.
   An env id named twice in one call is refused (ValueError): its worker would get two commands.
+- ``set_params(lease, env_ids, params)``: environment parameters changed without rebuilding the
+  environments (a curriculum: a target speed, a difficulty). ``params`` is a dict of str -> number,
+  str, bool or list of those; each environment's adapter declares the names it accepts (others are
+  refused with the accepted ones named). They take effect at each environment's next reset, and
+  a worker replaced after a loss or recycled keeps them. One element per environment: None, or
+  the error dict as for reset.
 - ``release(lease, env_ids)``, ``close_lease(lease)``, ``renew(lease)``, ``worker_pids(lease)``.
 
 Security: without a key the farm listens on loopback only; beyond loopback a shared key (Pyro4's
@@ -346,6 +352,36 @@ class Farm(object):
         with held.lock:
             return self._call_all(slots, 'step', [(a, auto_reset) for a in actions])
 
+    def set_params(self, lease, env_ids, params):
+        held = self._lease(lease)
+        slots = self._owned(held, env_ids)
+        self._check_params(params)
+        params = dict((str(k), v) for k, v in params.items())
+        with held.lock:
+            # Recorded before sending: a worker lost meanwhile is replaced with them (_replace).
+            before = [dict(slot.worker.params) for slot in slots]
+            for slot in slots:
+                slot.worker.params.update(params)
+            results = self._call_all(slots, 'set_params', [params] * len(slots))
+            for slot, result, old in zip(slots, results, before):
+                if result is not None and result.get('kind') != 'lost':
+                    slot.worker.params = old  # refused: a replacement must not be built with them
+            return results
+
+    def _check_params(self, params):
+        """ValueError unless ``params`` is plain data: str keys, number/str/bool/list values."""
+        def plain(value):
+            if isinstance(value, (list, tuple)):
+                return all(plain(v) for v in value)
+            return isinstance(value, _STRINGS + (bool,)) or _is_number(value)
+        if not isinstance(params, dict):
+            raise ValueError('farm %s: set_params: params must be a dict of name -> value, got %r'
+                             % (self.label, type(params).__name__))
+        for key, value in params.items():
+            if not isinstance(key, _STRINGS) or not plain(value):
+                raise ValueError('farm %s: set_params: parameter %r = %r is not a number, string, '
+                                 'bool or list of those' % (self.label, key, value))
+
     # --- the dispatching core --------------------------------------------------------------------
     def _call_all(self, slots, command, args):
         """Send every command first, then collect in the order they finish: the workers run
@@ -356,6 +392,10 @@ class Farm(object):
             try:
                 if command == 'reset':
                     self._prepare_reset(slot)
+                    slot.worker.send(command, arg)
+                elif command == 'set_params':
+                    if slot.needs_hello:  # its hello comes before any other answer
+                        self._hello(slot, BUILD_TIMEOUT)
                     slot.worker.send(command, arg)
                 elif slot.needs_hello:
                     raise WorkerError('input', 'environment was lost; reset it before stepping')
@@ -378,7 +418,7 @@ class Farm(object):
                         slot.worker.resets += 1
                         if self._due(slot.worker):
                             outcome[0] = self._recycle(slot)
-                else:
+                elif command == 'reset':
                     slot.worker.resets += 1
             except Exception as e:
                 results[k] = self._failure(slot, e)
@@ -394,7 +434,7 @@ class Farm(object):
             old.close()
         else:
             old.kill()  # reaps it and closes the pipe
-        fresh = EnvWorker(old.name, old.kwargs)  # builds while the caller goes on
+        fresh = EnvWorker(old.name, old.kwargs, old.params)  # builds while the caller goes on
         with self._books:
             current = self._slots.get(slot.env_id) is slot
             if current:

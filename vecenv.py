@@ -141,6 +141,11 @@ class InProcessVecEnv(VecEnv):
             self.tracker.restart(i)
         return np.asarray(obs, dtype=np.float32)
 
+    def set_params(self, params, indices=None):
+        """As FarmVecEnv.set_params: applied at each env's next reset; ValueError if refused."""
+        for i in range(self.num_envs) if indices is None else indices:
+            self.envs[i].set_params(**params)  # envs.EnvError is a ValueError
+
     def step_async(self, actions):
         self._actions = np.asarray(actions)
 

@@ -7,7 +7,11 @@ Contract of an adapter (all a worker process relies on):
 - ``max_episode_steps``: int or None (the episode is *truncated* there);
 - ``reset(seed=None)`` returns the first observation, a flat float vector (list or 1-D array);
 - ``step(action)`` returns ``(observation, reward, terminated, truncated, info)``;
-- ``close()``.
+- ``close()``;
+- ``set_params(**params)``: changes the parameters named in ``settable_params`` (plain data,
+  e.g. a target speed for a curriculum) without rebuilding the environment. They take effect at
+  the environment's next reset, never mid-episode; an unknown name raises :class:`EnvError`
+  naming the accepted ones. Only declared names are ever set: the names come from the wire.
 
 Python 2.7 compatible: no numpy-only conveniences newer than 1.16, no f-strings.
 """
@@ -56,9 +60,40 @@ class EnvAdapter(object):
     action_space = None
     max_episode_steps = None
     name = '?'
+    settable_params = ()  # names set_params accepts; none unless a subclass declares them
+    _pending_params = None
 
     def reset(self, seed=None):
         raise NotImplementedError
+
+    def set_params(self, **params):
+        """Checks ``params`` now; they are applied by the next reset (:meth:`take_params`)."""
+        unknown = sorted(k for k in params if k not in self.settable_params)
+        if unknown:
+            raise EnvError('%s: unknown parameter%s %s; %s' % (
+                self.name, 's' if len(unknown) > 1 else '', ', '.join(unknown),
+                'accepted: ' + ', '.join(self.settable_params) if self.settable_params
+                else 'it accepts none'))
+        checked = dict((k, self.check_param(k, v)) for k, v in params.items())
+        pending = dict(self._pending_params or {})
+        pending.update(checked)
+        self._pending_params = pending
+
+    def check_param(self, key, value):
+        """The value to apply for parameter ``key``; raises EnvError when it is unusable, at
+        ``set_params`` time rather than at the reset that applies it."""
+        return value
+
+    def take_params(self):
+        """Applies the pending parameters; a subclass's reset calls it first."""
+        pending, self._pending_params = self._pending_params, None
+        if pending:
+            self.apply_params(pending)
+
+    def apply_params(self, params):
+        """Sets each (declared, checked) parameter as an attribute; override for more."""
+        for key, value in params.items():
+            setattr(self, str(key), value)
 
     def step(self, action):
         raise NotImplementedError
@@ -80,6 +115,9 @@ class Wrapper(EnvAdapter):
 
     def step(self, action):
         return self.inner.step(action)
+
+    def set_params(self, **params):
+        return self.inner.set_params(**params)
 
     def close(self):
         self.inner.close()

@@ -10,16 +10,17 @@
 - ``SlowEnv``: each step costs ``step_seconds`` (sleeping, like a simulator waiting on nothing the
   farm can help with) and returns an observation of ``obs_size`` floats (339 as L2M2019Env). Each
   episode starts from an observation drawn from its own RNG, which ``seed`` (at construction or
-  reset) seeds and unseeded resets continue.
+  reset) seeds and unseeded resets continue. ``set_params`` takes ``step_seconds``.
 """
 from __future__ import absolute_import, division
 
+import numbers
 import os
 import time
 
 import numpy as np
 
-from envs.base import EnvAdapter, box, unbounded_box
+from envs.base import EnvAdapter, EnvError, box, unbounded_box
 from envs.seeding import derive
 
 
@@ -28,8 +29,18 @@ def _rng(seed):
     return np.random.RandomState(None if seed is None else derive(seed, 'SlowEnv'))
 
 
+def _number(env, key, value, kind, minimum):
+    # A bool is an int to Python; a curriculum that sets a length to True is a mistake.
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or (minimum is not None and value < minimum)):
+        raise EnvError('%s: parameter %s must be a number%s, got %r'
+                       % (env.name, key, '' if minimum is None else ' >= %s' % minimum, value))
+    return kind(value)
+
+
 class CheapEnv(EnvAdapter):
     name = 'CheapEnv'
+    settable_params = ('episode_length', 'offset')
 
     def __init__(self, obs_size=3, act_size=2, episode_length=10, max_episode_steps=None,
                  hang_after=None, crash_after=None, diverge_after=None):
@@ -44,6 +55,17 @@ class CheapEnv(EnvAdapter):
         self.t = 0
         self.total_steps = 0
         self.offset = 0.0
+        self.base_offset = 0.0
+
+    def check_param(self, key, value):
+        return _number(self, key, value, int if key == 'episode_length' else float,
+                       None if key == 'offset' else 0)
+
+    def apply_params(self, params):
+        if 'episode_length' in params:
+            self.episode_length = params['episode_length']
+        if 'offset' in params:
+            self.base_offset = params['offset']
 
     def _obs(self):
         obs = np.full(self.obs_size, self.offset + self.t, dtype=float)
@@ -53,8 +75,9 @@ class CheapEnv(EnvAdapter):
         return obs
 
     def reset(self, seed=None):
+        self.take_params()
         self.t = 0
-        self.offset = float(seed or 0)
+        self.offset = self.base_offset + float(seed or 0)
         return self._obs()
 
     def step(self, action):
@@ -75,6 +98,7 @@ class CheapEnv(EnvAdapter):
 
 class SlowEnv(EnvAdapter):
     name = 'SlowEnv'
+    settable_params = ('step_seconds',)
 
     def __init__(self, step_seconds=0.03, obs_size=339, act_size=22, episode_length=1000,
                  seed=None):
@@ -87,7 +111,11 @@ class SlowEnv(EnvAdapter):
         self.obs = self.rng.uniform(-1, 1, self.obs_size)
         self.t = 0
 
+    def check_param(self, key, value):
+        return _number(self, key, value, float, 0)
+
     def reset(self, seed=None):
+        self.take_params()
         if seed is not None:
             self.rng = _rng(seed)
         self.t = 0

@@ -64,6 +64,7 @@ class FarmVecEnv(VecEnv):
         self.num_envs = n_envs
         self.closed = False
         self.places = [None] * n_envs
+        self.params = [{} for _ in range(n_envs)]  # set_params so far: rebuilt envs get them
         self.spec = None
         self._groups = {}
         self._displaced = set()  # indices moved off a lost farm, maybe running above capacity
@@ -121,8 +122,23 @@ class FarmVecEnv(VecEnv):
                     self.spec = spec
                 for i, env_id in zip(mine, spec['env_ids']):
                     self.places[i] = Placement(link, token, env_id)
+                self._replay_params(link, token, mine, spec['env_ids'])
         finally:
             self._groups = self._group()
+
+    def _replay_params(self, link, token, indices, env_ids):
+        """Gives rebuilt environments the parameters their predecessors had (a curriculum
+        survives a lost farm); they apply at the reset that follows every rebuild."""
+        groups = {}
+        for i, env_id in zip(indices, env_ids):
+            if self.params[i]:
+                key = repr(sorted(self.params[i].items()))
+                groups.setdefault(key, (self.params[i], []))[1].append(env_id)
+        for params, ids in groups.values():
+            for result in link.call('set_params', token, ids, params):
+                if isinstance(result, dict):
+                    raise RuntimeError('could not set %s on a rebuilt environment: %s'
+                                       % (sorted(params), result['error']))
 
     def _overcommit(self, plan, missing):
         """Adds ``missing`` environments to ``plan`` above the answering farms' capacity, one at
@@ -177,6 +193,50 @@ class FarmVecEnv(VecEnv):
             self.tracker.restart(i)
         self.last_obs = obs.copy()
         return obs
+
+    def set_params(self, params, indices=None):
+        """Changes environment parameters (``params``: name -> number/str/bool/list; the env
+        declares which it accepts) of environments ``indices`` (None: all), one call per farm,
+        all at once. They take effect at each environment's next reset: its current episode
+        runs on unchanged. An unknown name or bad value is a ValueError naming the env."""
+        indices = list(range(self.num_envs)) if indices is None else sorted(set(indices))
+        if not isinstance(params, dict):
+            raise ValueError('set_params: params must be a dict, got %s' % type(params).__name__)
+        wanted = set(indices)
+        futures = {}
+        for (link, lease), (group_indices, ids) in self._groups.items():
+            mine = [(i, e) for i, e in zip(group_indices, ids) if i in wanted]
+            if mine:
+                futures[(link, lease)] = (mine, link.submit('set_params', lease,
+                                                            [e for _, e in mine], params))
+        self._await(dict((key, f) for key, (_, f) in futures.items()))
+        errors, lost = [], []
+        for (link, lease), (mine, future) in futures.items():
+            try:
+                results = future.result()
+            except FARM_DOWN:  # the next step finds it down; the rebuilt envs get self.params
+                continue
+            except LookupError as e:
+                if not _no_such_lease(e):
+                    raise
+                continue  # as a farm down: the next step rebuilds them
+            for (i, _), result in zip(mine, results):
+                if isinstance(result, dict) and result.get('kind') != 'lost':
+                    errors.append(result['error'])
+                elif isinstance(result, dict):
+                    log.warning('%s', result['error'])
+                    lost.append(i)
+        if errors:
+            raise ValueError(errors[0])
+        for i in indices:
+            self.params[i].update(params)
+        if lost:
+            # The farm rebuilt them with the new params; a rebuilt env must be reset before it
+            # steps. Their episodes restart here (the learner is not told: rare, and between
+            # steps there is no info to carry it).
+            self.last_obs[lost] = self._reset_many(lost)
+            for i in lost:
+                self.tracker.restart(i)
 
     def step_async(self, actions):
         wire = self._check(actions)
