@@ -16,6 +16,16 @@ the actor, no noise), so the same command gives the same numbers. ``--env-kwargs
 over the run's (a variant: another difficulty, a shorter episode); ``--env`` evaluates on another
 environment (with none of the run's kwargs).
 
+Besides returns and lengths, the environment's own task measure where it has one (osim-rl's state,
+read through ``task_measures()`` of envs/osim.py after every step): Arm2DEnv's ``mean_distance``,
+the hand's distance to its target in metres averaged over each episode's last half of steps, then
+over episodes; the walkers' ``mean_forward_distance``, how far the pelvis moved forward by each
+episode's end, averaged over episodes. ``--json`` prints one object with ``mean_return``,
+``std_return``, ``min_return``, ``max_return``, the same four of ``_length``, those measures
+(absent where the environment has none; per episode in ``distances`` / ``forward_distances``),
+``episodes`` and ``seed``. ``--random`` runs the same code with uniform random actions: the
+baseline the figures are read against.
+
 The environment is built here, in this process, with ``envs.make`` (as vecenv.InProcessVecEnv
 does), not on a farm: frames are large and the farm's wire is for steps (see render.py). Videos:
 gym ids through their own ``rgb_array`` rendering, osim-rl models drawn from the simulation's
@@ -178,13 +188,45 @@ def policy_of(agent):
     return act
 
 
+# How a task measure read after every step (envs/osim.py's task_measures) becomes one figure per
+# episode: the arm must reach and then hold, so its distance counts over the last half of the
+# episode (the first steps are the reach); a walker's distance is where it got to.
+MEASURES = {'distance': ('mean_distance', 'distances', 'last_half'),
+            'forward_distance': ('mean_forward_distance', 'forward_distances', 'end')}
+
+
+def task_measures_of(env):
+    """``env``'s ``task_measures`` method, through the wrappers envs.make puts around the
+    adapter (each holds the next as ``inner``); None when the environment has none."""
+    while env is not None:
+        method = getattr(env, 'task_measures', None)
+        if method is not None:
+            return method
+        env = getattr(env, 'inner', None)
+    return None
+
+
+def episode_measures(readings):
+    """One figure per task measure from the per-step readings of one episode (a list of dicts)."""
+    figures = {}
+    for name, (_, _, how) in MEASURES.items():
+        values = [r[name] for r in readings if name in r]
+        if values:
+            figures[name] = float(values[-1] if how == 'end'
+                                  else np.mean(values[len(values) // 2:]))
+    return figures
+
+
 def run_episodes(act, env, episodes, seed, writer=None, renderer=None, label=''):
     """``episodes`` episodes of ``act`` on ``env``, episode k reset with ``seed + k``; every
     state (the first included) appended to ``writer`` as a frame when one is given. Returns
-    ``(returns, lengths)``."""
-    returns, lengths = [], []
+    ``(returns, lengths, measures)``, ``measures`` one dict per episode (:func:`episode_measures`;
+    empty for environments without a task measure)."""
+    returns, lengths, measures = [], [], []
+    read = task_measures_of(env)
     for k in range(episodes):
         obs, total, steps, done = env.reset(seed + k), 0.0, 0, False
+        readings = []
         while True:
             if writer is not None:
                 writer.append(renderer.frame('%s episode %d/%d  step %d  return %.1f' % (
@@ -196,10 +238,14 @@ def run_episodes(act, env, episodes, seed, writer=None, renderer=None, label='')
             total += reward
             steps += 1
             done = terminated or truncated
+            if read is not None:
+                readings.append(read())
         returns.append(total)
         lengths.append(steps)
-        log.info('episode %d: return %.2f, %d steps', k + 1, total, steps)
-    return returns, lengths
+        measures.append(episode_measures(readings))
+        log.info('episode %d: return %.2f, %d steps%s', k + 1, total, steps, ''.join(
+            ', %s %.4f' % item for item in sorted(measures[-1].items())))
+    return returns, lengths, measures
 
 
 def stats(values):
@@ -210,7 +256,7 @@ def stats(values):
 
 def play(act, env, episodes, seed, mp4=None, gif=None, fps=30.0, label=''):
     """:func:`run_episodes`, filmed to ``mp4`` and/or ``gif`` when given; returns ``(returns,
-    lengths, frames)``."""
+    lengths, measures, frames)``."""
     writer = renderer = None
     if mp4 or gif:
         import render
@@ -220,20 +266,34 @@ def play(act, env, episodes, seed, mp4=None, gif=None, fps=30.0, label=''):
             raise errors.UserError('no video: %s' % e)
         writer = render.VideoWriter(mp4 or None, gif or None, fps=fps)
     try:
-        returns, lengths = run_episodes(act, env, episodes, seed, writer, renderer, label)
+        returns, lengths, measures = run_episodes(act, env, episodes, seed, writer, renderer,
+                                                  label)
     finally:
         if writer is not None:
             writer.close()
-    return returns, lengths, writer.frames if writer is not None else 0
+    return returns, lengths, measures, writer.frames if writer is not None else 0
 
 
-def result(policy, base, env_name, env_kwargs, seed, returns, lengths, mp4, gif, frames):
-    """What the command prints (with ``--json``, as it is)."""
-    return {'policy': policy, 'checkpoint': base and checkpoints.location(base),
-            'env': env_name, 'env_kwargs': env_kwargs, 'episodes': len(returns), 'seed': seed,
-            'deterministic': policy != 'random', 'return': stats(returns),
-            'length': stats(lengths), 'returns': returns, 'lengths': lengths,
-            'video': mp4 or None, 'gif': gif or None, 'frames': frames}
+def result(policy, base, env_name, env_kwargs, seed, returns, lengths, measures, mp4, gif,
+           frames):
+    """What the command prints (with ``--json``, as it is): the statistics both nested
+    (``return``, ``length``) and flat (``mean_return`` ... ``max_length``), the task measures'
+    means and per-episode values where the environment has them."""
+    out = {'policy': policy, 'checkpoint': base and checkpoints.location(base),
+           'env': env_name, 'env_kwargs': env_kwargs, 'episodes': len(returns), 'seed': seed,
+           'deterministic': policy != 'random', 'return': stats(returns),
+           'length': stats(lengths), 'returns': returns, 'lengths': lengths,
+           'video': mp4 or None, 'gif': gif or None, 'frames': frames}
+    for what in ('return', 'length'):
+        for stat, value in out[what].items():
+            out['%s_%s' % (stat, what)] = value
+    for name, (mean_key, list_key, _) in MEASURES.items():
+        values = [m.get(name) for m in measures]
+        if any(v is not None for v in values):
+            known = [v for v in values if v is not None]
+            out[mean_key] = float(np.mean(known))
+            out[list_key] = values  # None for an episode that gave no reading (it diverged)
+    return out
 
 
 def evaluate(args):
@@ -242,12 +302,12 @@ def evaluate(args):
     env = make_env(env_name, env_kwargs, video=bool(args.video or args.gif))
     try:
         act, base = load_policy(algo, hidden, env, args.run, args.seed)
-        returns, lengths, frames = play(act, env, args.episodes, args.seed, args.video,
-                                        args.gif, args.fps, label=env_name)
+        returns, lengths, measures, frames = play(act, env, args.episodes, args.seed,
+                                                  args.video, args.gif, args.fps, label=env_name)
     finally:
         env.close()
-    return result(algo, base, env_name, env_kwargs, args.seed, returns, lengths, args.video,
-                  args.gif, frames)
+    return result(algo, base, env_name, env_kwargs, args.seed, returns, lengths, measures,
+                  args.video, args.gif, frames)
 
 
 def record(agent, env_name, env_kwargs, path, episodes=1, seed=0, fps=30.0):
@@ -259,12 +319,12 @@ def record(agent, env_name, env_kwargs, path, episodes=1, seed=0, fps=30.0):
     mp4, gif = (path, None) if str(path).lower().endswith('.mp4') else (None, path)
     env = make_env(env_name, env_kwargs, video=True)
     try:
-        returns, lengths, frames = play(policy_of(agent), env, episodes, seed, mp4, gif, fps,
-                                        label=env_name)
+        returns, lengths, measures, frames = play(policy_of(agent), env, episodes, seed, mp4,
+                                                  gif, fps, label=env_name)
     finally:
         env.close()
     return result(type(agent).__name__.lower(), None, env_name, env_kwargs, seed, returns,
-                  lengths, mp4, gif, frames)
+                  lengths, measures, mp4, gif, frames)
 
 
 def summary(outcome):
@@ -275,6 +335,12 @@ def summary(outcome):
                  's' if outcome['episodes'] > 1 else '', outcome['seed'],
                  outcome['seed'] + outcome['episodes'] - 1, r['mean'], r['std'],
                  r['min'], r['max'], n['mean'], n['min'], n['max'])]
+    words = {'mean_distance': 'distance to the target over the last half %.4f m',
+             'mean_forward_distance': 'forward distance %.3f m'}
+    measured = [words[key] % outcome[key] for key, _, _ in sorted(MEASURES.values())
+                if key in outcome]
+    if measured:
+        lines[0] += ', ' + ', '.join(measured)
     for kind in ('video', 'gif'):
         if outcome[kind]:
             lines.append('%s: %s (%d frames)' % (kind, outcome[kind], outcome['frames']))

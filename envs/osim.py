@@ -9,6 +9,11 @@ environment, osim-rl's included, is :mod:`envs.seeding`'s: a seed works for all 
 *terminated* is osim-rl's own ``is_done()`` (the model fell); reaching the environment's
 ``time_limit`` is *truncated*.
 
+``OsimAdapter.task_measures()`` reads the task's own measure from osim-rl's state, in plain
+floats, for evaluate.py (the reward alone hides it: Arm2DEnv's moves by hundredths): Arm2DEnv's
+``distance`` (metres from the hand's marker to the target), and for the walkers (those with a
+pelvis) ``forward_distance`` (metres the pelvis moved forward since the reset).
+
 osim-rl prints as it builds and resets ("difficulty 3 for Round 2", Arm2DEnv's every new target):
 one line per worker and episode would bury a farm's log, so those prints go to this module's
 logger at debug level instead. Python 2.7 compatible.
@@ -148,6 +153,7 @@ class OsimAdapter(EnvAdapter):
                                          self.max_episode_steps or int(max_episode_steps))
         self._t = 0
         self._obs_size = self.observation_space['shape'][0]
+        self._start_x = None  # the pelvis' forward position at the last reset (walkers)
 
     def _flat(self, obs):
         flat = np.asarray(obs, dtype=float).ravel()
@@ -166,7 +172,47 @@ class OsimAdapter(EnvAdapter):
         with _prints_logged():
             obs = self.env.reset(**kwargs)
         self._t = 0
+        self._start_x = self._pelvis_x()
         return self._flat(obs)
+
+    def _state(self):
+        get = getattr(self.env, 'get_state_desc', None)  # osim-rl 1.x's RunEnv has none
+        try:
+            return get() if get is not None else None
+        except Exception:  # a state OpenSim cannot realize: no measure rather than no episode
+            log.debug('%s: no state description', self.name, exc_info=True)
+            return None
+
+    def _pelvis_x(self):
+        # Only walkers need it; get_state_desc is cached per step by osim-rl, so this is a lookup.
+        if self.name == 'Arm2DEnv':
+            return None
+        state = self._state()
+        try:
+            return float(state['body_pos']['pelvis'][0])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+
+    def task_measures(self):
+        """The task's own measure in the current state, as ``{name: float}`` (empty when this
+        environment has none): Arm2DEnv ``distance``, the hand's (marker ``r_radius_styloid``)
+        distance to the target in metres, the quantity its reward is 1 minus the square of; the
+        walkers ``forward_distance``, how far the pelvis has moved forward (x) since the reset.
+        A non-finite value (a diverged simulation) is left out."""
+        measures = {}
+        if self.name == 'Arm2DEnv':
+            state = self._state()
+            try:
+                hand = state['markers']['r_radius_styloid']['pos']
+                measures['distance'] = float(np.hypot(hand[0] - self.env.target_x,
+                                                      hand[1] - self.env.target_y))
+            except (KeyError, IndexError, TypeError, AttributeError):
+                pass
+        elif self._start_x is not None:
+            x = self._pelvis_x()
+            if x is not None:
+                measures['forward_distance'] = x - self._start_x
+        return dict((k, v) for k, v in measures.items() if np.isfinite(v))
 
     def step(self, action):
         takes = self._step_takes

@@ -2,6 +2,7 @@
 of the pytest process) on tiny run directories that train_sac.py and train_ddpg.py write (a few
 Pendulum-v1 episodes through a local farm, 16x16 networks)."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -11,8 +12,10 @@ import pytest
 from conftest import ROOT, free_port
 
 TIMEOUT = 240
+FLAT = {'%s_%s' % (stat, what) for stat in ('mean', 'std', 'min', 'max')
+        for what in ('return', 'length')}  # mean_return ... max_length
 KEYS = {'policy', 'checkpoint', 'env', 'env_kwargs', 'episodes', 'seed', 'deterministic',
-        'return', 'length', 'returns', 'lengths', 'video', 'gif', 'frames'}
+        'return', 'length', 'returns', 'lengths', 'video', 'gif', 'frames'} | FLAT
 
 
 def run(args, check=True):
@@ -80,6 +83,75 @@ def test_weights_that_do_not_fit_the_environment_are_one_line(trained):
                            'MountainCarContinuous-v0' % (
                                os.path.join(trained[1], 'checkpoints', 'ep0000002'),
                                trained[0].upper())), proc.stderr
+
+
+def test_a_random_baseline_json_has_the_flat_keys_and_no_task_measure():
+    """Pendulum has no task measure of its own: mean_distance and the like are absent."""
+    result = json.loads(run(['evaluate.py', '--random', '--env', 'Pendulum-v1', '--episodes', '3',
+                             '--seed', '2', '--env-kwargs', '{"max_episode_steps": 9}',
+                             '--json']).stdout)
+    assert set(result) == KEYS
+    assert result['episodes'] == 3 and result['seed'] == 2 and not result['deterministic']
+    assert result['mean_return'] == pytest.approx(sum(result['returns']) / 3)
+    assert result['min_return'] == min(result['returns'])
+    assert result['max_return'] == max(result['returns'])
+    assert result['std_return'] == result['return']['std']
+    assert (result['mean_length'], result['min_length'], result['std_length']) == (9, 9, 0)
+
+
+ARM = ['evaluate.py', '--random', '--env', 'Arm2DEnv', '--json']
+
+
+def osim():
+    pytest.importorskip('opensim')
+    pytest.importorskip('osim.env')
+
+
+def test_the_arm_s_distance_to_its_target_is_measured_and_repeats_for_a_seed():
+    osim()
+    flags = ['--episodes', '2', '--seed', '7', '--env-kwargs', '{"max_episode_steps": 20}']
+    first = json.loads(run(ARM + flags).stdout)
+    assert set(first) == KEYS | {'mean_distance', 'distances'}
+    assert len(first['distances']) == 2
+    assert all(math.isfinite(d) and 0 <= d < 2 for d in first['distances'])  # metres; arm ~0.6
+    assert first['mean_distance'] == pytest.approx(sum(first['distances']) / 2)
+    again = json.loads(run(ARM + flags).stdout)
+    assert again['distances'] == first['distances'] and again['returns'] == first['returns']
+    other = json.loads(run(ARM + flags[:2] + ['--seed', '8'] + flags[4:]).stdout)
+    assert other['distances'] != first['distances']
+    out = run(ARM[:-1] + flags).stdout
+    assert 'distance to the target over the last half %.4f m' % first['mean_distance'] in out
+
+
+def test_the_arm_s_distance_is_the_one_its_reward_is_made_of():
+    """One-step episodes: the last half is that step, and Arm2DEnv's reward is 1 - distance^2,
+    so the measure is read at the right place (the hand's marker, this episode's target)."""
+    osim()
+    result = json.loads(run(ARM + ['--episodes', '3', '--env-kwargs',
+                                   '{"max_episode_steps": 1}']).stdout)
+    for distance, reward in zip(result['distances'], result['returns']):
+        assert distance ** 2 == pytest.approx(1 - reward, abs=1e-9)
+
+
+def test_a_walker_s_forward_distance_is_measured_and_repeats_for_a_seed():
+    osim()
+    flags = ['--random', '--env', 'L2M2019Env', '--episodes', '1', '--seed', '3',
+             '--env-kwargs', '{"max_episode_steps": 10}', '--json']
+    first = json.loads(run(['evaluate.py'] + flags).stdout)
+    assert set(first) == KEYS | {'mean_forward_distance', 'forward_distances'}
+    assert math.isfinite(first['mean_forward_distance'])
+    assert abs(first['mean_forward_distance']) < 1  # metres in 10 steps of 0.01 s
+    again = json.loads(run(['evaluate.py'] + flags).stdout)
+    assert again['forward_distances'] == first['forward_distances']
+
+
+def test_an_episode_s_measures_are_the_last_half_mean_and_the_end():
+    import evaluate
+    readings = [{'distance': d, 'forward_distance': f}
+                for d, f in ((9.0, 0.1), (9.0, 0.2), (1.0, 0.3), (2.0, 0.4), (3.0, 0.5))]
+    assert evaluate.episode_measures(readings) == {'distance': 2.0, 'forward_distance': 0.5}
+    assert evaluate.episode_measures([{}, {}]) == {}
+    assert evaluate.episode_measures([{'distance': 4.0}]) == {'distance': 4.0}
 
 
 def test_random_actions_need_no_checkpoint(tmp_path):
