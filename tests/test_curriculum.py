@@ -175,3 +175,54 @@ def test_environments_rebuilt_after_a_lost_farm_keep_the_params(process_farm):
         # The rebuilt environment (on the surviving farm, above its capacity) has the params:
         assert obs[lost[0], 1] == 9.0 + 1
         assert 3 in episode_lengths(env, 3)
+
+
+# --- the schedule (curriculum.py) ----------------------------------------------------------------
+def test_schedule_applies_stages_in_order_through_a_vec_env(tmp_path):
+    import json
+    from curriculum import Curriculum
+    path = tmp_path / 'c.json'
+    path.write_text(json.dumps([
+        {'episodes': 0, 'params': {'episode_length': 2}},
+        {'episodes': 4, 'params': {'offset': 10}},
+        {'steps': 30, 'params': {'episode_length': 3}}]))
+    schedule = Curriculum.load(str(path))
+    env = InProcessVecEnv('CheapEnv', 2, {'episode_length': 5})
+    assert schedule.update(env, 0, 0) == {'episode_length': 2}
+    assert schedule.update(env, 0, 0) is None
+    env.reset()
+    episodes, steps = 0, 0
+    seen = []
+    for _ in range(20):
+        obs, _, terminated, truncated, infos = env.step(np.full((2, 2), 0.5))
+        steps += 2
+        ended = [info['episode']['l'] for info in infos if 'episode' in info]
+        episodes += len(ended)
+        seen += ended
+        schedule.update(env, episodes, steps)
+    assert schedule.current == 2
+    assert seen[:4] == [2, 2, 2, 2] and seen[-2:] == [3, 3]
+    assert obs[0, 1] >= 10  # the offset stage stayed in force after the steps stage
+
+
+def test_schedule_mistakes_are_one_line_user_errors(tmp_path):
+    import errors
+    from curriculum import Curriculum
+    bad = tmp_path / 'bad.json'
+    for text, message in [
+            ('{"episodes": 0}', 'must be a JSON list'),
+            ('[', 'not valid JSON'),
+            ('[{"episodes": 0, "steps": 1, "params": {"a": 1}}]', 'exactly one of'),
+            ('[{"episodes": -1, "params": {"a": 1}}]', 'integer >= 0'),
+            ('[{"episodes": 0, "params": {"a": {"b": 1}}}]', 'is not a number'),
+            ('[]', 'no stages')]:
+        bad.write_text(text)
+        with pytest.raises(errors.UserError, match=message):
+            Curriculum.load(str(bad))
+    with pytest.raises(errors.UserError, match='cannot read it'):
+        Curriculum.load(str(tmp_path / 'missing.json'))
+    bad.write_text('[{"episodes": 0, "params": {"speed": 1}}]')
+    env = InProcessVecEnv('CheapEnv', 1)
+    with pytest.raises(errors.UserError, match='bad.json: stage 1: CheapEnv: unknown parameter '
+                                               'speed; accepted: episode_length, offset'):
+        Curriculum.load(str(bad)).update(env, 0, 0)
