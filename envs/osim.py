@@ -151,6 +151,12 @@ class OsimAdapter(EnvAdapter):
                                % (name, max_episode_steps))
             self.max_episode_steps = min(int(max_episode_steps),
                                          self.max_episode_steps or int(max_episode_steps))
+        # A curriculum's knob (set_params): L2M2019Env's difficulty, which decides how its target
+        # velocity field is drawn at each reset. Only among difficulties with the time limit it
+        # was built with: the episode length is part of what the farm told the learner at make.
+        if name == 'L2M2019Env' and hasattr(self.env, 'set_difficulty'):
+            self.settable_params = ('difficulty',)
+        self._time_limit = limit
         self._t = 0
         self._obs_size = self.observation_space['shape'][0]
         self._start_x = None  # the pelvis' forward position at the last reset (walkers)
@@ -162,7 +168,21 @@ class OsimAdapter(EnvAdapter):
                                % (self.name, flat.size, self._obs_size))
         return flat
 
+    def check_param(self, key, value):
+        if isinstance(value, bool) or value not in (0, 1, 2, 3):
+            raise EnvError('%s: difficulty must be 0, 1, 2 or 3, got %r' % (self.name, value))
+        if (2500 if value == 3 else 1000) != self._time_limit:
+            raise EnvError('%s: difficulty %d has another time limit than this environment was '
+                           'built with (%s steps); build it with difficulty %s instead'
+                           % (self.name, value, self._time_limit, value))
+        return int(value)
+
+    def apply_params(self, params):
+        with _prints_logged():
+            self.env.set_difficulty(params['difficulty'])
+
     def reset(self, seed=None):
+        self.take_params()
         kwargs = {}
         if self._reset_takes is None or 'obs_as_dict' in self._reset_takes:
             kwargs['obs_as_dict'] = False

@@ -226,3 +226,22 @@ def test_schedule_mistakes_are_one_line_user_errors(tmp_path):
     with pytest.raises(errors.UserError, match='bad.json: stage 1: CheapEnv: unknown parameter '
                                                'speed; accepted: episode_length, offset'):
         Curriculum.load(str(bad)).update(env, 0, 0)
+
+
+def test_l2m_difficulty_is_a_curriculum_knob():
+    pytest.importorskip('opensim')
+    pytest.importorskip('osim.env')
+    env = envs.make('L2M2019Env', difficulty=2)
+    adapter = env.inner.inner.inner
+    env.set_params(difficulty=1)
+    assert adapter.env.difficulty == 2  # until the next reset
+    env.reset(seed=1)
+    assert adapter.env.difficulty == 1
+    with pytest.raises(envs.EnvError, match='another time limit'):
+        env.set_params(difficulty=3)
+    with pytest.raises(envs.EnvError, match='difficulty must be 0, 1, 2 or 3'):
+        env.set_params(difficulty=True)
+    with pytest.raises(envs.EnvError, match='Arm2DEnv: unknown parameter difficulty; it '
+                                            'accepts none'):
+        envs.make('Arm2DEnv').set_params(difficulty=1)
+    env.close()
