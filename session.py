@@ -7,7 +7,10 @@ runconfig.py has read the flags, checked what needs no farm and built the farmer
   - ``config.json`` (``config-<timestamp>.json`` for each later session resuming the run);
   - ``episodes.csv``: one row per episode, appended as it ends (:data:`CSV_COLUMNS`; ``end`` is
     why it ended, one of vecenv.END_REASONS; files of earlier versions get the column added);
-  - ``evaluations.csv``: one row per ``test()``;
+  - ``eval.csv``: one row per evaluation (``test()`` and ``--eval-every``; :data:`EVAL_COLUMNS`).
+    A run of an earlier version kept them in ``evaluations.csv``: its first evaluation after a
+    resume moves that file to ``eval.csv`` (columns added, empty), and until then the curve reads
+    it;
   - ``tb/``: TensorBoard event files (tblog.py; ``tensorboard --logdir runs``): per episode
     ``train/episode_return`` and ``train/episode_length``; every :data:`TB_EVERY` seconds of
     ``r`` the means of the agent's update metrics since the last point (``agent/<name>``: SAC's
@@ -70,7 +73,9 @@ log = logging.getLogger('session')
 
 CSV_COLUMNS = ('episode', 'global_step', 'return', 'length', 'terminated', 'lost', 'env',
                'wall_time', 'end')
-EVAL_COLUMNS = ('global_step', 'episodes', 'mean_return', 'std_return', 'n', 'wall_time')
+EVAL_COLUMNS = ('global_step', 'episodes', 'mean_return', 'std_return', 'n', 'wall_time',
+                'mean_length')
+EVAL_CSV, OLD_EVAL_CSV = 'eval.csv', 'evaluations.csv'  # the name before issue 11
 TERM_GRACE = 10.0   # seconds a vector step may still take after SIGTERM (schedulers wait ~30)
 TB_EVERY = 5.0      # seconds between TensorBoard points of the agent's metrics and the speeds
 
@@ -356,21 +361,47 @@ class Session(object):
             self.eval_env.num_envs, 's' if self.eval_env.num_envs > 1 else '')
 
     def _record_test(self, result, n):
-        path = os.path.join(self.run_dir, 'evaluations.csv')
-        new = not os.path.exists(path)
-        with signals_deferred(), open(path, 'a') as f:
-            rows = csv.writer(f)
-            if new:
-                rows.writerow(EVAL_COLUMNS)
-            rows.writerow([self.agent.global_step, self.agent.episodes,
-                           '%.6g' % result['mean_return'], '%.6g' % result['std_return'],
-                           n, '%.3f' % time.time()])
+        path = os.path.join(self.run_dir, EVAL_CSV)
         lengths = result.get('lengths')
+        with signals_deferred():
+            self._upgrade_eval_csv(path)
+            new = not os.path.exists(path)
+            with open(path, 'a') as f:
+                rows = csv.writer(f)
+                if new:
+                    rows.writerow(EVAL_COLUMNS)
+                rows.writerow([self.agent.global_step, self.agent.episodes,
+                               '%.6g' % result['mean_return'], '%.6g' % result['std_return'],
+                               n, '%.3f' % time.time(),
+                               '%.6g' % np.mean(lengths) if lengths else ''])
         self.tb.scalars({'eval/mean_return': result['mean_return'],
                          'eval/std_return': result['std_return'],
                          'eval/mean_length': np.mean(lengths) if lengths else None},
                         self.agent.global_step)
         self.tb.flush()
+
+    def _upgrade_eval_csv(self, path):
+        """One evaluation file per run: an earlier version's ``evaluations.csv`` becomes
+        ``eval.csv``, and a file with fewer columns than today's gets them (empty)."""
+        old = os.path.join(self.run_dir, OLD_EVAL_CSV)
+        source = path if os.path.exists(path) else old if os.path.exists(old) else None
+        if source is None or os.path.getsize(source) == 0:
+            return
+        with open(source) as f:
+            header = next(csv.reader(f), [])
+        if source == path and tuple(header) == EVAL_COLUMNS:
+            return
+        with open(source) as f:
+            rows = list(csv.DictReader(f))
+        tmp = path + '.tmp'
+        with open(tmp, 'w') as f:
+            writer = csv.DictWriter(f, EVAL_COLUMNS, restval='', extrasaction='ignore')
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        if source == old:
+            os.remove(old)
+            log.info('%s: the evaluations of %s, moved here', path, OLD_EVAL_CSV)
 
     # -- checkpoints (checkpoints.py) -------------------------------------------------------------
     def save(self, path=None):
@@ -491,8 +522,10 @@ class Session(object):
             if window >= 2:
                 smooth = np.convolve(returns, np.ones(window) / window, mode='valid')
                 ax.plot(steps[window - 1:], smooth, label='mean of %d episodes' % window)
-        e_steps, e_means = _read_columns(os.path.join(self.run_dir, 'evaluations.csv'),
-                                         ('global_step', 'mean_return'))
+        e_path = os.path.join(self.run_dir, EVAL_CSV)
+        if not os.path.exists(e_path):  # a run of an earlier version, not evaluated since
+            e_path = os.path.join(self.run_dir, OLD_EVAL_CSV)
+        e_steps, e_means = _read_columns(e_path, ('global_step', 'mean_return'))
         if len(e_means):
             ax.plot(e_steps, e_means, 'o-', label='test() (deterministic)')
         ax.set_xlabel('env steps')

@@ -366,7 +366,9 @@ def test_test_runs_on_its_own_environments_built_once_and_closed_with_the_sessio
     eval_env = agent.evaluated_on[0]
     assert agent.evaluated_on == [eval_env, eval_env] and eval_env is not s.env
     assert 'deterministic, on 3 evaluation environments' in capsys.readouterr().out
-    assert [r['n'] for r in rows_of(tmp_path / 'run' / 'evaluations.csv')] == ['4', '2']
+    rows = rows_of(tmp_path / 'run' / 'eval.csv')
+    assert [(r['n'], r['mean_length']) for r in rows] == [('4', '7'), ('2', '7')]
+    assert not (tmp_path / 'run' / 'evaluations.csv').exists()
     s.close()
     assert eval_env.closed and farmer.closed
 
@@ -388,6 +390,30 @@ def test_with_no_free_capacity_test_says_so_in_one_line_and_uses_the_training_en
     s.close()
 
 
+def test_an_earlier_version_s_evaluations_csv_is_drawn_then_moved_into_eval_csv(
+        tmp_path, monkeypatch, restore_signals):
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / 'evaluations.csv').write_text(
+        'global_step,episodes,mean_return,std_return,n,wall_time\n'
+        '100,3,-5.5,1,4,1.0\n')
+    s = new_session(run, VecAgent())
+    drawn = []
+    real = session._read_columns
+    monkeypatch.setattr(session, '_read_columns',
+                        lambda path, names: drawn.append((path, real(path, names))) or drawn[-1][1])
+    s.plot()  # not evaluated since: the curve reads the old file
+    assert [list(d[1][1]) for d in drawn if d[0].endswith('evaluations.csv')] == [[-5.5]]
+    s.test(2)
+    assert not (run / 'evaluations.csv').exists()
+    rows = rows_of(run / 'eval.csv')
+    assert [(r['mean_return'], r['mean_length']) for r in rows] == [('-5.5', ''), ('-2', '7')]
+    drawn.clear()
+    s.plot()
+    assert [list(d[1][1]) for d in drawn if d[0].endswith('eval.csv')] == [[-5.5, -2.0]]
+    s.close()
+
+
 def test_eval_envs_0_tests_on_the_training_environments(tmp_path, capsys, restore_signals):
     agent = VecAgent()
     s = new_session(tmp_path / 'run', agent, eval_envs=0)
@@ -404,7 +430,7 @@ def test_evaluation_every_n_episodes_during_r_uses_its_own_environments_or_none(
     s.cfg.eval_every, s.cfg.eval_episodes = 2, 3  # fields the scripts' Config may carry
     s.train(5)
     assert len(agent.evaluated_on) == 2 and s.env not in agent.evaluated_on
-    rows = rows_of(tmp_path / 'run' / 'evaluations.csv')
+    rows = rows_of(tmp_path / 'run' / 'eval.csv')
     assert [(r['episodes'], r['n']) for r in rows] == [('2', '3'), ('4', '3')]
     s.close()
 
