@@ -197,6 +197,9 @@ def prepare(cfg, algo):
         shell.set_custom_exc((errors.UserError,), one_line)
     setup_logging(cfg.verbose)
     apply_sim(cfg)
+    if getattr(cfg, 'curriculum', ''):  # a bad schedule is one line now, not after start-up
+        from curriculum import Curriculum
+        Curriculum.load(cfg.curriculum)
     if cfg.resume:
         try:
             checkpoints.find(cfg.resume)

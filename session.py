@@ -67,6 +67,7 @@ import checkpoints
 import errors
 import runconfig
 import tblog
+from curriculum import Curriculum
 from runconfig import TERM_EXIT
 
 log = logging.getLogger('session')
@@ -189,6 +190,9 @@ class Session(object):
     def __init__(self, cfg, algo, agent, env, farmer, run_dir=None):
         self.cfg, self.algo, self.agent, self.env, self.farmer = cfg, algo, agent, env, farmer
         agent.save_memory = getattr(cfg, 'save_memory', True)
+        # --curriculum: environment parameters by episodes/steps reached (curriculum.py)
+        self.curriculum = (Curriculum.load(cfg.curriculum) if getattr(cfg, 'curriculum', '')
+                           else None)
         self.summary = None
         self.eval_env = None  # test()'s own environments, built on first use
         self._eval_refused = False  # periodic evaluation found no room (said once)
@@ -275,10 +279,14 @@ class Session(object):
                     f.flush()
                 if event['episode'] % self.cfg.checkpoint_every == 0:
                     self.save()
+                if self.curriculum is not None:
+                    self.curriculum.update(self.env, event['episode'], event['global_step'])
                 every = getattr(self.cfg, 'eval_every', 0)
                 if every and event['episode'] % every == 0:
                     self._evaluate(getattr(self.cfg, 'eval_episodes', 5), 'eval')
 
+            if self.curriculum is not None:  # also after a resume: the stage of its counts
+                self.curriculum.update(self.env, self.agent.episodes, self.agent.global_step)
             self._in_vec = True
             try:
                 return self.agent.train_vec(
@@ -357,6 +365,9 @@ class Session(object):
                     'free: fewer --n-envs or more capacity)', envs, _first_clause(e), wanted)
                 self._eval_refused = True
                 return None, None
+        if self.curriculum is not None and self.curriculum.current >= 0:
+            # evaluate the task as it stands now (params apply at the evaluation's resets)
+            self.eval_env.set_params(self.curriculum.params_at(self.curriculum.current))
         return self.eval_env, 'on %d evaluation environment%s' % (
             self.eval_env.num_envs, 's' if self.eval_env.num_envs > 1 else '')
 

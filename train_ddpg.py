@@ -35,6 +35,9 @@ class Config:
     """environment: an osim-rl env (L2M2019Env, Arm2DEnv), a gym id (Pendulum-v1) or CheapEnv"""
     env_kwargs: dict = field(default_factory=dict)
     """the environment's keyword arguments, as JSON, e.g. '{"difficulty": 2}'"""
+    curriculum: str = ''
+    """a JSON file of stages [{"episodes": N, "params": {...}}, ...] that change the environments'
+    parameters during training (curriculum.py); empty: none"""
     sim: str = 'default'
     """osim-rl simulator preset: exact (integrator accuracy 1e-5), default (osim-rl's 5e-5), fast
     (1e-3); an integrator_accuracy in --env-kwargs wins"""

@@ -68,6 +68,10 @@ class VecAgent(FakeAgent):
 class FakeVecEnv(object):
     def __init__(self, num_envs):
         self.num_envs, self.closed = num_envs, False
+        self.params = []  # what set_params was given, in order
+
+    def set_params(self, params, indices=None):
+        self.params.append(dict(params))
 
     def close(self):
         self.closed = True
@@ -110,6 +114,7 @@ class Cfg:
     keep_checkpoints: int = 5
     log_every: float = 0.0
     verbose: bool = False
+    curriculum: str = ''
 
 
 @pytest.fixture
@@ -521,3 +526,20 @@ def test_r_test_r_continues_the_training_episodes_in_flight(tmp_path, thread_far
     for name in agent.metrics_names:  # the agent's own metrics, finite, at an env step
         assert all(step > 10 and value == value for step, value in scalars['agent/' + name])
     assert scalars['agent/alpha'][-1][1] > 0
+
+
+def test_a_curriculum_changes_the_environments_as_training_reaches_its_stages(tmp_path):
+    schedule = tmp_path / 'curriculum.json'
+    schedule.write_text(json.dumps([{'episodes': 0, 'params': {'episode_length': 5}},
+                                    {'episodes': 3, 'params': {'episode_length': 8}},
+                                    {'steps': 50, 'params': {'offset': 1.0}}]))
+    env = FakeVecEnv(2)
+    run = session.Session(Cfg(curriculum=str(schedule)), 'fake', VecAgent(), env=env,
+                          farmer=Farmer(), run_dir=str(tmp_path / 'run'))
+    try:
+        run.train(6)  # 10 env steps per episode: stage 2 at episode 3, stage 3 at step 50
+        assert env.params == [{'episode_length': 5}, {'episode_length': 8}, {'offset': 1.0}]
+        run.test(1)  # test()'s own environments get the params in force
+        assert run.eval_env.params[-1] == {'episode_length': 8, 'offset': 1.0}
+    finally:
+        run.close()
