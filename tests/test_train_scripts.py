@@ -175,9 +175,9 @@ def test_r_continues_counters_and_load_resumes(script, tmp_path):
 
 
 def signal_when(tmp_path, args, ready, what, signum=signal.SIGTERM, stdin=None,
-                close_stdin=False):
-    """Runs a script (fed ``stdin``) until ``ready(log)``, sends it ``signum``, waits for it to
-    end; returns ``(process, everything it printed)``."""
+                close_stdin=False, act=None):
+    """Runs a script (fed ``stdin``) until ``ready(log)``, sends it ``signum`` (or calls
+    ``act(process)``), waits for it to end; returns ``(process, everything it printed)``."""
     with open(str(tmp_path / 'out.txt'), 'w+') as log:
         proc = start_script(args, log)
         try:
@@ -187,7 +187,10 @@ def signal_when(tmp_path, args, ready, what, signum=signal.SIGTERM, stdin=None,
                 if close_stdin:
                     proc.stdin.close()
             wait_for(proc, lambda: ready(log), what)
-            proc.send_signal(signum)
+            if act is not None:
+                act(proc)
+            else:
+                proc.send_signal(signum)
             proc.wait(TIMEOUT)
         finally:
             if proc.poll() is None:
@@ -338,19 +341,12 @@ def test_give_up_after_ends_the_run_with_a_checkpoint_and_one_line(tmp_path, pro
     script, run_dir = 'train_sac.py', tmp_path / 'run'
     farm = process_farm(capacity=2)
     csv_path = str(run_dir / 'episodes.csv')
-    with open(str(tmp_path / 'out.txt'), 'w+') as log:
-        proc = start_script([script] + CHEAP + tiny(script, farm.port, run_dir)
-                            + ['--episodes', '1000000', '--give-up-after', '3'], log)
-        try:
-            wait_for(proc, lambda: os.path.exists(csv_path) and len(read_csv(csv_path)) >= 4,
-                     'no episodes ended')
-            os.killpg(farm.process.pid, signal.SIGKILL)  # the only farm, and its workers
-            proc.wait(TIMEOUT)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            log.seek(0)
-            out = log.read()
+    proc, out = signal_when(
+        tmp_path, [script] + CHEAP + tiny(script, farm.port, run_dir)
+        + ['--episodes', '1000000', '--give-up-after', '3'],
+        ready=lambda log: os.path.exists(csv_path) and len(read_csv(csv_path)) >= 4,
+        what='no episodes ended',  # then kill the only farm, and its workers
+        act=lambda proc: os.killpg(farm.process.pid, signal.SIGKILL))
     assert proc.returncode == 1, out[-6000:]
     assert 'Traceback' not in out
     said = [line for line in out.splitlines() if line.startswith('train_sac.py: ')]
