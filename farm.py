@@ -223,8 +223,8 @@ class Farm(object):
                      ttl, self.lease_ttl)
             ttl = self.lease_ttl
         lease = Lease(uuid.uuid4().hex, ttl)
-        self._seen(lease)
         with self._books:
+            self._seen(lease)
             self._leases[lease.token] = lease
         log.info('lease %s... opened (ttl %.0f s)', lease.token[:8], ttl)
         return lease.token
@@ -494,16 +494,16 @@ class Farm(object):
                 raise LookupError('farm %s: no such lease (expired, closed, or never opened)'
                                % self.label)
             held.expires = time.time() + held.ttl
-        self._seen(held)
-        return held
+            self._seen(held)
+            return held
 
     def _seen(self, held):
-        """Remember the connection this call came on (see disconnected)."""
+        """Remember the connection this call came on (see disconnected). Call with _books
+        held (every call of a learner comes here: one lock round, not two)."""
         conn = getattr(Pyro4.current_context, 'client', None)
         if conn is not None:
-            with self._books:
-                held.conns.add(conn)
-                held.orphaned_at = None
+            held.conns.add(conn)
+            held.orphaned_at = None
 
     def disconnected(self, conn):
         """Pyro4 (farm_daemon.FarmDaemon) says a client connection closed. A lease none of whose
@@ -523,10 +523,11 @@ class Farm(object):
     def _owned(self, held, env_ids):
         if not isinstance(env_ids, (list, tuple)):
             raise ValueError('farm %s: env_ids must be a list' % self.label)
-        twice = []
-        for i in env_ids:
-            if env_ids.count(i) > 1 and i not in twice:
-                twice.append(i)
+        try:
+            distinct = len(set(env_ids)) == len(env_ids)  # the per-step check: one set, O(n)
+        except TypeError:  # an unhashable id: certainly not ours, refused below
+            distinct = True
+        twice = [] if distinct else sorted(set(i for i in env_ids if env_ids.count(i) > 1))
         if twice:
             # Two commands to one worker in one call would pair its answers with the wrong
             # requests; releasing an id twice would lose the slot for ever.

@@ -398,18 +398,11 @@ class Session(object):
         source = path if os.path.exists(path) else old if os.path.exists(old) else None
         if source is None or os.path.getsize(source) == 0:
             return
-        with open(source) as f:
-            header = next(csv.reader(f), [])
-        if source == path and tuple(header) == EVAL_COLUMNS:
+        if source == path and tuple(_csv_header(source)) == EVAL_COLUMNS:
             return
         with open(source) as f:
             rows = list(csv.DictReader(f))
-        tmp = path + '.tmp'
-        with open(tmp, 'w') as f:
-            writer = csv.DictWriter(f, EVAL_COLUMNS, restval='', extrasaction='ignore')
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
+        _rewrite_csv(path, EVAL_COLUMNS, rows)
         if source == old:
             os.remove(old)
             log.info('%s: the evaluations of %s, moved here', path, OLD_EVAL_CSV)
@@ -485,19 +478,15 @@ class Session(object):
         return (rows[0] if rows else []), [dict(zip(rows[0], row)) for row in rows[1:]]
 
     def _write_csv(self, rows):
-        tmp = self.csv_path + '.tmp'
-        with open(tmp, 'w') as f:
-            writer = csv.DictWriter(f, CSV_COLUMNS, restval='', extrasaction='ignore')
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.csv_path)
+        _rewrite_csv(self.csv_path, CSV_COLUMNS, rows)
 
     def _upgrade_csv(self):
         """An episodes.csv of an earlier version gets today's columns (``end`` empty there)."""
         if not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0:
             return
-        header, rows = self._read_csv()
+        header = _csv_header(self.csv_path)  # every r comes here: read the rows only to rewrite
         if tuple(header) != CSV_COLUMNS:
+            rows = self._read_csv()[1]
             with signals_deferred():
                 self._write_csv(rows)
             log.info('episodes.csv: columns %s added', ', '.join(
@@ -610,6 +599,22 @@ class Session(object):
 def _first_clause(error):
     """A NoCapacityError's figures, without its advice (the warning gives its own)."""
     return str(error).split('. Stop the other learners')[0]
+
+
+def _csv_header(path):
+    with open(path) as f:
+        return next(csv.reader(f), [])
+
+
+def _rewrite_csv(path, columns, rows):
+    """``rows`` (dicts) under ``columns`` (missing ones empty) to ``path``, through a temporary
+    file renamed into place: a kill meanwhile leaves the old file whole."""
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        writer = csv.DictWriter(f, columns, restval='', extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _read_columns(path, names):
