@@ -32,6 +32,24 @@ class FarmsLostError(UserError):
     """Every farm stopped answering for longer than the learner's ``--give-up-after``."""
 
 
+class CallOrderError(UserError, RuntimeError):
+    """A vectorized env was called out of order (see vecenv.py's two stepping modes)."""
+
+
+class PendingError(CallOrderError):
+    """A call while another is pending: ``step_async`` twice, ``send`` to an environment still
+    in flight, a lockstep call while asynchronous results are outstanding."""
+
+
+class NothingPendingError(CallOrderError):
+    """A wait with nothing pending: ``step_wait`` without ``step_async``, ``recv`` with no
+    environment in flight."""
+
+
+class ProtocolMismatchError(UserError):
+    """A farm speaks another version of the farm protocol than this learner (wire.PROTOCOL)."""
+
+
 def install_excepthook(verbose=False, program=None):
     """Show a :class:`UserError` as one line (no traceback unless ``verbose``); others as usual."""
     program = program or os.path.basename(sys.argv[0] or 'python')
