@@ -191,6 +191,12 @@ class OsimAdapter(EnvAdapter):
             kwargs['seed'] = seed
         with _prints_logged():
             obs = self.env.reset(**kwargs)
+            if self.name == 'Arm2DEnv' and hasattr(self.env, 'get_observation'):
+                # osim-rl's Arm2DEnv.reset computes the observation before it draws the new
+                # target: its first two values are the previous episode's target (0, 0 at the
+                # first reset), so the first action of every episode aimed at the wrong place.
+                # The state is unchanged by the draw: read the observation again.
+                obs = self.env.get_observation()
         self._t = 0
         self._start_x = self._pelvis_x()
         return self._flat(obs)

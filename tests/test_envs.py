@@ -84,7 +84,7 @@ def test_osim_envs_are_headless_flat_vectors(name, obs_size, act_size, limit):
 
 def test_arm2d_targets_follow_the_seed_at_reset_and_at_make():
     """osim-rl draws Arm2DEnv's target (the first two values of the observation after the first
-    step: reset's own observation shows the previous target) from Python's global ``random``: the
+    step; osim-rl observes before drawing it: envs/osim.py reads the observation again) from Python's global ``random``: the
     seed must reach it, and ``make(seed=...)`` must not be refused."""
     def target(reset_seed, **make_kwargs):
         env = envs.make('Arm2DEnv', integrator_accuracy=1e-3, **make_kwargs)
