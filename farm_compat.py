@@ -2,14 +2,39 @@
 
 What broke: Pyro4 4.82's msgpack serializer packs with ``use_bin_type=True``. On Python 2 every
 ``str`` literal (including Pyro4's own handshake keys, ``'meta'``...) is bytes, so a Python 3 peer
-received ``b'meta'`` and failed the handshake with ``KeyError: 'meta'``. The farm sends no binary
-data, so on Python 2 we pack strings as msgpack's str type; Python 3 then reads them as ``str``,
-and what Python 3 sends arrives on Python 2 as ``unicode`` (``raw=False``), which compares and
-hashes equal to the ASCII ``str`` the farm uses. Nothing changes on Python 3.
+received ``b'meta'`` and failed the handshake with ``KeyError: 'meta'``. So on Python 2 we pack
+strings as msgpack's str type; Python 3 then reads them as ``str``, and what Python 3 sends
+arrives on Python 2 as ``unicode`` (``raw=False``), which compares and hashes equal to the ASCII
+``str`` the farm uses. Nothing changes on Python 3.
+
+Packed arrays (wire.py) carry raw bytes, which must cross as msgpack ``bin``: on Python 2 they are
+wrapped in ``wire.Bin``. A message without one is packed as above (the fast, common path: the
+packer meets a Bin only through ``default``, which it calls for types it does not know). A
+message with one is packed again with ``use_bin_type=True`` after every ``str`` in it became
+``unicode`` and every Bin its bytes: a walk over the message, paid only by packed leases, whose
+messages are small (their observations are single Bins).
 """
 from __future__ import absolute_import
 
 import sys
+
+
+class _HasBin(Exception):
+    """Raised by the first packing attempt when the message holds a wire.Bin."""
+
+
+def _text(value, Bin):
+    """``value`` with every py2 ``str`` made ``unicode`` and every Bin its raw bytes."""
+    kind = type(value)
+    if kind is str:
+        return value.decode('utf-8', 'replace')
+    if kind is Bin:
+        return value.data
+    if kind is list or kind is tuple:
+        return [_text(v, Bin) for v in value]
+    if isinstance(value, dict):
+        return dict((_text(k, Bin), _text(v, Bin)) for k, v in value.items())
+    return value
 
 
 def apply():
@@ -18,14 +43,27 @@ def apply():
     import msgpack
     from Pyro4 import util
 
+    import wire
+
     serializer = util.MsgpackSerializer
 
+    def pack(self, data):
+        default = self.default
+
+        def no_bin(obj):
+            if type(obj) is wire.Bin:
+                raise _HasBin()
+            return default(obj)
+        try:
+            return msgpack.packb(data, use_bin_type=False, default=no_bin)
+        except _HasBin:
+            return msgpack.packb(_text(data, wire.Bin), use_bin_type=True, default=default)
+
     def dumps(self, data):
-        return msgpack.packb(data, use_bin_type=False, default=self.default)
+        return pack(self, data)
 
     def dumpsCall(self, obj, method, vargs, kwargs):
-        return msgpack.packb((obj, method, vargs, kwargs), use_bin_type=False,
-                             default=self.default)
+        return pack(self, (obj, method, vargs, kwargs))
 
     serializer.dumps = dumps
     serializer.dumpsCall = dumpsCall

@@ -1,0 +1,127 @@
+"""wire.py: what the farm (farm.py) and the learner (farmer.py, host/) must agree on, in one place.
+
+Both sides import it, so it runs on Python 2.7 (the farm side's floor) and 3.6+, and imports
+nothing but the standard library (numpy only inside pack/unpack, which need it anyway).
+
+Packed arrays: an observation or a batch of actions may cross the wire as one dict
+``{'nd': dtype name, 'shape': [...], 'data': raw little-endian bytes}`` instead of nested lists.
+``data`` is msgpack ``bin``: plain data, never pickle. Converting 32 x 339 floats to and from
+lists costs about a millisecond per vector step; the raw bytes cost a copy.
+
+Python 2.7: a Python 2 ``str`` is bytes, and farm_compat.py packs every ``str`` as msgpack's
+*str* type so that a Python 3 peer can read the farm's text (see there). Raw bytes would then
+arrive as text and fail to decode. So on Python 2, :func:`pack` wraps the bytes in :class:`Bin`,
+which farm_compat.py packs as msgpack ``bin``; a Python 3 peer gets ``bytes``. What a Python 3
+peer sends as ``bin`` reaches Python 2 as ``str``, which :func:`unpack` reads directly.
+"""
+from __future__ import absolute_import
+
+import sys
+
+PROTOCOL = 2                 # the farm's verbs and their shapes; bump when one changes
+DEFAULT_PORT = 20099
+OBJECT_ID = 'farm'
+KEY_ENV = 'FARM_KEY'         # the shared key (Pyro4's HMAC), same on farm and learner
+TLS_CA_ENV = 'FARM_TLS_CA'   # the CA file a learner trusts for farms serving TLS
+# The kinds of a per-environment error element {'error': text, 'kind': kind}:
+# 'input': the caller's request was bad (nothing happened); 'env': the simulation raised (reset
+# it); 'lost': its worker died or passed the step timeout and has been replaced (reset it).
+ERROR_KINDS = ('input', 'env', 'lost')
+
+# The dtypes a packed array may have: numbers only (an object dtype would be pickle in disguise).
+DTYPES = ('float32', 'float64', 'float16', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
+          'uint32', 'uint64', 'bool')
+_PACKED_KEYS = frozenset(('nd', 'shape', 'data'))
+_PY2 = sys.version_info[0] < 3
+
+
+def uri(host, port):
+    """The Pyro4 URI of the farm at host:port."""
+    return 'PYRO:%s@%s:%d' % (OBJECT_ID, host, int(port))
+
+
+class Bin(object):
+    """Python 2 only: raw bytes that must cross as msgpack ``bin`` (see the module docstring)."""
+    __slots__ = ('data',)
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self):
+        return len(self.data)
+
+    def __eq__(self, other):
+        return isinstance(other, Bin) and other.data == self.data
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
+
+
+def pack(array):
+    """``array`` (anything numpy.asarray takes, of a numeric dtype) as a packed dict."""
+    import numpy
+    array = numpy.asarray(array)
+    if array.dtype.name not in DTYPES:
+        raise ValueError('cannot pack an array of dtype %s (numbers only: %s)'
+                         % (array.dtype, ', '.join(DTYPES)))
+    little = array.dtype.newbyteorder('<')
+    data = numpy.ascontiguousarray(array, dtype=little).tobytes()
+    return {'nd': array.dtype.name, 'shape': list(array.shape),
+            'data': Bin(data) if _PY2 else data}
+
+
+def is_packed(obj):
+    """Whether ``obj`` is a packed array (a dict with exactly the keys nd, shape, data)."""
+    return isinstance(obj, dict) and len(obj) == 3 and _PACKED_KEYS.issuperset(obj)
+
+
+def unpack(obj):
+    """The numpy array packed in ``obj``: a READ-ONLY view of the received bytes (no copy; take
+    ``numpy.array(result)`` for a writable one). Raises ValueError for anything that is not a
+    well-formed packed array."""
+    import numpy
+    if not is_packed(obj):
+        raise ValueError('not a packed array: %s' % _short(obj))
+    name, shape, data = obj['nd'], obj['shape'], obj['data']
+    if isinstance(data, Bin):
+        data = data.data
+    if not isinstance(name, (str, type(u''))) or str(name) not in DTYPES:
+        raise ValueError('packed array of dtype %s: numbers only (%s)'
+                         % (_short(name), ', '.join(DTYPES)))
+    if (not isinstance(shape, (list, tuple))
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                       for n in shape)):
+        raise ValueError('packed array with shape %s: a list of sizes >= 0' % _short(shape))
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError('packed array whose data is %s, not bytes' % type(data).__name__)
+    dtype = numpy.dtype(str(name)).newbyteorder('<')
+    count = 1
+    for n in shape:
+        count *= n
+    if count * dtype.itemsize != len(data):
+        raise ValueError('packed array of shape %s and dtype %s needs %d bytes, got %d'
+                         % (list(shape), name, count * dtype.itemsize, len(data)))
+    array = numpy.frombuffer(data, dtype=dtype, count=count).reshape(shape)
+    if array.flags.writeable:  # a bytearray's buffer is writable: keep the promise above
+        array.flags.writeable = False
+    return array
+
+
+def protocol_mismatch(info):
+    """None when a farm's ``info()`` reports this protocol, else one line saying what differs
+    and what to do (the learner raises errors.ProtocolMismatchError with it)."""
+    versions = info.get('versions') if isinstance(info, dict) else None
+    spoken = versions.get('farm_protocol') if isinstance(versions, dict) else None
+    if spoken == PROTOCOL:
+        return None
+    where = info.get('farm') if isinstance(info, dict) else None
+    said = 'no farm protocol version' if spoken is None else 'farm protocol %s' % (spoken,)
+    return ('farm %s speaks %s, this learner %d: run the same version of this project on both'
+            % (where or '?', said, PROTOCOL))
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
