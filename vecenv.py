@@ -1,25 +1,78 @@
 """The vectorized-environment contract every learner sees, and an in-process implementation of it.
 
-Host side; Python 3.6 compatible. Agents depend on this contract only, never on farms:
+Host side; Python 3.6 compatible. Agents depend on this contract only, never on farms. A
+vectorized env holds N environments and steps them in one of two modes: *lockstep* (every
+environment takes one step per call, the call lasts as long as the slowest) and *asynchronous*
+(actions go to some environments, results come back from whichever finish first, so no core
+waits for the slowest environment). The same environments serve both modes, one at a time.
 
+Common to both modes
+--------------------
 - ``num_envs``: int; ``observation_space`` / ``action_space``: gym(nasium) spaces of ONE env.
-- ``reset(seed=None)`` -> ``obs``, float32 array ``(num_envs, obs_dim)``. With a seed, env i is
-  reset with ``seed + i``. A ``seed`` among the env kwargs is the first reset's seed when that
-  reset is given none (so env i gets ``seed + i`` there too, never all the same seed).
-- ``step_async(actions)`` sends ``(num_envs, act_dim)`` actions and returns at once;
-  ``step_wait()`` -> ``(obs, rewards, terminated, truncated, infos)``: float32 ``(num_envs, obs_dim)``,
-  float64 ``(num_envs,)``, bool ``(num_envs,)``, bool ``(num_envs,)``, list of dicts.
-  ``step(actions)`` is both.
-- Auto-reset: when env i's episode ends (``terminated[i] or truncated[i]``), ``obs[i]`` is already
-  the first observation of its next episode; ``infos[i]['terminal_observation']`` holds the last
-  observation of the ended one and ``infos[i]['episode'] = {'r': return, 'l': length}``.
+- A result row of environment i is ``(obs, reward, terminated, truncated, info)``: float32
+  ``(obs_dim,)``, float64, bool, bool, dict. Rows are stacked into arrays of the same dtypes.
+- Auto-reset: when env i's episode ends (``terminated or truncated``), ``obs`` is already the
+  first observation of its next episode; ``info['terminal_observation']`` holds the last
+  observation of the ended one and ``info['episode'] = {'r': return, 'l': length}``.
 - *terminated* is a true end (bootstrap with 0); *truncated* is a time limit or an environment lost
   to a crashed worker or farm (bootstrap from the terminal observation). A lost environment also
-  has ``infos[i]['lost']`` with the reason; one moved to another farm (off a farm above its
-  capacity) has ``infos[i]['moved']``. Why an episode ended is :func:`end_reason`.
+  has ``info['lost']`` with the reason and ``info['lost_cause']``; one moved to another farm (off
+  a farm above its capacity) has ``info['moved']``. Why an episode ended is :func:`end_reason`.
+- Seeds: with a seed, env i is reset with ``seed + i``. A ``seed`` among the env kwargs is the
+  first reset's seed when that reset is given none (so env i gets ``seed + i`` there too, never
+  all the same seed).
+- ``set_params(params, indices=None)``: applied at each environment's next reset (also to an
+  environment in flight: at the reset after its result); ``ValueError`` if refused.
 - ``close()``; usable as a context manager.
+
+Lockstep mode
+-------------
+- ``reset(seed=None)`` -> ``obs``, float32 ``(num_envs, obs_dim)``.
+- ``step_async(actions)`` hands ``(num_envs, act_dim)`` actions over and returns at once;
+  ``step_wait()`` -> ``(obs, rewards, terminated, truncated, infos)``: ``(num_envs, obs_dim)``,
+  ``(num_envs,)`` x 3, a list of ``num_envs`` dicts. ``step(actions)`` is both.
+- Call order: ``step_async`` while a step is pending raises :class:`errors.PendingError` (the
+  first step's results would be lost); ``step_wait`` with no step pending raises
+  :class:`errors.NothingPendingError`.
+
+Asynchronous mode (EnvPool's ``send``/``recv``)
+-----------------------------------------------
+An implementation has ``async_reset``, ``send``, ``recv``, ``in_flight`` and ``batch_size``; a
+learner tells the modes apart by ``hasattr(vec_env, 'send')``.
+
+- ``async_reset(seed=None)``: resets every environment without waiting for them (seeds as for
+  ``reset``). Each one's first observation comes back through ``recv`` as a result with reward
+  0.0, terminated False, truncated False and info ``{}``. Raises ``PendingError`` while any
+  environment is in flight (or a lockstep step is pending).
+- ``send(actions, env_ids)``: ``actions`` of shape ``(len(env_ids), act_dim)``, row k for
+  environment ``env_ids[k]``; returns at once. An environment is *in flight* from ``send`` (or
+  ``async_reset``) until ``recv`` hands its result over; sending to one in flight raises
+  ``PendingError`` (nothing of that call is sent). Bad ids or shapes: ``ValueError``.
+- ``recv(batch_size=None, timeout=None)`` -> ``(obs, rewards, terminated, truncated, infos,
+  env_ids)``: the results of at least ``min(batch_size, in_flight)`` environments, and of every
+  other one already finished, in order of arrival; ``env_ids`` is an int64 array of vector
+  indices, the other fields are as ``step_wait``'s with ``len(env_ids)`` rows.
+  ``batch_size`` defaults to the env's ``batch_size`` attribute (1 unless set). With
+  ``timeout`` (seconds) it returns whatever is ready then, possibly 0 rows. With nothing in
+  flight it raises ``NothingPendingError``.
+- Everything said above about episode ends, auto-reset, ``terminal_observation``,
+  terminated/truncated, ``info['episode']``, lost and moved environments holds per environment,
+  exactly as in lockstep: the same seeds and actions give the same results in either mode.
+- ``in_flight``: the number of environments sent and not yet received.
+
+Mixing the modes
+----------------
+- ``step_async``/``step``/``step_wait`` while any environment is in flight raise
+  ``PendingError``; ``send``/``async_reset`` while a lockstep step is pending too.
+- ``reset()`` first collects and discards whatever is in flight (and a pending lockstep step),
+  then resets every environment: a learner's evaluation can reuse an env it trained on
+  asynchronously, and the next asynchronous use starts with ``async_reset``.
 """
+import collections
+
 import numpy as np
+
+from errors import NothingPendingError, PendingError
 
 try:  # gymnasium where it exists (3.8+); gym 0.26 on a Python 3.6 host
     import gymnasium as gym_spaces_lib
@@ -66,7 +119,8 @@ def end_reason(terminated, info):
 
 
 class VecEnv(object):
-    """Base class: subclasses implement reset, step_async, step_wait, close."""
+    """Base class: subclasses implement reset, step_async, step_wait, close (lockstep), and may
+    add the asynchronous mode (async_reset, send, recv, in_flight, batch_size)."""
 
     num_envs = 0
     observation_space = None
@@ -102,17 +156,53 @@ class EpisodeTracker(object):
         self.returns = np.zeros(num_envs)
         self.lengths = np.zeros(num_envs, dtype=np.int64)
 
-    def record(self, rewards, ended, infos):
-        self.returns += rewards
-        self.lengths += 1
-        for i in np.flatnonzero(ended):
-            infos[i]['episode'] = {'r': float(self.returns[i]), 'l': int(self.lengths[i])}
-            self.returns[i] = 0.0
-            self.lengths[i] = 0
+    def record(self, rewards, ended, infos, env_ids=None):
+        """One result per env of ``env_ids`` (all envs, in order, when None)."""
+        if env_ids is None:
+            env_ids = np.arange(len(self.returns))
+        for k, i in enumerate(env_ids):
+            self.returns[i] += rewards[k]
+            self.lengths[i] += 1
+            if ended[k]:
+                infos[k]['episode'] = {'r': float(self.returns[i]), 'l': int(self.lengths[i])}
+                self.returns[i] = 0.0
+                self.lengths[i] = 0
 
     def restart(self, i):
         self.returns[i] = 0.0
         self.lengths[i] = 0
+
+
+def check_env_ids(env_ids, num_envs, n_actions=None):
+    """``env_ids`` as an int64 array; ValueError unless they are distinct indices below
+    ``num_envs`` (and as many as ``n_actions`` rows of actions, when given)."""
+    ids = np.asarray(env_ids).reshape(-1)
+    if ids.size and not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError('env_ids must be integers, got %r' % (env_ids,))
+    ids = ids.astype(np.int64)
+    if ((ids < 0) | (ids >= num_envs)).any():
+        raise ValueError('env_ids %s out of range: this vectorized env has %d environments'
+                         % (ids[(ids < 0) | (ids >= num_envs)].tolist(), num_envs))
+    if len(set(ids.tolist())) != len(ids):
+        raise ValueError('env_ids %s name an environment twice' % (ids.tolist(),))
+    if n_actions is not None and n_actions != len(ids):
+        raise ValueError('%d rows of actions for %d env_ids' % (n_actions, len(ids)))
+    return ids
+
+
+def stack_results(rows, obs_shape):
+    """``[(env_id, obs, reward, terminated, truncated, info), ...]`` -> recv's six arrays."""
+    n = len(rows)
+    obs = np.zeros((n,) + tuple(obs_shape), dtype=np.float32)
+    rewards = np.zeros(n)
+    terminated = np.zeros(n, dtype=bool)
+    truncated = np.zeros(n, dtype=bool)
+    env_ids = np.zeros(n, dtype=np.int64)
+    infos = []
+    for k, (i, o, r, te, tr, info) in enumerate(rows):
+        env_ids[k], obs[k], rewards[k], terminated[k], truncated[k] = i, o, r, te, tr
+        infos.append(info)
+    return obs, rewards, terminated, truncated, infos, env_ids
 
 
 class InProcessVecEnv(VecEnv):
@@ -120,23 +210,41 @@ class InProcessVecEnv(VecEnv):
 
     The reference the farm-backed vectorized env is tested against, and a cheap stand-in for
     agent tests. Imports ``envs`` (the farm side) lazily: only this class does so on the host.
+
+    Its asynchronous mode steps the environments of a ``send`` at once, in order, and queues
+    their results; ``recv`` hands over everything queued. It never interleaves: results come
+    back in the order they were sent (tests that need another order fake it).
     """
 
-    def __init__(self, env_name, n_envs, env_kwargs=None):
+    def __init__(self, env_name, n_envs, env_kwargs=None, batch_size=1):
         import envs
         env_kwargs = dict(env_kwargs or {})
         self._first_seed = env_kwargs.pop('seed', None)  # as FarmVecEnv: env i gets seed + i
         self.envs = [envs.make(env_name, **env_kwargs) for _ in range(n_envs)]
         self.num_envs = n_envs
+        self.batch_size = int(batch_size)
         self.observation_space = make_space(self.envs[0].observation_space)
         self.action_space = make_space(self.envs[0].action_space)
         self.tracker = EpisodeTracker(n_envs)
-        self._actions = None
+        self._actions = None  # the pending lockstep step's actions
+        self._ready = collections.deque()  # asynchronous results, in order of arrival
+        self._flying = set()
 
-    def reset(self, seed=None):
+    @property
+    def in_flight(self):
+        return len(self._flying)
+
+    def _reset_seeds(self, seed):
         if seed is None:
             seed, self._first_seed = self._first_seed, None
-        obs = [env.reset(None if seed is None else seed + i) for i, env in enumerate(self.envs)]
+        return [None if seed is None else seed + i for i in range(self.num_envs)]
+
+    def reset(self, seed=None):
+        # collect and discard what is in flight: evaluation may reuse an env trained on
+        self._ready.clear()
+        self._flying.clear()
+        self._actions = None
+        obs = [env.reset(s) for env, s in zip(self.envs, self._reset_seeds(seed))]
         for i in range(self.num_envs):
             self.tracker.restart(i)
         return np.asarray(obs, dtype=np.float32)
@@ -146,27 +254,76 @@ class InProcessVecEnv(VecEnv):
         for i in range(self.num_envs) if indices is None else indices:
             self.envs[i].set_params(**params)  # envs.EnvError is a ValueError
 
+    # -- lockstep ------------------------------------------------------------------------------
     def step_async(self, actions):
-        self._actions = np.asarray(actions)
+        if self._actions is not None:
+            raise PendingError('step_async called twice: step_wait for the pending step first')
+        self._no_async_pending('step_async')
+        actions = np.asarray(actions)
+        if len(actions) != self.num_envs:
+            raise ValueError('%d rows of actions for %d environments'
+                             % (len(actions), self.num_envs))
+        self._actions = actions
 
     def step_wait(self):
-        n = self.num_envs
-        obs = np.zeros((n,) + self.observation_space.shape, dtype=np.float32)
-        rewards = np.zeros(n)
-        terminated = np.zeros(n, dtype=bool)
-        truncated = np.zeros(n, dtype=bool)
-        infos = []
-        for i, env in enumerate(self.envs):
-            action = self._actions[i].tolist()
-            o, r, te, tr, info = env.step(action)
-            info = dict(info)
-            if te or tr:
-                info['terminal_observation'] = np.asarray(o, dtype=np.float32)
-                o = env.reset()
-            obs[i], rewards[i], terminated[i], truncated[i] = o, r, te, tr
-            infos.append(info)
-        self.tracker.record(rewards, terminated | truncated, infos)
+        self._no_async_pending('step_wait')
+        if self._actions is None:
+            raise NothingPendingError('step_wait with no step pending: call step_async first')
+        actions, self._actions = self._actions, None
+        rows = [self._step_one(i, actions[i]) for i in range(self.num_envs)]
+        obs, rewards, terminated, truncated, infos, _ = stack_results(
+            rows, self.observation_space.shape)
         return obs, rewards, terminated, truncated, infos
+
+    def _no_async_pending(self, call):
+        if self._flying:
+            raise PendingError('%s while %d environments are in flight (asynchronous mode): '
+                               'recv their results first' % (call, len(self._flying)))
+
+    def _step_one(self, i, action):
+        """Step env i: its result row, auto-reset and episode bookkeeping done."""
+        env = self.envs[i]
+        o, r, te, tr, info = env.step(np.asarray(action).tolist())
+        info = dict(info)
+        if te or tr:
+            info['terminal_observation'] = np.asarray(o, dtype=np.float32)
+            o = env.reset()
+        self.tracker.record([r], [te or tr], [info], [i])
+        return (i, np.asarray(o, dtype=np.float32), float(r), bool(te), bool(tr), info)
+
+    # -- asynchronous ----------------------------------------------------------------------------
+    def async_reset(self, seed=None):
+        if self._actions is not None:
+            raise PendingError('async_reset while a lockstep step is pending: step_wait first')
+        self._no_async_pending('async_reset')
+        for i, s in enumerate(self._reset_seeds(seed)):
+            self.tracker.restart(i)
+            self._ready.append((i, np.asarray(self.envs[i].reset(s), dtype=np.float32), 0.0,
+                                False, False, {}))
+            self._flying.add(i)
+
+    def send(self, actions, env_ids):
+        if self._actions is not None:
+            raise PendingError('send while a lockstep step is pending: step_wait first')
+        actions = np.asarray(actions)
+        ids = check_env_ids(env_ids, self.num_envs, len(actions))
+        busy = sorted(self._flying.intersection(ids.tolist()))
+        if busy:
+            raise PendingError('environments %s are in flight: recv their results first'
+                               % (busy,))
+        for k, i in enumerate(ids.tolist()):
+            self._flying.add(i)
+            self._ready.append(self._step_one(i, actions[k]))
+
+    def recv(self, batch_size=None, timeout=None):
+        if not self._flying:
+            raise NothingPendingError('recv with no environment in flight: send (or '
+                                      'async_reset) first')
+        # every result is ready as soon as it is sent: hand them all over
+        rows = list(self._ready)
+        self._ready.clear()
+        self._flying.clear()
+        return stack_results(rows, self.observation_space.shape)
 
     def close(self):
         for env in self.envs:
