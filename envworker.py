@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 
+import wire
 from envs import seeding
 
 try:  # Python 2.7: the C pickler
@@ -148,8 +149,14 @@ class Block(object):
 
     # farm side
     def load_action(self, action):
-        """Writes ``action`` into the block if it is a flat list of numbers of the right length;
-        False otherwise (it then goes through the pipe, and the worker explains what is wrong)."""
+        """Writes ``action`` into the block if it is a flat list of numbers of the right length
+        (or a row of a packed float array, wire.py); False otherwise (it then goes through the
+        pipe, and the worker explains what is wrong)."""
+        if isinstance(action, np.ndarray):
+            if action.shape != (self.act_size,) or action.dtype.kind != 'f':
+                return False
+            self.action[:] = action
+            return True
         if not isinstance(action, (list, tuple)) or len(action) != self.act_size:
             return False
         for a in action:
@@ -158,11 +165,13 @@ class Block(object):
         self.action[:] = action
         return True
 
-    def result(self, info):
+    def result(self, info, packed=False):
+        """The step's result as plain data; with ``packed`` its observations are wire.pack'ed
+        float32 arrays (one copy of the block's bytes, no list of floats)."""
         reward, terminated, truncated, reset = self.scalars.tolist()
         if reset:
-            info['terminal_observation'] = self.terminal.tolist()
-        return [self.obs.tolist(), reward, bool(terminated), bool(truncated), info]
+            info['terminal_observation'] = _out(self.terminal, packed)
+        return [_out(self.obs, packed), reward, bool(terminated), bool(truncated), info]
 
     # worker side
     def step(self, env, auto_reset):
@@ -174,6 +183,10 @@ class Block(object):
         self.obs[:] = np.asarray(obs, dtype=np.float64).ravel()
         self.scalars[:] = (reward, terminated, truncated, ended is not None)
         return plain(info)
+
+
+def _out(values, packed):
+    return wire.pack(values.astype(np.float32)) if packed else values.tolist()
 
 
 def _step(env, action, auto_reset):
@@ -276,8 +289,9 @@ class WorkerError(Exception):
 class EnvWorker(object):
     """Owns one worker process. Not thread-safe: the farm serialises calls per environment."""
 
-    def __init__(self, name, kwargs, params=None):
+    def __init__(self, name, kwargs, params=None, packed=False):
         self.name = name
+        self.packed = packed  # step results' observations as wire.pack'ed arrays (Block.result)
         self.steps = 0
         self.resets = 0
         self.conn, child = _context.Pipe()
@@ -364,7 +378,8 @@ class EnvWorker(object):
             self.kill()
             return WorkerLost('worker %s died (exit code %s)' % (self.pid, code))
         if message[:1] == DONE:
-            return self.block.result(pickle.loads(message[1:]) if len(message) > 1 else {})
+            return self.block.result(pickle.loads(message[1:]) if len(message) > 1 else {},
+                                     self.packed)
         reply = pickle.loads(message)
         if reply[0] == 'ok':
             return reply[1]

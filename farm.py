@@ -52,10 +52,14 @@ Runs unmodified on Python 2.7 and 3.6+.
 from __future__ import absolute_import, print_function
 
 import argparse
+import errno
+import fcntl
 import logging
+import math
 import multiprocessing
 import numbers
 import os
+import select
 import signal
 import socket
 import sys
@@ -63,17 +67,18 @@ import threading
 import time
 import uuid
 
+import numpy
 import Pyro4
 
 import farm_compat
 import farm_daemon
 import logformat
+import wire
 from envworker import EnvWorker, WorkerError, WorkerLost, replies
+# What the learner must agree on lives in wire.py; these names stay importable from here.
+from wire import DEFAULT_PORT, KEY_ENV, OBJECT_ID, PROTOCOL  # noqa: F401
 
 # --- configuration -------------------------------------------------------------------------------
-DEFAULT_PORT = 20099
-OBJECT_ID = 'farm'
-PROTOCOL = 1                 # bump when a verb changes shape
 STEP_TIMEOUT = 30.0          # seconds one step or reset may take before the worker is replaced
 BUILD_TIMEOUT = 120.0        # seconds to build an environment (OpenSim: 0.1-0.4 s, but cold imports)
 LEASE_TTL = 60.0             # seconds a lease lives without any call; also the most a caller gets
@@ -89,7 +94,6 @@ OVERCOMMIT = 2.0
 # than the farmer's keep-alive (10 s): a farmer whose connection broke reconnects at its next call.
 RELEASE_AFTER = 15.0
 KEEPALIVE_EVERY = 10.0       # the farmer's longest renewal interval (farmer.py): see RELEASE_AFTER
-KEY_ENV = 'FARM_KEY'
 
 log = logging.getLogger('farm')
 
@@ -133,31 +137,81 @@ def versions():
 
 
 class Slot(object):
-    """One leased environment: its worker, and whether it needs a reset before stepping."""
+    """One leased environment: its worker, whether it needs a reset before stepping, and what
+    it is busy with (``busy``: None, ``CALL`` during a lockstep call, or its :class:`Flight`
+    from send/send_reset until recv hands the result over; changed under its lease's ``state``)."""
 
     def __init__(self, env_id, lease, worker):
         self.env_id = env_id
         self.lease = lease
         self.worker = worker
         self.needs_hello = True
+        self.busy = None
+
+
+CALL = 'call'  # Slot.busy during a lockstep call (reset, step, set_params)
+
+
+class Flight(object):
+    """An environment sent off by send/send_reset, until recv hands its result over.
+
+    ``stage``: ``'reply'`` (waiting for the worker's answer to ``command``) or ``'hello'``
+    (waiting for a fresh worker to be built, then reset with ``seed``: a replaced or recycled
+    worker). ``outcome``: a step's result held back while its worker is recycled (the reset's
+    observation replaces its obs). ``worker``: whose pipe to watch; ``deadline``: when it is lost.
+    """
+    __slots__ = ('slot', 'command', 'stage', 'seed', 'outcome', 'worker', 'deadline')
+
+    def __init__(self, slot, command, stage, deadline, seed=None):
+        self.slot = slot
+        self.command = command
+        self.stage = stage
+        self.seed = seed
+        self.outcome = None
+        self.worker = slot.worker
+        self.deadline = deadline
 
 
 class Lease(object):
-    def __init__(self, token, ttl):
+    def __init__(self, token, ttl, packed=False):
         self.token = token
         self.ttl = ttl
+        self.packed = packed          # observations go back as wire.pack'ed float32 arrays
         self.expires = time.time() + ttl
         self.env_ids = []
-        self.lock = threading.Lock()  # one call at a time per learner
+        self.lock = threading.Lock()  # one lockstep call at a time per learner
         self.conns = set()            # the Pyro4 connections that called with this lease, open
         self.orphaned_at = None       # when the last of them closed (None: one is open, or none
                                       # was ever seen, as for a Farm called in-process)
+        # Asynchronous stepping. ``state`` guards the rest and every Slot.busy of the lease; it
+        # is held for bookkeeping only, never while waiting or talking to a worker.
+        self.state = threading.Lock()
+        self.in_flight = {}           # env id -> Flight
+        self.receiving = False        # a recv is running (one at a time)
+        self.wake = None              # (read fd, write fd): send wakes a waiting recv
+        self.ended = False            # closed, released whole or reaped
 
     def frees_at(self, release_after):
         """When this lease is released if its learner never calls again."""
         if self.orphaned_at is None:
             return self.expires
         return min(self.expires, self.orphaned_at + release_after)
+
+    def nudge(self):
+        """Wake a waiting recv (call with ``state`` held). A full pipe already will."""
+        if self.receiving and self.wake is not None:
+            try:
+                os.write(self.wake[1], b'.')
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    raise
+
+    def close_wake(self):
+        """Close the wake pipe (call with ``state`` held, when no recv runs)."""
+        if self.wake is not None:
+            for fd in self.wake:
+                os.close(fd)
+            self.wake = None
 
 
 @Pyro4.expose
@@ -210,8 +264,9 @@ class Farm(object):
         return round(max(0.0, min(l.frees_at(self.release_after) for l in held) - now), 1)
 
     # --- leases ----------------------------------------------------------------------------------
-    def open_lease(self, ttl=None):
-        """A new lease; ``ttl`` at most the farm's ``lease_ttl`` (None: that maximum)."""
+    def open_lease(self, ttl=None, packed=False):
+        """A new lease; ``ttl`` at most the farm's ``lease_ttl`` (None: that maximum). With
+        ``packed``, every observation it gets back is a wire.pack'ed float32 array."""
         if ttl is None:
             ttl = self.lease_ttl
         if not _is_number(ttl) or not ttl > 0:
@@ -222,11 +277,12 @@ class Farm(object):
             log.info('lease asked for a ttl of %.0f s: capped at this farm\'s --lease-ttl %.0f s',
                      ttl, self.lease_ttl)
             ttl = self.lease_ttl
-        lease = Lease(uuid.uuid4().hex, ttl)
+        lease = Lease(uuid.uuid4().hex, ttl, bool(packed))
         with self._books:
             self._seen(lease)
             self._leases[lease.token] = lease
-        log.info('lease %s... opened (ttl %.0f s)', lease.token[:8], ttl)
+        log.info('lease %s... opened (ttl %.0f s%s)', lease.token[:8], ttl,
+                 ', packed arrays' if packed else '')
         return lease.token
 
     def renew(self, lease):
@@ -238,7 +294,7 @@ class Farm(object):
             held = self._leases.pop(lease, None)
         if held is None:
             return False
-        self._drop(held.env_ids)
+        self._end(held)
         log.info('lease %s... closed', lease[:8])
         return True
 
@@ -263,7 +319,7 @@ class Farm(object):
                 self._slots[env_id] = None
         slots = []
         try:
-            workers = [EnvWorker(name, dict(kwargs or {})) for _ in ids]
+            workers = [EnvWorker(name, dict(kwargs or {}), packed=held.packed) for _ in ids]
             slots = [Slot(env_id, lease, w) for env_id, w in zip(ids, workers)]
             spec = None
             for slot in slots:
@@ -329,6 +385,7 @@ class Farm(object):
         with self._books:
             for i in env_ids:
                 held.env_ids.remove(i)
+        self._land(held, env_ids)
         self._drop(env_ids)
         return True
 
@@ -340,17 +397,34 @@ class Farm(object):
             raise ValueError('farm %s: %d seeds for %d environments' % (self.label, len(seeds),
                                                                          len(slots)))
         with held.lock:
-            return self._call_all(slots, 'reset', seeds)
+            return self._call_all(held, slots, 'reset', seeds)
 
     def step(self, lease, env_ids, actions, auto_reset=False):
         held = self._lease(lease)
         slots = self._owned(held, env_ids)
-        if not isinstance(actions, (list, tuple)) or len(actions) != len(slots):
-            raise ValueError('farm %s: step needs one action per environment (%d), got %r'
-                             % (self.label, len(slots), type(actions).__name__))
+        actions = self._actions(slots, actions, 'step')
         auto_reset = bool(auto_reset)
         with held.lock:
-            return self._call_all(slots, 'step', [(a, auto_reset) for a in actions])
+            return self._call_all(held, slots, 'step', [(a, auto_reset) for a in actions])
+
+    def _actions(self, slots, actions, verb):
+        """One action per slot: from a list, or the rows of ONE wire.pack'ed float array of
+        shape (len(slots), act_dim). ValueError for anything else."""
+        if wire.is_packed(actions):
+            try:
+                array = wire.unpack(actions)
+            except ValueError as e:
+                raise ValueError('farm %s: %s: actions: %s' % (self.label, verb, e))
+            if array.ndim != 2 or array.shape[0] != len(slots) or array.dtype.kind != 'f':
+                raise ValueError('farm %s: %s needs packed actions of shape (%d, action size) '
+                                 'and a float dtype, got shape %s, dtype %s'
+                                 % (self.label, verb, len(slots), list(array.shape),
+                                    array.dtype.name))
+            return list(array)  # rows: read-only views, copied into each worker's block
+        if not isinstance(actions, (list, tuple)) or len(actions) != len(slots):
+            raise ValueError('farm %s: %s needs one action per environment (%d), got %r'
+                             % (self.label, verb, len(slots), type(actions).__name__))
+        return actions
 
     def set_params(self, lease, env_ids, params):
         held = self._lease(lease)
@@ -362,7 +436,7 @@ class Farm(object):
             before = [dict(slot.worker.params) for slot in slots]
             for slot in slots:
                 slot.worker.params.update(params)
-            results = self._call_all(slots, 'set_params', [params] * len(slots))
+            results = self._call_all(held, slots, 'set_params', [params] * len(slots))
             for slot, result, old in zip(slots, results, before):
                 if result is not None and result.get('kind') != 'lost':
                     slot.worker.params = old  # refused: a replacement must not be built with them
@@ -383,46 +457,308 @@ class Farm(object):
                                  'bool or list of those' % (self.label, key, value))
 
     # --- the dispatching core --------------------------------------------------------------------
-    def _call_all(self, slots, command, args):
-        """Send every command first, then collect in the order they finish: the workers run
-        concurrently. ``args`` are the commands' arguments (``(action, auto_reset)`` to step)."""
-        results = [None] * len(slots)
-        sent = []
-        for k, (slot, arg) in enumerate(zip(slots, args)):
-            try:
-                if command == 'reset':
-                    self._prepare_reset(slot)
-                    slot.worker.send(command, arg)
-                elif command == 'set_params':
-                    if slot.needs_hello:  # its hello comes before any other answer
-                        self._hello(slot, BUILD_TIMEOUT)
-                    slot.worker.send(command, arg)
-                elif slot.needs_hello:
-                    raise WorkerError('input', 'environment was lost; reset it before stepping')
-                else:
-                    slot.worker.send_step(*arg)
-                sent.append(k)
-            except Exception as e:
-                results[k] = self._failure(slot, e)
-        deadline = time.time() + self.step_timeout
-        for j, outcome in replies([slots[k].worker for k in sent], deadline):
-            k = sent[j]
-            slot = slots[k]
-            try:
-                if isinstance(outcome, Exception):
-                    raise outcome
-                results[k] = outcome
-                if command == 'step':
-                    slot.worker.steps += 1
-                    if 'terminal_observation' in outcome[4]:
-                        slot.worker.resets += 1
-                        if self._due(slot.worker):
-                            outcome[0] = self._recycle(slot)
-                elif command == 'reset':
-                    slot.worker.resets += 1
-            except Exception as e:
-                results[k] = self._failure(slot, e)
+    def _call_all(self, held, slots, command, args):
+        """Lockstep: send every command first, then collect in the order they finish: the
+        workers run concurrently. ``args`` are the commands' arguments (``(action, auto_reset)``
+        to step). An environment in flight (send/send_reset) gets an 'input' error element."""
+        results = self._claim(held, slots, CALL)
+        claimed = [k for k, r in enumerate(results) if r is None]
+        try:
+            sent = []
+            for k in claimed:
+                slot, arg = slots[k], args[k]
+                try:
+                    if command == 'reset':
+                        self._prepare_reset(slot)
+                        slot.worker.send(command, arg)
+                    elif command == 'set_params':
+                        if slot.needs_hello:  # its hello comes before any other answer
+                            self._hello(slot, BUILD_TIMEOUT)
+                        slot.worker.send(command, arg)
+                    elif slot.needs_hello:
+                        raise WorkerError('input', 'environment was lost; reset it before stepping')
+                    else:
+                        slot.worker.send_step(*arg)
+                    sent.append(k)
+                except Exception as e:
+                    results[k] = self._failure(slot, e)
+            deadline = time.time() + self.step_timeout
+            for j, outcome in replies([slots[k].worker for k in sent], deadline):
+                k = sent[j]
+                slot = slots[k]
+                result, due = self._settled(slot, command, outcome)
+                if due:
+                    try:
+                        result[0] = self._recycle(slot)
+                    except Exception as e:
+                        result = self._failure(slot, e)
+                results[k] = self._shaped(held, command, result)
+        finally:
+            self._unclaim(held, [slots[k] for k in claimed])
         return results
+
+    def _settled(self, slot, command, outcome):
+        """What follows a worker's reply, in lockstep and asynchronous stepping alike: an error
+        becomes the error element (a lost worker is replaced), steps and resets are counted.
+        Returns ``(result, due)``: ``due`` when the step ended an episode (auto-reset) and the
+        worker has served its quota; the caller then recycles it (lockstep: at once, blocking;
+        recv: without holding up the other environments) and replaces ``result[0]``."""
+        if isinstance(outcome, Exception):
+            return self._failure(slot, outcome), False
+        if command == 'step':
+            slot.worker.steps += 1
+            if 'terminal_observation' in outcome[4]:
+                slot.worker.resets += 1
+                return outcome, self._due(slot.worker)
+        elif command == 'reset':
+            slot.worker.resets += 1
+        return outcome, False
+
+    def _shaped(self, held, command, result):
+        """A packed lease's observations as wire.pack'ed float32 arrays (the shared block's
+        results are packed by the worker already; what came through the pipe is packed here)."""
+        if not held.packed or command not in ('step', 'reset') or _is_error(result):
+            return result
+        if command == 'reset':
+            return _packed_obs(result)
+        result[0] = _packed_obs(result[0])
+        info = result[4]
+        if isinstance(info, dict) and 'terminal_observation' in info:
+            info['terminal_observation'] = _packed_obs(info['terminal_observation'])
+        return result
+
+    def _claim(self, held, slots, what):
+        """Marks each slot busy with ``what``; one not free gets its 'input' error element
+        instead (None for those claimed)."""
+        results = [None] * len(slots)
+        with held.state:
+            for k, slot in enumerate(slots):
+                if slot.busy is None:
+                    slot.busy = what
+                else:
+                    results[k] = {'error': 'farm %s: env %d %s' % (
+                        self.label, slot.env_id,
+                        'is in flight: recv its result first' if slot.busy is not CALL
+                        else 'is busy with another call of this lease'), 'kind': 'input'}
+        return results
+
+    def _unclaim(self, held, slots):
+        with held.state:
+            for slot in slots:
+                slot.busy = None
+
+    # --- asynchronous stepping -------------------------------------------------------------------
+    def send(self, lease, env_ids, actions, auto_reset=True):
+        """Hands each environment its action and returns at once: one element per environment,
+        None (stepping now; its result comes from recv) or the error dict. A worker found dead
+        is replaced and its element is the 'lost' error at once."""
+        held = self._lease(lease)
+        slots = self._owned(held, env_ids)
+        actions = self._actions(slots, actions, 'send')
+        auto_reset = bool(auto_reset)
+        results = self._claim(held, slots, CALL)
+        flights = []
+        for k, slot in enumerate(slots):
+            if results[k] is not None:
+                continue
+            try:
+                if slot.needs_hello:
+                    raise WorkerError('input', 'environment was lost; reset it before stepping')
+                slot.worker.send_step(actions[k], auto_reset)
+                flights.append(Flight(slot, 'step', 'reply', time.time() + self.step_timeout))
+            except Exception as e:
+                self._unclaim(held, [slot])
+                results[k] = self._failure(slot, e)
+        self._launch(held, flights)
+        return results
+
+    def send_reset(self, lease, env_ids, seeds=None):
+        """Resets each environment without waiting; its first observation comes from recv.
+        A worker due for recycling, or replaced after a loss, is rebuilt first (also without
+        waiting: recv sends the reset once the new worker is up)."""
+        held = self._lease(lease)
+        slots = self._owned(held, env_ids)
+        seeds = list(seeds) if seeds is not None else [None] * len(slots)
+        if len(seeds) != len(slots):
+            raise ValueError('farm %s: %d seeds for %d environments' % (self.label, len(seeds),
+                                                                         len(slots)))
+        results = self._claim(held, slots, CALL)
+        flights = []
+        for k, slot in enumerate(slots):
+            if results[k] is not None:
+                continue
+            try:
+                self._recycle_if_due(slot)
+                now = time.time()
+                if slot.needs_hello:
+                    flights.append(Flight(slot, 'reset', 'hello', now + BUILD_TIMEOUT, seeds[k]))
+                else:
+                    slot.worker.send('reset', seeds[k])
+                    flights.append(Flight(slot, 'reset', 'reply', now + self.step_timeout))
+            except Exception as e:
+                self._unclaim(held, [slot])
+                results[k] = self._failure(slot, e)
+        self._launch(held, flights)
+        return results
+
+    def _launch(self, held, flights):
+        if not flights:
+            return
+        with held.state:
+            for flight in flights:
+                flight.slot.busy = flight
+                held.in_flight[flight.slot.env_id] = flight
+            held.nudge()
+
+    def recv(self, lease, min_count=1, timeout=1.0):
+        """``[[env_id, result], ...]`` of environments in flight, in the order they finished:
+        as soon as ``min(min_count, number in flight)`` are ready, with every other one ready by
+        then; at ``timeout`` seconds (None: no limit) with whatever is ready. A result is a
+        step's ``[obs, reward, terminated, truncated, info]``, a reset's ``obs``, or the error
+        dict (``'lost'`` past the step timeout: the worker is replaced; reset it)."""
+        held = self._lease(lease)
+        if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral) \
+                or min_count < 0:
+            raise ValueError('farm %s: recv: min_count must be an int >= 0, got %r'
+                             % (self.label, min_count))
+        if timeout is not None and (not _is_number(timeout) or not timeout >= 0):
+            raise ValueError('farm %s: recv: timeout must be a number of seconds >= 0 or None, '
+                             'got %r' % (self.label, timeout))
+        with held.state:
+            if held.receiving:
+                raise ValueError('farm %s: recv: another recv is running on this lease (one at '
+                                 'a time)' % self.label)
+            if not held.in_flight:
+                return []
+            held.receiving = True
+            if held.wake is None:
+                held.wake = os.pipe()
+                for fd in held.wake:
+                    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        try:
+            return self._receive(held, min_count, timeout)
+        finally:
+            with held.state:
+                held.receiving = False
+                if held.ended:
+                    held.close_wake()
+
+    def _receive(self, held, min_count, timeout):
+        end = None if timeout is None else time.time() + timeout
+        out = []
+        wake = held.wake[0]
+        while True:
+            with held.state:
+                flights = list(held.in_flight.values())
+            if not flights:
+                return out
+            # Enough: take every other result already there (a zero wait), then return.
+            sweep = len(out) >= min_count
+            now = time.time()
+            watched, late = {}, []
+            soonest = end
+            for flight in flights:
+                try:
+                    fd = flight.worker.conn.fileno()
+                except (IOError, OSError, ValueError):  # closed: killed meanwhile
+                    fd = None
+                if fd is None or flight.deadline <= now:
+                    late.append(flight)
+                else:
+                    watched[fd] = flight
+                    soonest = flight.deadline if soonest is None else min(soonest, flight.deadline)
+            if late:
+                ready = late
+            else:
+                poller = select.poll()
+                poller.register(wake, select.POLLIN)
+                for fd in watched:
+                    poller.register(fd, select.POLLIN)
+                if sweep:
+                    wait_ms = 0
+                elif soonest is None:
+                    wait_ms = None
+                else:
+                    wait_ms = max(0, int(math.ceil((soonest - now) * 1000.0)))
+                # One wake-up for everything that finished meanwhile: poll reports them all.
+                events = poller.poll(wait_ms)
+                ready = []
+                for fd, _ in events:
+                    if fd == wake:
+                        _drain(wake)
+                    elif fd in watched:
+                        ready.append(watched[fd])
+                if not ready:
+                    if sweep or not events and end is not None and time.time() >= end:
+                        return out
+                    continue
+            for flight in ready:
+                env_id = flight.slot.env_id
+                with held.state:
+                    if held.in_flight.get(env_id) is not flight:
+                        continue  # released meanwhile
+                result = self._advance(held, flight, flight.deadline <= time.time())
+                if result is None:
+                    continue  # on to its next stage (a new worker being built)
+                with held.state:
+                    if held.in_flight.get(env_id) is flight:
+                        del held.in_flight[env_id]
+                        flight.slot.busy = None
+                        out.append([env_id, result])
+
+    def _advance(self, held, flight, late):
+        """An in-flight environment's worker spoke (or ``late``: its deadline passed). Returns
+        its result, or None while it goes on to another stage."""
+        slot = flight.slot
+        if flight.stage == 'hello':
+            try:
+                if late:
+                    slot.worker.kill()
+                    raise WorkerLost('worker %s not built within %g s' % (slot.worker.pid,
+                                                                          BUILD_TIMEOUT))
+                self._hello(slot, max(0.0, flight.deadline - time.time()))
+                slot.worker.send('reset', flight.seed)
+            except Exception as e:
+                return self._failure(slot, e)
+            flight.stage, flight.worker = 'reply', slot.worker
+            flight.deadline = time.time() + self.step_timeout
+            return None
+        outcome = flight.worker._timed_out() if late else flight.worker._take()
+        if flight.outcome is not None:  # the reset after recycling: the episode's first obs
+            if isinstance(outcome, Exception):
+                return self._failure(slot, outcome)
+            slot.worker.resets += 1
+            result, flight.outcome = flight.outcome, None
+            result[0] = outcome
+            return self._shaped(held, 'step', result)
+        result, due = self._settled(slot, flight.command, outcome)
+        if not due:
+            return self._shaped(held, flight.command, result)
+        try:
+            self._recycle_if_due(slot)  # its successor builds while the others step
+        except Exception as e:
+            return self._failure(slot, e)
+        flight.stage, flight.seed, flight.outcome, flight.worker = 'hello', None, result, \
+            slot.worker
+        flight.deadline = time.time() + BUILD_TIMEOUT
+        return None
+
+    def _land(self, held, env_ids):
+        """Environments released or dropped with their lease: no longer in flight (a recv
+        waiting on them wakes and leaves them)."""
+        with held.state:
+            for env_id in env_ids:
+                held.in_flight.pop(env_id, None)
+            held.nudge()
+
+    def _end(self, held):
+        """The end of a lease (closed, expired, released for a gone learner)."""
+        self._land(held, list(held.env_ids))
+        with held.state:
+            held.ended = True
+            if not held.receiving:
+                held.close_wake()
+        self._drop(held.env_ids)
 
     def _due(self, worker):
         return worker.steps >= self.recycle_steps or worker.resets >= self.recycle_resets
@@ -434,7 +770,8 @@ class Farm(object):
             old.close()
         else:
             old.kill()  # reaps it and closes the pipe
-        fresh = EnvWorker(old.name, old.kwargs, old.params)  # builds while the caller goes on
+        # builds while the caller goes on
+        fresh = EnvWorker(old.name, old.kwargs, old.params, packed=old.packed)
         with self._books:
             current = self._slots.get(slot.env_id) is slot
             if current:
@@ -564,7 +901,7 @@ class Farm(object):
                     log.warning('lease %s...: its learner disconnected %.0f s ago and has not '
                                 'come back: releasing %d environments', held.token[:8],
                                 now - held.orphaned_at, len(held.env_ids))
-                self._drop(held.env_ids)
+                self._end(held)
 
     def close(self):
         """Kill every worker. The daemon is closed by whoever owns it."""
@@ -573,7 +910,7 @@ class Farm(object):
             leases = list(self._leases.values())
             self._leases.clear()
         for held in leases:
-            self._drop(held.env_ids)
+            self._end(held)
 
 
 _STRINGS = (str, type(u''))  # msgpack gives Python 2.7 unicode for a Python 3 peer's str
@@ -581,6 +918,30 @@ _STRINGS = (str, type(u''))  # msgpack gives Python 2.7 unicode for a Python 3 p
 
 def _is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_error(result):
+    return isinstance(result, dict) and 'error' in result and 'kind' in result and len(result) == 2
+
+
+def _packed_obs(obs):
+    """A list observation as a packed float32 array (already packed, or not numeric: as is)."""
+    if not isinstance(obs, list):
+        return obs
+    try:
+        array = numpy.asarray(obs, dtype=numpy.float32)
+    except (TypeError, ValueError):
+        return obs
+    return wire.pack(array)
+
+
+def _drain(fd):
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
+            raise
 
 
 # --- serving -------------------------------------------------------------------------------------

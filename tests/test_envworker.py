@@ -10,6 +10,7 @@ import pytest
 
 import envs
 import envworker
+import wire
 from envworker import EnvWorker, WorkerError, WorkerLost, replies
 
 CHEAP = {'obs_size': 3, 'act_size': 2, 'episode_length': 3}
@@ -142,13 +143,20 @@ def test_block_layout_round_trips_exactly():
     assert block.action.tolist() == [0.25, 1.0, float(2 ** 40)]
     assert not block.load_action([0.25, 1])          # wrong length
     assert not block.load_action((0.1, None, 0.2))    # not numbers
-    assert not block.load_action(np.zeros(3))         # not plain data: the pipe names it
+    assert not block.load_action(np.zeros(4))         # a packed row of the wrong size...
+    assert not block.load_action(np.zeros(3, int))    # ...or not floats: the pipe names it
+    assert block.load_action(np.array([0.5, 0.25, 1], np.float32))  # a packed action's row
+    assert block.action.tolist() == [0.5, 0.25, 1.0]
     env = envs.make('CheapEnv', obs_size=4, act_size=3, episode_length=1)
     env.reset(None)
     info = block.step(env, auto_reset=True)
     assert info == {'t': 1}
     assert block.result(info) == [[0.0, 0.0, 0.0, 0.0], -float(np.sum((block.action - 0.5) ** 2)),
                                   True, False, {'t': 1, 'terminal_observation': [1.0, 1.0, 1.0, 1.0]}]
+    packed = block.result({}, packed=True)  # a packed lease's: float32 arrays, same values
+    assert wire.unpack(packed[0]).dtype == np.float32
+    assert wire.unpack(packed[0]).tolist() == [0.0] * 4
+    assert wire.unpack(packed[4]['terminal_observation']).tolist() == [1.0] * 4
 
 
 def test_without_shared_memory_the_pipe_carries_the_steps(worker, monkeypatch):

@@ -1,0 +1,297 @@
+"""farm.py's asynchronous stepping (send / send_reset / recv) and packed arrays, through a real
+Pyro4 daemon (in a thread) with real worker processes. Behaviour, never timings: a slow
+environment's step lasts seconds where a fast one's lasts microseconds, and only the order of
+the results is asserted."""
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import farm
+import wire
+from conftest import alive
+
+GOOD = [0.5, 0.5]
+
+
+def make(proxy, lease, n=1, name='CheapEnv', **kwargs):
+    return proxy.make(lease, name, kwargs, n)['env_ids']
+
+
+def recv_all(proxy, lease, count, timeout=30):
+    """Results of ``count`` environments, whatever the batches they come in."""
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < count and time.time() < deadline:
+        got += proxy.recv(lease, count - len(got), 5.0)
+    assert len(got) == count, got
+    return got
+
+
+def test_protocol_2_is_in_info(thread_farm):
+    info = thread_farm().proxy().info()
+    assert info['versions']['farm_protocol'] == wire.PROTOCOL == farm.PROTOCOL == 2
+    assert wire.protocol_mismatch(info) is None
+
+
+def test_send_recv_gives_the_lockstep_results_for_the_same_seeds_and_actions(thread_farm):
+    p = thread_farm(capacity=6).proxy()
+    lock, asyn = p.open_lease(30), p.open_lease(30)
+    lock_ids = make(p, lock, 3, episode_length=3, obs_size=4)
+    async_ids = make(p, asyn, 3, episode_length=3, obs_size=4)
+    seeds = [11, 12, 13]
+    expected = [p.reset(lock, lock_ids, seeds)]
+    assert p.send_reset(asyn, async_ids, seeds) == [None] * 3
+    got = [dict(recv_all(p, asyn, 3))]
+    actions = [[[0.1 * k, 0.2], [0.3, 0.4 * k], [0.5, 0.6]] for k in range(5)]
+    for batch in actions:  # five steps: an episode ends (auto-reset) at the third
+        expected.append(p.step(lock, lock_ids, batch, True))
+        assert p.send(asyn, async_ids, batch) == [None] * 3
+        got.append(dict(recv_all(p, asyn, 3)))
+    for want, have in zip(expected, got):
+        assert [have[i] for i in async_ids] == want
+    assert 'terminal_observation' in expected[3][0][4]  # the comparison covered an episode end
+
+
+def test_results_come_back_as_they_finish_a_slow_env_does_not_hold_a_fast_one(thread_farm):
+    p = thread_farm().proxy()
+    lease = p.open_lease(30)
+    slow = make(p, lease, 1, 'SlowEnv', step_seconds=3.0, obs_size=3, act_size=2)[0]
+    fast = make(p, lease, 1, 'CheapEnv')[0]
+    p.reset(lease, [slow, fast])
+    assert p.send(lease, [slow, fast], [GOOD, GOOD]) == [None, None]
+    order = []
+    for _ in range(3):  # the fast one goes round three times while the slow one steps once
+        (env_id, result), = p.recv(lease, 1, 30)
+        order.append(env_id)
+        assert env_id == fast and result[0][0] == len(order)
+        assert p.send(lease, [fast], [GOOD]) == [None]
+    rest = recv_all(p, lease, 2)
+    assert sorted(env_id for env_id, _ in rest) == sorted([slow, fast])
+    assert len(dict(rest)[slow]) == 5 and dict(rest)[slow][3] is False  # its step's result
+
+
+def test_min_count_and_timeout(thread_farm):
+    p = thread_farm().proxy()
+    lease = p.open_lease(30)
+    assert p.recv(lease) == []  # nothing in flight: at once
+    slow = make(p, lease, 1, 'SlowEnv', step_seconds=2.0, obs_size=3, act_size=2)[0]
+    fast = make(p, lease, 2, 'CheapEnv')
+    p.reset(lease, [slow] + fast)
+    p.send(lease, [slow] + fast, [GOOD] * 3)
+    # Both fast ones finish long before the slow one: min_count 2 returns them (and only them,
+    # whatever their order); a timeout returns what is there, here nothing.
+    first = p.recv(lease, 2, 30)
+    assert sorted(i for i, _ in first) == sorted(fast)
+    assert p.recv(lease, 1, 0.05) == []
+    assert p.recv(lease, 0, 0) == []
+    # min_count above the number in flight: returns when all of them are in.
+    p.send(lease, fast, [GOOD] * 2)
+    everything = p.recv(lease, 10, 30)
+    assert sorted(i for i, _ in everything) == sorted([slow] + fast)
+    assert p.recv(lease, 5, 10) == []  # nothing in flight again: at once
+    with pytest.raises(ValueError, match='min_count'):
+        p.recv(lease, -1)
+    with pytest.raises(ValueError, match='timeout'):
+        p.recv(lease, 1, 'soon')
+
+
+def test_an_env_in_flight_is_refused_by_every_other_call_and_its_neighbours_still_work(
+        thread_farm):
+    p = thread_farm().proxy()
+    lease = p.open_lease(30)
+    busy = make(p, lease, 1, 'SlowEnv', step_seconds=2.0, obs_size=3, act_size=2)[0]
+    free = make(p, lease, 1, 'CheapEnv')[0]
+    p.reset(lease, [busy, free])
+    assert p.send(lease, [busy], [GOOD]) == [None]
+    for answer in (p.step(lease, [busy, free], [GOOD, GOOD]),
+                   p.reset(lease, [busy, free]),
+                   p.set_params(lease, [busy, free], {}),
+                   p.send(lease, [busy, free], [GOOD, GOOD]),  # free is in flight after this
+                   p.send_reset(lease, [busy])):
+        assert answer[0]['kind'] == 'input'
+        assert 'env %d is in flight: recv its result first' % busy in answer[0]['error']
+        assert answer[1:] in ([], [None], [[0.0, 0.0, 0.0]]) or len(answer[1]) == 5
+    assert sorted(i for i, _ in recv_all(p, lease, 2)) == sorted([busy, free])
+    assert len(p.step(lease, [busy], [GOOD])[0]) == 5  # after recv, busy is free again
+
+
+def test_a_worker_killed_mid_step_comes_back_lost_and_send_reset_revives_it(thread_farm):
+    p = thread_farm().proxy()
+    lease = p.open_lease(30)
+    env_id, other = make(p, lease, 2, 'SlowEnv', step_seconds=5.0, obs_size=3, act_size=2)
+    p.reset(lease, [env_id, other])
+    pid = int(p.worker_pids(lease)[str(env_id)])
+    p.set_params(lease, [other], {'step_seconds': 0.0})
+    p.reset(lease, [other])
+    p.send(lease, [env_id, other], [GOOD, GOOD])
+    os.kill(pid, signal.SIGKILL)
+    got = dict(recv_all(p, lease, 2))
+    assert got[env_id]['kind'] == 'lost' and 'died' in got[env_id]['error']
+    assert len(got[other]) == 5
+    assert int(p.worker_pids(lease)[str(env_id)]) != pid  # replaced
+    refused = p.send(lease, [env_id], [GOOD])[0]  # must be reset before stepping
+    assert refused['kind'] == 'input' and 'reset it' in refused['error']
+    assert p.send_reset(lease, [env_id], [5]) == [None]  # the new worker builds, then resets
+    (back, obs), = recv_all(p, lease, 1)
+    assert back == env_id and len(obs) == 3
+    p.set_params(lease, [env_id], {'step_seconds': 0.0})
+
+
+def test_a_worker_that_dies_before_send_is_lost_at_once(thread_farm):
+    p = thread_farm().proxy()
+    lease = p.open_lease(30)
+    env_id = make(p, lease)[0]
+    p.reset(lease, [env_id])
+    pid = int(p.worker_pids(lease)[str(env_id)])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 10
+    while alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    # A dead worker's pipe may still take one write: lost at once, or from recv.
+    answer = p.send(lease, [env_id], [GOOD])[0]
+    if answer is None:
+        (_, answer), = recv_all(p, lease, 1)
+    assert answer['kind'] == 'lost'
+    assert p.send_reset(lease, [env_id]) == [None]
+    assert recv_all(p, lease, 1)[0][1] == [0.0, 0.0, 0.0]
+
+
+def test_a_step_past_the_step_timeout_is_lost_and_replaced_in_async_mode(thread_farm):
+    p = thread_farm(step_timeout=1.0).proxy()
+    lease = p.open_lease(30)
+    hung = make(p, lease, 1, hang_after=0)[0]
+    fine = make(p, lease, 1)[0]
+    p.reset(lease, [hung, fine])
+    pid = int(p.worker_pids(lease)[str(hung)])
+    p.send(lease, [hung, fine], [GOOD, GOOD])
+    got = dict(recv_all(p, lease, 2))
+    assert len(got[fine]) == 5
+    assert got[hung]['kind'] == 'lost' and 'step timeout' in got[hung]['error']
+    assert not alive(pid)
+    p.send_reset(lease, [hung])
+    assert recv_all(p, lease, 1)[0] == [hung, [0.0, 0.0, 0.0]]
+
+
+def test_workers_are_recycled_in_async_mode(thread_farm):
+    p = thread_farm(recycle_resets=2).proxy()
+    lease = p.open_lease(30)
+    env_id = make(p, lease, 1, episode_length=1)[0]
+    p.send_reset(lease, [env_id])
+    assert recv_all(p, lease, 1)[0][1] == [0.0, 0.0, 0.0]
+    pids = [int(p.worker_pids(lease)[str(env_id)])]
+    for _ in range(4):  # every step ends an episode; a new worker every second reset
+        p.send(lease, [env_id], [GOOD])
+        (_, (obs, reward, terminated, truncated, info)), = recv_all(p, lease, 1)
+        assert terminated and obs == [0.0, 0.0, 0.0]  # the next episode's first observation
+        assert info['terminal_observation'] == [1.0, 1.0, 1.0]
+        pids.append(int(p.worker_pids(lease)[str(env_id)]))
+    assert len(set(pids)) >= 3  # recycled at least twice
+    assert not any(alive(pid) for pid in pids[:-1])
+
+
+def test_send_on_one_connection_while_recv_waits_on_another(thread_farm):
+    f = thread_farm()
+    sender, receiver = f.proxy(), f.proxy()
+    lease = sender.open_lease(30)
+    slow = make(sender, lease, 1, 'SlowEnv', step_seconds=3.0, obs_size=3, act_size=2)[0]
+    fast = make(sender, lease, 1)[0]
+    sender.reset(lease, [slow, fast])
+    sender.send(lease, [slow], [GOOD])
+    got = []
+    waiting = threading.Thread(target=lambda: got.append(receiver.recv(lease, 1, 30)))
+    waiting.start()
+    time.sleep(0.3)  # let it wait (if it has not yet, the order asserted below is the same)
+    with pytest.raises(ValueError, match='another recv'):  # one recv per lease at a time
+        sender.recv(lease, 1, 0)
+    assert sender.send(lease, [fast], [GOOD]) == [None]  # wakes the waiting recv
+    waiting.join(30)
+    assert [env_id for env_id, _ in got[0]] == [fast]
+    assert recv_all(receiver, lease, 1)[0][0] == slow
+
+
+def test_packed_observations_and_actions_equal_the_list_ones(thread_farm):
+    p = thread_farm(capacity=4).proxy()
+    plain, packed = p.open_lease(30), p.open_lease(30, True)
+    kwargs = dict(episode_length=2, obs_size=5, act_size=3)
+    plain_ids, packed_ids = make(p, plain, 2, **kwargs), make(p, packed, 2, **kwargs)
+
+    def obs(value):
+        array = wire.unpack(value)
+        assert array.dtype == np.float32 and array.ndim == 1
+        return array.tolist()
+
+    want = p.reset(plain, plain_ids, [3, 4])
+    assert [obs(o) for o in p.reset(packed, packed_ids, [3, 4])] == want
+    actions = np.array([[0.1, 0.2, 0.3], [0.7, 0.8, 0.9]])
+    for step in range(3):
+        want = p.step(plain, plain_ids, actions.tolist(), True)
+        if step % 2:  # lockstep, packed actions of another float dtype
+            have = p.step(packed, packed_ids, wire.pack(actions.astype(np.float32)), True)
+        else:
+            p.send(packed, packed_ids, wire.pack(actions))
+            have = [r for _, r in sorted(recv_all(p, packed, 2))]
+        for w, h in zip(want, have):
+            assert obs(h[0]) == w[0] and h[1:4] == pytest.approx(w[1:4], rel=1e-6)
+            if 'terminal_observation' in w[4]:
+                assert obs(h[4]['terminal_observation']) == w[4]['terminal_observation']
+    # send_reset on a packed lease: packed too; a list of actions still works there.
+    p.send_reset(packed, packed_ids[:1], [9])
+    assert obs(recv_all(p, packed, 1)[0][1]) == [0.0] + [9.0] * 4
+    assert len(p.step(packed, packed_ids[:1], [[0.5, 0.5, 0.5]])[0]) == 5
+    # Malformed packed actions: refused as a whole, naming what is wrong.
+    with pytest.raises(ValueError, match=r'packed actions of shape \(2, action size\)'):
+        p.send(packed, packed_ids, wire.pack(np.zeros((3, 3))))
+    with pytest.raises(ValueError, match='float dtype'):
+        p.step(packed, packed_ids, wire.pack(np.zeros((2, 3), np.int64)))
+    bad = wire.pack(np.zeros((2, 3)))
+    bad['data'] = bad['data'][:-1]
+    with pytest.raises(ValueError, match='needs 48 bytes'):
+        p.send(packed, packed_ids, bad)
+
+
+def test_release_and_close_lease_with_envs_in_flight_leave_no_process(thread_farm):
+    p = thread_farm().proxy()
+    lease = p.open_lease(30)
+    ids = make(p, lease, 3, 'SlowEnv', step_seconds=5.0, obs_size=3, act_size=2)
+    p.reset(lease, ids)
+    pids = [int(pid) for pid in p.worker_pids(lease).values()]
+    p.send(lease, ids, [GOOD] * 3)
+    # Release one while it is in flight, then close the lease with the rest in flight.
+    assert p.release(lease, ids[:1])
+    deadline = time.time() + 10
+    while alive(pids[0]) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not alive(pids[0])
+    assert p.close_lease(lease)
+    deadline = time.time() + 10
+    while any(alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
+    assert p.info()['in_use'] == 0
+    with pytest.raises(LookupError, match='no such lease'):
+        p.recv(lease)
+
+
+def test_closing_a_lease_wakes_its_waiting_recv(thread_farm):
+    f = thread_farm()
+    p, receiver = f.proxy(), f.proxy()
+    lease = p.open_lease(30)
+    ids = make(p, lease, 2, 'SlowEnv', step_seconds=5.0, obs_size=3, act_size=2)
+    p.reset(lease, ids)
+    pids = [int(pid) for pid in p.worker_pids(lease).values()]
+    p.send(lease, ids, [GOOD] * 2)
+    got = []
+    waiting = threading.Thread(target=lambda: got.append(receiver.recv(lease, 2, 60)))
+    waiting.start()
+    time.sleep(0.3)
+    assert p.close_lease(lease)
+    waiting.join(30)
+    assert not waiting.is_alive() and got == [[]]  # woke with nothing: they were dropped
+    deadline = time.time() + 10
+    while any(alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
