@@ -19,6 +19,11 @@ from __future__ import absolute_import
 import sys
 
 
+# Python 2's str (bytes) is the text to convert; on Python 3 (where _text runs only in tests)
+# str is text already.
+_BYTES_TEXT = str if sys.version_info[0] < 3 else None
+
+
 class _HasBin(Exception):
     """Raised by the first packing attempt when the message holds a wire.Bin."""
 
@@ -26,7 +31,7 @@ class _HasBin(Exception):
 def _text(value, Bin):
     """``value`` with every py2 ``str`` made ``unicode`` and every Bin its raw bytes."""
     kind = type(value)
-    if kind is str:
+    if kind is _BYTES_TEXT:
         return value.decode('utf-8', 'replace')
     if kind is Bin:
         return value.data
