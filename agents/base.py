@@ -3,7 +3,8 @@
 :class:`OffPolicyAgent` is a mixin placed before ``rl.core.Agent`` (or a subclass of it) in the
 bases. The concrete agent provides:
 
-- ``select_actions(obs_batch, explore) -> (n, act_dim)`` actions in ``[-1, 1]``;
+- ``select_actions(obs_batch, explore, env_ids=None) -> (n, act_dim)`` actions in ``[-1, 1]``
+  (``env_ids``: the vector indices of the rows when they are not all environments in order);
 - ``train_once() -> list of metric values`` (one gradient update from ``self.memory``);
 - ``reset_noise(indices)``; ``memory`` (:class:`agents.replay.TransitionReplay`), ``batch_size``,
   ``nb_steps_warmup`` (no updates before this many env steps), ``updates_per_step``,
@@ -203,11 +204,11 @@ class OffPolicyAgent(object):
 
     # -- vectorized environments ----------------------------------------------------------------
     def train_vec(self, vec_env, nb_episodes=None, nb_steps=None, callback=None, stop=None,
-                  seed=None, log_interval=None):
+                  seed=None, log_interval=None, mode=None):
         """Train on a vectorized env; see :func:`agents.parallel.train_vec`."""
         return parallel.train_vec(self, vec_env, nb_episodes=nb_episodes, nb_steps=nb_steps,
                                   callback=callback, stop=stop, seed=seed,
-                                  log_interval=log_interval)
+                                  log_interval=log_interval, mode=mode)
 
     def evaluate_vec(self, vec_env, nb_episodes=10, seed=None):
         """Mean-return evaluation with deterministic actions; see

@@ -6,8 +6,9 @@ process (``tf.compat.v1.disable_eager_execution()``); build the models after imp
 What is keras-rl2's and unchanged: the networks' compilation (``compile``), the critic loss and the
 policy gradient. What changes, and why:
 
-- ``select_actions`` acts for N environments in one ``predict_on_batch``; exploration noise is
-  :class:`agents.noise.VectorNoise`, one independent process per environment (keras-rl's
+- ``select_actions`` acts for N environments (or the ones in hand, asynchronously) in one
+  ``predict_on_batch``; exploration noise is :class:`agents.noise.VectorNoise`, one independent
+  process per environment that advances only when its environment acts (keras-rl's
   ``random_process`` holds a single state);
 - transitions go to :class:`agents.replay.TransitionReplay` (explicit next states, correct for
   interleaved environments; ``SequentialMemory`` is not) and ``train_once`` feeds keras-rl's
@@ -110,12 +111,16 @@ class DDPG(OffPolicyAgent, DDPGAgent):
             self._soft_update = tf.group(*[target.assign(value) for target, value in pairs])
 
     # -- what the shared loop needs ------------------------------------------------------------
-    def select_actions(self, obs, explore):
+    def select_actions(self, obs, explore, env_ids=None):
+        """Actions for a batch of environments: all of them in order (lockstep), or the ones
+        ``env_ids`` names (asynchronous: each row's noise from its own environment's process)."""
         if explore and self.global_step < self.nb_steps_random:
             return self.random_actions(len(obs))
         actions = self.actor.predict_on_batch(np.asarray(obs, dtype=np.float32))
         if explore:
-            actions = np.clip(actions + self.noise.sample(len(obs)), -1.0, 1.0)
+            noise = (self.noise.sample(len(obs)) if env_ids is None
+                     else self.noise.sample_for(env_ids))
+            actions = np.clip(actions + noise, -1.0, 1.0)
         return actions.astype(np.float32)
 
     def reset_noise(self, indices):

@@ -2,7 +2,8 @@
 
 keras-rl's random processes hold one state, so N environments stepping in turn would share (and
 correlate) one Ornstein-Uhlenbeck trajectory. :class:`VectorNoise` keeps ``(n_envs, act_dim)``
-states; ``reset(indices)`` restarts the processes of the environments whose episode ended.
+states; ``reset(indices)`` restarts the processes of the environments whose episode ended, and
+``sample_for(env_ids)`` advances only the named environments' processes (asynchronous stepping).
 
 Kinds: ``'gaussian'`` (independent N(0, sigma) each step; TD3 paper's choice for DDPG) and
 ``'ou'`` (``x += theta * (mu - x) * dt + sigma * sqrt(dt) * N(0, 1)``, the DDPG paper's).
@@ -33,6 +34,23 @@ class VectorNoise(object):
         self.state = (self.state + self.theta * (self.mu - self.state) * self.dt
                       + self.sigma * np.sqrt(self.dt) * self.rng.normal(size=self.state.shape))
         return self.state.copy()
+
+    def sample_for(self, env_ids):
+        """Noise for the environments ``env_ids`` only, shape ``(len(env_ids), act_dim)``: their
+        own processes advance, the others' stay where they are (asynchronous stepping, where
+        only the environments in hand act). Processes not seen yet start at mu."""
+        ids = np.asarray(env_ids, dtype=int).reshape(-1)
+        if len(ids) and ids.max() >= len(self.state):
+            grown = np.full((ids.max() + 1, self.act_dim), self.mu)
+            grown[:len(self.state)] = self.state
+            self.state = grown
+        shape = (len(ids), self.act_dim)
+        if self.kind == 'gaussian':
+            return self.rng.normal(0.0, self.sigma, size=shape)
+        x = self.state[ids]
+        self.state[ids] = (x + self.theta * (self.mu - x) * self.dt
+                           + self.sigma * np.sqrt(self.dt) * self.rng.normal(size=shape))
+        return self.state[ids].copy()
 
     def reset(self, indices=None):
         """Restart the processes of these environments (all when ``indices`` is None)."""

@@ -183,7 +183,8 @@ class SAC(OffPolicyAgent, Agent):
                     -tf.reduce_mean(log_prob)]
 
     # -- what the shared loop needs ------------------------------------------------------------
-    def select_actions(self, obs, explore):
+    def select_actions(self, obs, explore, env_ids=None):
+        # env_ids: which environments these rows are (SAC's sampling needs no per-env state)
         if not self.compiled:
             raise RuntimeError('compile() the agent first')
         if explore and self.global_step < self.nb_steps_warmup:

@@ -1,4 +1,9 @@
-"""agents/parallel.py: training on vecenv.InProcessVecEnv, counters, interruption. SAC, eager."""
+"""agents/parallel.py: training on vecenv.InProcessVecEnv, counters, interruption. SAC, eager.
+
+InProcessVecEnv has both stepping modes and returns every asynchronous result at once, so the
+two modes take the same steps there: the tests that do not depend on the mode run in both.
+FlakyVecEnv has the lockstep mode only. Interleaved asynchronous results: test_agents_async.py.
+"""
 import os
 import signal
 import threading
@@ -25,13 +30,18 @@ def _sac(vec, **kwargs):
     return agent
 
 
-def test_counters_continue_across_calls_and_warm_up_happens_once():
+MODES = pytest.mark.parametrize('mode', ['async', 'lockstep'])
+
+
+@MODES
+def test_counters_continue_across_calls_and_warm_up_happens_once(mode):
     with agents_support.cheap_vec(4) as vec:
         agent = _sac(vec)
-        first = agent.train_vec(vec, nb_steps=40)
+        first = agent.train_vec(vec, nb_steps=40, mode=mode)
+        assert first['mode'] == mode
         assert first['steps'] == 40 and agent.counters() == {'global_step': 40, 'episodes': 4,
                                                              'updates': 0}
-        second = agent.train_vec(vec, nb_steps=40)
+        second = agent.train_vec(vec, nb_steps=40, mode=mode)
         # learning starts at the first vector step taken at global_step >= 50: 52, 56, ..., 76
         assert second['steps'] == 40 and agent.global_step == 80
         assert agent.updates == 7 * 4
@@ -39,10 +49,11 @@ def test_counters_continue_across_calls_and_warm_up_happens_once():
         assert isinstance(agent.global_step, int) and isinstance(agent.updates, int)
 
 
-def test_updates_per_step_is_a_setting():
+@MODES
+def test_updates_per_step_is_a_setting(mode):
     with agents_support.cheap_vec(4) as vec:
         agent = _sac(vec, nb_steps_warmup=0, updates_per_step=0.5)
-        agent.train_vec(vec, nb_steps=80)
+        agent.train_vec(vec, nb_steps=80, mode=mode)
         # the memory holds a batch (32) from global_step 32 on: 12 vector steps of 4 * 0.5
         assert agent.updates == 12 * 2
 
@@ -62,20 +73,54 @@ def test_train_vec_runs_n_more_episodes_continuing_episodes_in_flight():
         assert agent.episodes == 8 and agent.global_step == 12 + 28 + 40
 
 
-def test_episode_returns_match_the_vectorized_envs_own_accounting():
+@MODES
+def test_episode_returns_match_the_vectorized_envs_own_accounting(mode):
     with agents_support.cheap_vec(3, episode_length=5) as vec:
         agent = _sac(vec)
         seen = []
-        original = vec.step_wait
+        name = 'recv' if mode == 'async' else 'step_wait'
+        original = getattr(vec, name)
 
-        def step_wait():
-            result = original()
+        def wait(*args, **kwargs):
+            result = original(*args, **kwargs)
             seen.extend(info['episode']['r'] for info in result[4] if 'episode' in info)
             return result
-        vec.step_wait = step_wait
-        summary = agent.train_vec(vec, nb_episodes=6)
+        setattr(vec, name, wait)
+        summary = agent.train_vec(vec, nb_episodes=6, mode=mode)
         np.testing.assert_allclose(summary['returns'], seen)
         assert all(r < 0 for r in seen)
+
+
+def test_the_default_mode_is_asynchronous_where_the_env_has_it():
+    with agents_support.cheap_vec(2) as vec:
+        agent = _sac(vec)
+        assert agent.train_vec(vec, nb_steps=2)['mode'] == 'async'
+        with agents_support.FlakyVecEnv(agents_support.cheap_vec(2)) as lockstep_only:
+            assert agent.train_vec(lockstep_only, nb_steps=2)['mode'] == 'lockstep'
+            with pytest.raises(ValueError, match='no asynchronous mode'):
+                agent.train_vec(lockstep_only, nb_steps=2, mode='async')
+        with pytest.raises(ValueError, match='mode must be'):
+            agent.train_vec(vec, nb_steps=2, mode='ready-first')
+
+
+def test_the_two_modes_take_the_same_steps_on_an_env_that_returns_everything_at_once():
+    """InProcessVecEnv hands every result over together: the same transitions, updates and
+    actions in either mode (the asynchronous loop is lockstep's when nothing interleaves)."""
+    memories = {}
+    # the first agent of a process draws other weights (TensorFlow's first tracing): a
+    # lockstep run first, for that
+    for mode in ('lockstep', 'async', 'lockstep'):
+        with agents_support.cheap_vec(3, episode_length=4) as vec:
+            agent = _sac(vec, nb_steps_warmup=6, batch_size=4)
+            agent.train_vec(vec, nb_steps=12, seed=3, mode=mode)
+            agent.train_vec(vec, nb_episodes=4, mode=mode)
+            n = len(agent.memory)
+            memories[mode] = (agent.counters(), agent.memory.observations[:n].copy(),
+                              agent.memory.actions[:n].copy(),
+                              agent.memory.next_observations[:n].copy())
+    assert memories['async'][0] == memories['lockstep'][0]
+    for a, b in zip(memories['async'][1:], memories['lockstep'][1:]):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_sac_learns_the_cheap_env_on_a_vectorized_env():
@@ -91,11 +136,13 @@ def test_sac_learns_the_cheap_env_on_a_vectorized_env():
     assert agent.counters()['global_step'] == 2000  # evaluation does not count
 
 
-def test_a_stop_event_ends_training_between_steps():
+@MODES
+def test_a_stop_event_ends_training_between_steps(mode):
     stop = threading.Event()
     with agents_support.cheap_vec(2) as vec:
         agent = _sac(vec)
-        summary = agent.train_vec(vec, nb_episodes=100, callback=lambda e: stop.set(), stop=stop)
+        summary = agent.train_vec(vec, nb_episodes=100, callback=lambda e: stop.set(), stop=stop,
+                                  mode=mode)
         assert summary['interrupted'] and summary['episodes'] == 2 and summary['steps'] == 20
         assert agent.global_step == 20 and len(agent.memory) == 20
 
