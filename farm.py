@@ -12,13 +12,15 @@ The verbs, all taking and returning plain data (msgpack; pickle is never accepte
 - ``info()``: capacity, what is in use, versions, known environment names, the farm's policies
   (``lease_ttl``, ``overcommit``, ``release_after``), and ``frees_in``: seconds until the next held
   capacity is released if its learner never comes back (None when nothing is held).
-- ``open_lease(ttl)`` -> lease token. A learner's environments belong to its lease; every call
+- ``open_lease(ttl, packed=False)`` -> lease token. A learner's environments belong to its lease; every call
   renews it; a lease not renewed for ``ttl`` seconds expires and its environments are killed, so a
   crashed learner never locks capacity. ``ttl`` is capped at the farm's ``--lease-ttl`` (the
   operator's policy, not the caller's). Tokens are random: nobody can name another's lease.
   A lease whose learner has disconnected (every connection that used it closed: Pyro4 tells the
   daemon) and has not called again for ``--release-after`` seconds is released too, long before
-  its TTL: a killed learner's capacity comes back in seconds.
+  its TTL: a killed learner's capacity comes back in seconds. With ``packed``, every observation
+  the lease gets back (reset results, step results' obs and ``terminal_observation``) is a
+  wire.pack'ed float32 array (raw bytes as msgpack bin) instead of a list of floats.
 - ``make(lease, name, kwargs, n, overcommit)`` -> ``{'env_ids', 'observation_space',
   'action_space', 'max_episode_steps'}``: n workers of environment ``name`` (a registered name,
   never a module). ``overcommit``: the learner is taking over a lost farm's environments and may
@@ -32,6 +34,19 @@ The verbs, all taking and returning plain data (msgpack; pickle is never accepte
   the others. ``'lost'``: its worker died or exceeded the step timeout and has been replaced; reset
   it. ``'env'``: the simulation raised; reset it. ``'input'``: the caller's action was bad.
   An env id named twice in one call is refused (ValueError): its worker would get two commands.
+  Actions (here and in ``send``) are a list of lists, or ONE wire.pack'ed float array of shape
+  (number of env ids, action size).
+- Asynchronous stepping: ``send(lease, env_ids, actions, auto_reset=True)`` and
+  ``send_reset(lease, env_ids, seeds)`` hand the environments their commands and return at once
+  (one element per environment: None, or the error dict; a worker found dead is 'lost' at once);
+  ``recv(lease, min_count=1, timeout=1.0)`` -> ``[[env_id, result], ...]`` in the order they
+  finished (results as from step and reset, auto-reset included), as soon as ``min(min_count,
+  number in flight)`` are ready, with every other one ready by then; at ``timeout`` with what is
+  there; ``[]`` at once when nothing is in flight. A step or reset past the step timeout comes
+  back 'lost' (worker replaced). An environment is in flight from send/send_reset until recv
+  hands its result over; any other call naming it gets an 'input' error element, release and
+  close_lease drop it anyway. send and recv may run at the same time on different connections
+  (recv wakes for what is sent while it waits); one recv per lease at a time.
 - ``set_params(lease, env_ids, params)``: environment parameters changed without rebuilding the
   environments (a curriculum: a target speed, a difficulty). ``params`` is a dict of str -> number,
   str, bool or list of those; each environment's adapter declares the names it accepts (others are
@@ -1105,7 +1120,8 @@ def main(argv=None):
     parser = _Parser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default loopback; others need --key)')
-    parser.add_argument('--port', type=int, default=DEFAULT_PORT, help='port (default 20099)')
+    parser.add_argument('--port', type=int, default=DEFAULT_PORT,
+                        help='port (default %d)' % DEFAULT_PORT)
     parser.add_argument('--capacity', type=int, default=None, metavar='N',
                         help='environments served at once (default: CPU count)')
     parser.add_argument('--key', default=os.environ.get(KEY_ENV),
@@ -1114,7 +1130,7 @@ def main(argv=None):
                         'not hide them (use --tls-cert/--tls-key for that)' % KEY_ENV)
     parser.add_argument('--tls-cert', metavar='FILE',
                         help='serve with TLS: this PEM certificate (learners trust its CA through '
-                        'FARM_TLS_CA)')
+                        '%s)' % wire.TLS_CA_ENV)
     parser.add_argument('--tls-key', metavar='FILE', help="the certificate's PEM private key")
     parser.add_argument('--step-timeout', type=float, default=STEP_TIMEOUT, metavar='SECONDS',
                         help='seconds a step or reset may take before the worker is replaced '

@@ -40,6 +40,8 @@ from Pyro4.socketserver.multiplexserver import selectors
 from Pyro4.socketserver.threadpool import NoFreeWorkersError, PoolError
 from Pyro4.socketserver.threadpoolserver import ClientConnectionJob, SocketServer_Threadpool
 
+import wire
+
 HANDSHAKE_TIMEOUT = 5.0  # seconds from connect to a finished handshake (a learner needs ms)
 MAX_WAITING = 1024       # connections waiting for their first byte; beyond, the oldest is closed
 LOG_EVERY = 10.0         # seconds between two refusal lines about the same peer host
@@ -231,7 +233,7 @@ class GuardedServer(SocketServer_Threadpool):
                 why = 'connection failed before its handshake (%s)' % _reason(e)
             else:
                 why = ('TLS handshake failed (%s); this farm needs TLS: give the learner its CA '
-                       '(FARM_TLS_CA)' % _reason(e))
+                       '(%s)' % (_reason(e), wire.TLS_CA_ENV))
             self.refusals.note(address, why)
             _close(sock)
             return
@@ -319,7 +321,8 @@ class FarmDaemon(Pyro4.Daemon):
             self.refusals.note(address, why)
             return False  # nothing useful to answer: it did not finish speaking
         except errors.SecurityError:
-            reason = 'wrong or missing key (FARM_KEY must be the same on farm and learner)'
+            reason = ('wrong or missing key (%s must be the same on farm and learner)'
+                      % wire.KEY_ENV)
         except errors.ProtocolError:
             reason = 'not a Pyro4 client (garbage instead of a handshake)'
         except Exception as e:  # anything else Pyro4 refuses, e.g. a message too large

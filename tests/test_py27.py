@@ -69,3 +69,46 @@ def test_python27_farm_refuses_a_wrong_key_and_pickle(process_farm):
     proxy._pyroSerializer = 'pickle'
     with pytest.raises(Pyro4.errors.CommunicationError, match='serializer'):
         proxy.info()
+
+
+def test_python27_farm_steps_asynchronously_with_packed_arrays(process_farm):
+    """send/send_reset/recv and packed observations and actions between a Python 2.7 farm and
+    this Python 3 learner: raw bytes cross as msgpack bin both ways (farm_compat, wire.Bin)."""
+    import Pyro4
+    import wire
+    f = process_farm(capacity=5, python=PY27, env=PY27_ENV)
+    p = Pyro4.Proxy(wire.uri('127.0.0.1', f.port))
+    p._pyroSerializer = 'msgpack'
+    assert p.info()['versions']['farm_protocol'] == wire.PROTOCOL
+    plain, packed = p.open_lease(30), p.open_lease(30, True)
+    kwargs = {'episode_length': 2, 'obs_size': 4, 'act_size': 2}
+    plain_ids = p.make(plain, 'CheapEnv', kwargs, 2)['env_ids']
+    packed_ids = p.make(packed, 'CheapEnv', kwargs, 2)['env_ids']
+    want = p.reset(plain, plain_ids, [7, 8])
+    assert p.send_reset(packed, packed_ids, [7, 8]) == [None, None]
+    got = dict(p.recv(packed, 2, 30))
+    assert [wire.unpack(got[i]).tolist() for i in packed_ids] == want
+    actions = np.array([[0.25, 0.5], [0.75, 1.0]])
+    for _ in range(2):  # the second step ends the episodes: terminal observations, packed too
+        want = p.step(plain, plain_ids, actions.tolist(), True)
+        assert p.send(packed, packed_ids, wire.pack(actions.astype(np.float32))) == [None, None]
+        got = dict(p.recv(packed, 2, 30))
+        for i, w in zip(packed_ids, want):
+            obs, reward, terminated, truncated, info = got[i]
+            assert wire.unpack(obs).dtype == np.float32
+            assert wire.unpack(obs).tolist() == w[0] and [reward, terminated, truncated] == w[1:4]
+            if 'terminal_observation' in w[4]:
+                assert wire.unpack(info['terminal_observation']).tolist() == \
+                    w[4]['terminal_observation']
+    assert 'terminal_observation' in want[0][4]
+    # A 339-float observation (L2M2019Env's size) through the shared block, packed.
+    slow = p.make(packed, 'SlowEnv', {'step_seconds': 0.0}, 1)['env_ids']
+    p.send_reset(packed, slow, [3])
+    first = wire.unpack(p.recv(packed, 1, 30)[0][1])
+    p.send(packed, slow, wire.pack(np.zeros((1, 22))))
+    (env_id, (obs, _, _, _, _)), = p.recv(packed, 1, 30)
+    assert env_id == slow[0] and wire.unpack(obs).shape == first.shape == (339,)
+    p.close_lease(plain)
+    p.close_lease(packed)
+    p._pyroRelease()
+    f.stop()
