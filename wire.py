@@ -33,6 +33,7 @@ DTYPES = ('float32', 'float64', 'float16', 'int8', 'int16', 'int32', 'int64', 'u
           'uint32', 'uint64', 'bool')
 _PACKED_KEYS = frozenset(('nd', 'shape', 'data'))
 _PY2 = sys.version_info[0] < 3
+_INTS = (int, type(2 ** 64))  # Python 2: a size may arrive as long
 
 
 def uri(host, port):
@@ -59,17 +60,30 @@ class Bin(object):
     __hash__ = None
 
 
+_LITTLE = {}  # dtype name -> its little-endian numpy dtype (filled on first use)
+
+
+def _little(name):
+    dtype = _LITTLE.get(name)
+    if dtype is None:
+        import numpy
+        dtype = _LITTLE[name] = numpy.dtype(name).newbyteorder('<')
+    return dtype
+
+
 def pack(array):
     """``array`` (anything numpy.asarray takes, of a numeric dtype) as a packed dict."""
     import numpy
     array = numpy.asarray(array)
-    if array.dtype.name not in DTYPES:
+    name = array.dtype.name
+    if name not in DTYPES:
         raise ValueError('cannot pack an array of dtype %s (numbers only: %s)'
                          % (array.dtype, ', '.join(DTYPES)))
-    little = array.dtype.newbyteorder('<')
-    data = numpy.ascontiguousarray(array, dtype=little).tobytes()
-    return {'nd': array.dtype.name, 'shape': list(array.shape),
-            'data': Bin(data) if _PY2 else data}
+    little = _little(name)
+    if array.dtype != little:  # big-endian input (rare): convert; tobytes copies C-ordered
+        array = array.astype(little)
+    data = array.tobytes()
+    return {'nd': name, 'shape': list(array.shape), 'data': Bin(data) if _PY2 else data}
 
 
 def is_packed(obj):
@@ -87,19 +101,19 @@ def unpack(obj):
     name, shape, data = obj['nd'], obj['shape'], obj['data']
     if isinstance(data, Bin):
         data = data.data
-    if not isinstance(name, (str, type(u''))) or str(name) not in DTYPES:
+    if name not in DTYPES:  # (a py2 unicode name compares equal to the str in DTYPES)
         raise ValueError('packed array of dtype %s: numbers only (%s)'
                          % (_short(name), ', '.join(DTYPES)))
-    if (not isinstance(shape, (list, tuple))
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                       for n in shape)):
+    if type(shape) not in (list, tuple):
         raise ValueError('packed array with shape %s: a list of sizes >= 0' % _short(shape))
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError('packed array whose data is %s, not bytes' % type(data).__name__)
-    dtype = numpy.dtype(str(name)).newbyteorder('<')
     count = 1
     for n in shape:
+        if type(n) not in _INTS or n < 0:
+            raise ValueError('packed array with shape %s: a list of sizes >= 0' % _short(shape))
         count *= n
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError('packed array whose data is %s, not bytes' % type(data).__name__)
+    dtype = _little(str(name))
     if count * dtype.itemsize != len(data):
         raise ValueError('packed array of shape %s and dtype %s needs %d bytes, got %d'
                          % (list(shape), name, count * dtype.itemsize, len(data)))
