@@ -48,20 +48,19 @@ import numpy as np
 
 import logformat
 
-from errors import NoFarmError, install_excepthook
+from errors import NoFarmError, ProtocolMismatchError, install_excepthook
 from host import settings
-from host.allocation import Farmer
+from host.allocation import Allocation, Farmer
 from host.diagnosis import advice
 from host.farm_vec_env import FarmVecEnv, Placement
 from host.farmlist_reader import EXAMPLE_ENTRY, parse_farms, read_farmlist
 from host.link import FARM_DOWN, FarmLink, configure_tls
 from host.remote_env import RemoteEnv
-from host.settings import (DEFAULT_PORT, EAGER_SECONDS, KEY_ENV, LEASE_TTL, LOCAL_HOSTS,
-                           TLS_CA_ENV)
+from host.settings import DEFAULT_PORT, KEY_ENV, LEASE_TTL, LOCAL_HOSTS, TLS_CA_ENV
 
-__all__ = ['Farmer', 'FarmVecEnv', 'RemoteEnv', 'FarmLink', 'Placement', 'FARM_DOWN',
-           'parse_farms', 'read_farmlist', 'configure_tls', 'EXAMPLE_ENTRY', 'DEFAULT_PORT',
-           'KEY_ENV', 'TLS_CA_ENV', 'LEASE_TTL', 'LOCAL_HOSTS', 'EAGER_SECONDS', 'settings',
+__all__ = ['Farmer', 'Allocation', 'FarmVecEnv', 'RemoteEnv', 'FarmLink', 'Placement',
+           'FARM_DOWN', 'parse_farms', 'read_farmlist', 'configure_tls', 'EXAMPLE_ENTRY',
+           'DEFAULT_PORT', 'KEY_ENV', 'TLS_CA_ENV', 'LEASE_TTL', 'LOCAL_HOSTS', 'settings',
            'print_status', 'random_policy', 'main']
 
 
@@ -122,6 +121,9 @@ def main(argv=None):
     for link in links:
         link.close()
     if not any(link.up for link in links):
+        if any(link.mismatch for link in links):
+            raise ProtocolMismatchError('; '.join(link.mismatch for link in links
+                                                  if link.mismatch))
         raise NoFarmError('no farm answered: %s' % '; '.join(advice(link) for link in links))
     return 0
 

@@ -29,7 +29,7 @@ import os
 import threading
 import time
 
-from errors import FarmsLostError, NoCapacityError, NoFarmError
+from errors import FarmsLostError, NoCapacityError, NoFarmError, ProtocolMismatchError
 from host import local_farm, settings
 from host.diagnosis import advice, describe
 from host.farm_vec_env import FarmVecEnv
@@ -84,6 +84,9 @@ class Farmer(object):
         self._stop = threading.Event()
         self._probe_all()
         if not any(link.up for link in self.links):
+            mismatched = [link.mismatch for link in self.links if link.mismatch]
+            if mismatched:  # a farm answers, but in another protocol: starting one would not help
+                raise ProtocolMismatchError('; '.join(mismatched))
             if start_local and all(link.host in settings.LOCAL_HOSTS for link in self.links):
                 self._start_local_farm()
             else:
@@ -96,7 +99,9 @@ class Farmer(object):
     # --- farms -----------------------------------------------------------------------------------
     def _probe_all(self):
         with concurrent.futures.ThreadPoolExecutor(max(1, len(self.links))) as pool:
-            list(pool.map(lambda link: link.probe(), self.links))
+            # (each pool thread closes its connection: the pool ends with this block)
+            list(pool.map(lambda link: link.probe() and link.release_connection(),
+                          self.links))
         some = any(link.up for link in self.links)
         for link in self.links:
             if link.up:
@@ -121,6 +126,18 @@ class Farmer(object):
     def _stop_local_farm(self):
         local_farm.stop(self.local_farm)
         self.local_farm = None
+
+    @property
+    def closed(self):
+        return self._stop.is_set()
+
+    def wait(self, seconds):
+        """Sleeps ``seconds`` unless the farmer is closed meanwhile; returns whether it is."""
+        return self._stop.wait(seconds)
+
+    def allocation(self):
+        """A new, empty :class:`Allocation`: the leases of one vector env, given back whole."""
+        return Allocation(self)
 
     def status(self):
         """One plain dict per farm: name, up, capacity, in use, versions, error (fresh probes;
@@ -292,7 +309,10 @@ class Farmer(object):
 
     # --- leases and placement --------------------------------------------------------------------
     def open_lease(self, link):
-        token = link.call('open_lease', self.lease_ttl, timeout=settings.PROBE_TIMEOUT + 5)
+        # Packed observations (wire.pack): raw float32 bytes instead of lists of floats, one
+        # copy in place of a list conversion on both sides (issue 9 item 4).
+        token = link.call('open_lease', self.lease_ttl, True,
+                          timeout=settings.PROBE_TIMEOUT + 5)
         with self._lock:
             self._leases.append((link, token))
         return token
@@ -314,6 +334,8 @@ class Farmer(object):
                 link.call('close_lease', token, timeout=timeout)
             except Exception as e:
                 log.warning('closing a lease on %s: %s', link.name, describe(e))
+            finally:
+                link.release_connection()
 
         threads = [threading.Thread(target=close, args=pair, daemon=True,
                                     name='close-lease-%s' % pair[0].name)
@@ -360,7 +382,7 @@ class Farmer(object):
                      if link.up and link.info and link.info.get('frees_in') is not None]
             soonest = min(frees, key=lambda f: f[0]) if frees else None
             if soonest is None or time.time() + soonest[0] > deadline:
-                raise NoCapacityError(self._no_capacity(n, what, n - missing))
+                raise NoCapacityError(self.no_capacity(n, what, n - missing))
             if not said:
                 said = True
                 log.warning('%d x %s: %d do not fit now; capacity another learner holds on %s '
@@ -368,9 +390,10 @@ class Farmer(object):
                             missing, soonest[1].name, soonest[0])
             self._stop.wait(min(max(soonest[0], 0.2) + 0.3, 5.0))
             if self._stop.is_set():
-                raise NoCapacityError(self._no_capacity(n, what, n - missing))
+                raise NoCapacityError(self.no_capacity(n, what, n - missing))
 
-    def _no_capacity(self, n, what, have):
+    def no_capacity(self, n, what, have):
+        """Why ``n`` x ``what`` do not fit (only ``have`` do): who holds what, and what to do."""
         parts = []
         for link in self.links:
             info = link.info or {}
@@ -400,9 +423,10 @@ class Farmer(object):
                    for place in env.places
                    if place is not None and place.link is link and id(place) not in skip)
 
-    def vec_env(self, env_name, n_envs, env_kwargs=None):
-        """``n_envs`` environments spread over the farms, as one vectorized env (vecenv.py)."""
-        env = FarmVecEnv(self, env_name, int(n_envs), dict(env_kwargs or {}))
+    def vec_env(self, env_name, n_envs, env_kwargs=None, batch_size=1):
+        """``n_envs`` environments spread over the farms, as one vectorized env (vecenv.py);
+        ``batch_size``: its asynchronous ``recv``'s default batch."""
+        env = FarmVecEnv(self, env_name, int(n_envs), dict(env_kwargs or {}), batch_size)
         self._vec_envs.append(env)
         return env
 
@@ -453,3 +477,40 @@ class Farmer(object):
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Allocation(object):
+    """The leases one vector env holds: at most one per farm (its environments there all live in
+    it), opened when first needed, given back whole by :meth:`close` (also when a build fails
+    part-way). The :class:`Farmer` renews them with the others; a farm lost or a lease it forgot
+    is dropped here (:meth:`drop`) so that the next build there opens a fresh one."""
+
+    def __init__(self, farmer):
+        self.farmer = farmer
+        self._leases = {}  # link -> token
+        self._lock = threading.Lock()
+
+    def lease(self, link, open_new=True):
+        """This allocation's lease on ``link``, opened now if it has none (``open_new``)."""
+        with self._lock:
+            token = self._leases.get(link)
+            if token is None and open_new:
+                token = self._leases[link] = self.farmer.open_lease(link)
+            return token
+
+    def drop(self, link, token=None):
+        """Forget the lease on ``link`` (its farm is lost, or forgot it: the Farmer keeps what
+        it must close later); ``token``: only if it is still that one."""
+        with self._lock:
+            if link in self._leases and token in (None, self._leases[link]):
+                self.farmer.forget_lease(link, self._leases.pop(link))
+
+    def leases(self):
+        with self._lock:
+            return list(self._leases.items())
+
+    def close(self, timeout=settings.CLOSE_TIMEOUT):
+        """Close every lease (within about ``timeout`` seconds): the farms free what they held."""
+        with self._lock:
+            pairs, self._leases = list(self._leases.items()), {}
+        self.farmer.close_leases(pairs, timeout)

@@ -1,7 +1,8 @@
 """Why a farm does not answer, and what the user should do about it.
 
 - :func:`classify` sorts a failed call's exception into a cause: 'dns', 'refused', 'timeout',
-  'key', 'tls', 'protocol', 'closed' or 'other'.
+  'key', 'tls', 'protocol', 'closed' or 'other' (host/link.py adds 'version': a farm that
+  answers in another farm protocol version, see wire.protocol_mismatch).
 - :func:`describe` is the exception's text for logs and ``info['lost']``, with a hint for a key
   mismatch.
 - :func:`advice` is one sentence for a farm link that did not answer (its ``cause``, ``error``,
@@ -50,6 +51,8 @@ def describe(error):
 def advice(link):
     """One sentence for a farm that did not answer: what is wrong and what to do."""
     cause, host, port = link.cause, link.host, link.port
+    if cause == 'version':  # the farm's own words already say what to do
+        return link.error
     if cause == 'dns':
         return ('%s: the name %s does not resolve; check it in the farm list (or use the '
                 'machine\'s IP address)' % (link.name, host))

@@ -1,22 +1,31 @@
-"""FarmVecEnv: N environments on the farms as one vectorized env; the contract is vecenv.py's
-(``reset``, ``step_async``/``step_wait``, ``step``, ``close``; auto-reset, with
-``info['terminal_observation']``, and ``info['episode']`` from the shared EpisodeTracker).
+"""FarmVecEnv: N environments on the farms as one vectorized env, in both of vecenv.py's stepping
+modes: lockstep (``reset``, ``step_async``/``step_wait``, ``step``) and asynchronous
+(``async_reset``, ``send``, ``recv``, ``in_flight``, ``batch_size``).
 
-- Built by ``Farmer.vec_env``: a placement plan from the Farmer, one lease and one ``make`` per
-  farm; a build that fails part-way closes what it leased. Vector index ``i`` lives at
-  ``places[i]`` (farm link, lease, env id); each step is one call per (farm, lease), all at once,
-  each on its farm's thread (``step`` makes the last one in the caller's thread, polling for a fast
-  answer: see host/link.py).
-- Actions are checked here (shape, finite) and sent as plain lists; answers come back as one
-  numpy array per farm. Those are the host's two conversions.
+- Built by ``Farmer.vec_env``: a placement plan from the Farmer and an :class:`Allocation` (at
+  most one lease per farm) that this env gives back whole on ``close()``, or at once when the
+  build fails part-way. Vector index ``i`` lives at ``places[i]`` (farm link, lease, env id).
+- Lockstep: one ``step`` call per farm, all at once, each on its farm's thread (``step`` makes
+  the last one in the caller's thread: with nothing to overlap, a thread switch less).
+- Asynchronous (host/receivers.py): the caller's thread sends (one ``send`` per farm touched, on
+  its own connection); one receiver thread per farm, with a connection of its own, waits in the
+  farm's ``recv`` while that farm has environments in flight and queues what comes back;
+  ``recv`` drains the queue.
+- Conversions: actions are checked here and cross as one packed array per farm (wire.pack);
+  observations come back packed (the lease is opened with ``packed``) and become one float32
+  array (:func:`_obs`). Those are the host's one conversion out and in.
 - A farm lost mid-call (``FARM_DOWN``) or a lease it forgot: those environments' episodes end
   truncated, not terminated (``info['lost']``, ``info['lost_cause']`` 'farm' or 'lease'), and
-  they are rebuilt where farms answer, above capacity up to the farm's overcommit factor if need
-  be, waiting while no farm answers (the Farmer's ``wait_for_a_farm``). A worker lost on the farm
-  has ``lost_cause`` 'worker'. An invalid action the farm reports is a ValueError here.
+  they are rebuilt where farms answer (one ``make`` per farm), above capacity up to the farm's
+  overcommit factor if need be, waiting while no farm answers. In lockstep that happens in
+  ``step_wait``; asynchronously in a recovery thread, while the other farms' environments keep
+  flowing. A worker lost on the farm has ``lost_cause`` 'worker'; asynchronously it is reset
+  through ``send_reset`` and its lost result comes with the reset's first observation, so no
+  other environment waits for it. An invalid action the farm reports is a ValueError here.
 - Environments displaced that way move to free capacity when a keep-alive round finds some
-  (``rebalance_due``): their episodes are cut with ``info['moved']``.
-- ``close()`` gives this env's leases back within a few seconds, abandoning calls still out.
+  (``rebalance_due``), between lockstep steps: their episodes are cut with ``info['moved']``.
+- ``close()`` gives this env's allocation back within a few seconds, abandoning calls still out
+  (environments in flight included: the farm drops them with the lease).
 
 Python 3.6 compatible.
 """
@@ -26,11 +35,14 @@ import time
 
 import numpy as np
 
-from errors import FarmsLostError, NoCapacityError, UserError
+import wire
+from errors import (FarmsLostError, NoCapacityError, NothingPendingError, PendingError,
+                    UserError)
 from host import settings
 from host.diagnosis import describe
 from host.link import FARM_DOWN
-from vecenv import EpisodeTracker, VecEnv, make_space
+from host.receivers import AsyncState, as_obs, is_error, no_such_lease
+from vecenv import EpisodeTracker, VecEnv, check_env_ids, make_space
 
 log = logging.getLogger('farmer')
 
@@ -43,14 +55,10 @@ class Placement(object):
         self.link, self.lease, self.env_id = link, lease, env_id
 
 
-def _no_such_lease(error):
-    return isinstance(error, LookupError) and 'no such lease' in str(error)
-
-
 class FarmVecEnv(VecEnv):
-    """N remote environments over the farms; the contract is vecenv.py's."""
+    """N remote environments over the farms; the contract is vecenv.py's, both modes."""
 
-    def __init__(self, farmer, env_name, n_envs, env_kwargs):
+    def __init__(self, farmer, env_name, n_envs, env_kwargs, batch_size=1):
         if n_envs < 1:
             raise UserError('%s: the number of environments must be 1 or more, got %d'
                             % (env_name, n_envs))
@@ -62,35 +70,41 @@ class FarmVecEnv(VecEnv):
         self.env_kwargs = dict(env_kwargs)
         self._first_seed = self.env_kwargs.pop('seed', None)
         self.num_envs = n_envs
+        self.batch_size = int(batch_size)
         self.closed = False
         self.places = [None] * n_envs
         self.params = [{} for _ in range(n_envs)]  # set_params so far: rebuilt envs get them
         self.spec = None
         self._groups = {}
+        self._where = {}          # (link, env id) -> vector index: whose result came back
         self._displaced = set()  # indices moved off a lost farm, maybe running above capacity
         self.rebalance_due = False  # set every keep-alive round: try moving displaced ones back
+        self.allocation = farmer.allocation()
+        self._pending = None      # the lockstep step's futures, between step_async and step_wait
+        self.wait_seconds = 0.0   # time blocked in step_wait/recv: how long the learner waited
         try:
             self._build(list(range(n_envs)), mode='start')
+            self.observation_space = make_space(self.spec['observation_space'])
+            self.action_space = make_space(self.spec['action_space'])
         except BaseException:
             # A build that fails part-way (the second farm cannot make the env, Ctrl-C) must
             # not leave the first farm's environments leased and renewed for ever.
-            self.farmer.close_leases(self._groups)
+            self.allocation.close()
             self.closed = True
             raise
-        self.observation_space = make_space(self.spec['observation_space'])
-        self.action_space = make_space(self.spec['action_space'])
         self.max_episode_steps = self.spec.get('max_episode_steps')
         self._obs_shape = self.observation_space.shape
+        self._act_size = int(np.prod(self.action_space.shape)) if self.action_space.shape else 1
         self.last_obs = np.zeros((n_envs,) + self._obs_shape, dtype=np.float32)
         self.tracker = EpisodeTracker(n_envs)
-        self._pending = None
-        self.wait_seconds = 0.0   # time spent blocked in step_wait: how long the learner waited
+        self._async = AsyncState(self)
 
     # --- placement -------------------------------------------------------------------------------
     def _build(self, indices, mode):
-        """(Re)builds environments ``indices`` on the farms. ``mode``: 'start' (all must fit;
-        waits for capacity a departed learner frees soon; user errors as UserError), 'move'
-        (only to free capacity) or 'recover' (after a loss: above capacity if need be)."""
+        """(Re)builds environments ``indices`` on the farms, one ``make`` per farm in this
+        env's lease there. ``mode``: 'start' (all must fit; waits for capacity a departed
+        learner frees soon; user errors as UserError), 'move' (only to free capacity) or
+        'recover' (after a loss: above capacity if need be)."""
         if mode == 'start':
             plan = self.farmer.place_or_wait(len(indices), self.env_name)
         else:
@@ -104,17 +118,16 @@ class FarmVecEnv(VecEnv):
         try:
             for link, count in plan.items():
                 mine, todo = todo[:count], todo[count:]
-                token = None
                 try:
-                    token = self.farmer.open_lease(link)
+                    token = self.allocation.lease(link)
                     spec = link.call('make', token, self.env_name, self.env_kwargs, count,
                                      mode == 'recover',
                                      timeout=link.call_timeout + settings.BUILD_SECONDS)
                 except BaseException as e:
-                    if token is not None:
-                        self.farmer.close_leases([(link, token)])  # it holds nothing
                     if mode != 'start' and isinstance(e, FARM_DOWN):
-                        self.farmer.mark_down(link, e)
+                        self.farm_lost(link, e)
+                    elif no_such_lease(e):
+                        self.allocation.drop(link)  # the next try opens a fresh one
                     if mode == 'start' and isinstance(e, (ValueError, TypeError)):
                         raise self._refusal(link, e)
                     raise
@@ -124,7 +137,12 @@ class FarmVecEnv(VecEnv):
                     self.places[i] = Placement(link, token, env_id)
                 self._replay_params(link, token, mine, spec['env_ids'])
         finally:
-            self._groups = self._group()
+            self._regroup()
+
+    def farm_lost(self, link, error):
+        """``link`` failed a call: the Farmer marks it down; this env's lease there is gone."""
+        self.farmer.mark_down(link, error)
+        self.allocation.drop(link)
 
     def _replay_params(self, link, token, indices, env_ids):
         """Gives rebuilt environments the parameters their predecessors had (a curriculum
@@ -162,23 +180,47 @@ class FarmVecEnv(VecEnv):
         text = str(error)
         if 'free' in text or 'capacity' in text:  # another learner took it since we looked
             link.refresh()
-            return NoCapacityError('%s; %s' % (text, self.farmer._no_capacity(
+            return NoCapacityError('%s; %s' % (text, self.farmer.no_capacity(
                 self.num_envs, self.env_name, 0)))
         return UserError(text)
 
-    def _group(self):
-        """Per (link, lease): the vector indices and env ids, in vector order."""
-        groups = {}
+    def _regroup(self):
+        """Per (link, lease): the vector indices and env ids, in vector order; and the reverse
+        map from (link, env id). Rebuilt whole and swapped in: other threads read them."""
+        groups, where = {}, {}
         for i, place in enumerate(self.places):
             if place is None:
                 continue
-            groups.setdefault((place.link, place.lease), ([], []))
-            groups[(place.link, place.lease)][0].append(i)
-            groups[(place.link, place.lease)][1].append(place.env_id)
+            group = groups.setdefault((place.link, place.lease), ([], []))
+            group[0].append(i)
+            group[1].append(place.env_id)
+            where[(place.link, place.env_id)] = i
+        self._groups, self._where = groups, where
+
+    def groups_of(self, indices):
+        """``{(link, lease): (positions in indices, env ids)}`` for the vector ``indices``."""
+        groups = {}
+        for k, i in enumerate(indices):
+            place = self.places[i]
+            group = groups.setdefault((place.link, place.lease), ([], []))
+            group[0].append(k)
+            group[1].append(place.env_id)
         return groups
 
-    # --- the contract ----------------------------------------------------------------------------
+    def index_of(self, link, env_id):
+        return self._where.get((link, env_id))
+
+    def call_timeout(self, link):
+        # With give_up_after, a stuck call must not outlast it: the wait for a farm checks it.
+        give_up = self.farmer.give_up_after
+        return link.call_timeout if give_up is None else min(link.call_timeout, give_up)
+
+    # --- the contract: common ---------------------------------------------------------------------
     def reset(self, seed=None):
+        if self._pending is not None:  # collect and discard a pending lockstep step
+            self._abandon(self._pending)
+            self._pending = None
+        self._async.discard_in_flight()
         if seed is None:
             seed, self._first_seed = self._first_seed, None
         futures = {}
@@ -186,7 +228,10 @@ class FarmVecEnv(VecEnv):
             seeds = None if seed is None else [seed + i for i in indices]
             futures[(link, lease)] = link.submit('reset', lease, ids, seeds)
         obs = np.zeros((self.num_envs,) + self._obs_shape, dtype=np.float32)
-        lost = self._collect(futures, lambda indices, results: obs.__setitem__(indices, results))
+
+        def store(indices, results):
+            obs[indices] = [as_obs(result) for result in results]
+        lost = self._collect(futures, store)
         if lost:
             obs[sorted(lost)] = self._reset_many(sorted(lost), seed)
         for i in range(self.num_envs):
@@ -198,10 +243,27 @@ class FarmVecEnv(VecEnv):
         """Changes environment parameters (``params``: name -> number/str/bool/list; the env
         declares which it accepts) of environments ``indices`` (None: all), one call per farm,
         all at once. They take effect at each environment's next reset: its current episode
-        runs on unchanged. An unknown name or bad value is a ValueError naming the env."""
+        runs on unchanged. An environment in flight gets them before its next send. An unknown
+        name or bad value is a ValueError naming the env."""
         indices = list(range(self.num_envs)) if indices is None else sorted(set(indices))
         if not isinstance(params, dict):
             raise ValueError('set_params: params must be a dict, got %s' % type(params).__name__)
+        flying = self._async.defer_params(params, indices)
+        now = [i for i in indices if i not in flying]
+        lost = self.apply_params(params, now)
+        for i in indices:
+            self.params[i].update(params)
+        if lost:
+            # The farm rebuilt them with the new params; a rebuilt env must be reset before it
+            # steps. Their episodes restart here (the learner is not told: rare, and between
+            # steps there is no info to carry it).
+            self.last_obs[lost] = self._reset_many(lost)
+            for i in lost:
+                self.tracker.restart(i)
+
+    def apply_params(self, params, indices):
+        """set_params on the farms for ``indices`` (none in flight), one call per farm; returns
+        the indices whose worker was lost meanwhile (rebuilt with the params: reset them)."""
         wanted = set(indices)
         futures = {}
         for (link, lease), (group_indices, ids) in self._groups.items():
@@ -217,46 +279,57 @@ class FarmVecEnv(VecEnv):
             except FARM_DOWN:  # the next step finds it down; the rebuilt envs get self.params
                 continue
             except LookupError as e:
-                if not _no_such_lease(e):
+                if not no_such_lease(e):
                     raise
                 continue  # as a farm down: the next step rebuilds them
             for (i, _), result in zip(mine, results):
-                if isinstance(result, dict) and result.get('kind') != 'lost':
+                if is_error(result) and result.get('kind') != 'lost':
                     errors.append(result['error'])
-                elif isinstance(result, dict):
+                elif is_error(result):
                     log.warning('%s', result['error'])
                     lost.append(i)
         if errors:
             raise ValueError(errors[0])
-        for i in indices:
-            self.params[i].update(params)
-        if lost:
-            # The farm rebuilt them with the new params; a rebuilt env must be reset before it
-            # steps. Their episodes restart here (the learner is not told: rare, and between
-            # steps there is no info to carry it).
-            self.last_obs[lost] = self._reset_many(lost)
-            for i in lost:
-                self.tracker.restart(i)
+        return lost
 
-    def step_async(self, actions):
-        wire = self._check(actions)
-        self._pending = self._send_steps(wire, in_caller=None)
-
-    def _check(self, actions):
-        """Validates the actions; returns them as plain lists (the host's one conversion out)."""
+    def check_actions(self, actions, n, what):
+        """Validates ``n`` rows of actions; returns them as one float64 array ``(n, act)`` (as
+        the caller gave them: an action crosses the wire bit-exact)."""
         actions = np.asarray(actions, dtype=np.float64)
-        per_env = int(np.prod(self.action_space.shape)) if self.action_space.shape else 1
-        if actions.shape[:1] != (self.num_envs,) or actions.size != self.num_envs * per_env:
+        if actions.shape[:1] != (n,) or actions.size != n * self._act_size:
             raise ValueError('%s: expected %d actions of %d values each, got an array of shape %s'
-                             % (self.env_name, self.num_envs, per_env, actions.shape))
-        actions = actions.reshape(self.num_envs, -1)
+                             % (self.env_name, n, self._act_size, actions.shape))
+        actions = actions.reshape(n, -1)
         if not np.all(np.isfinite(actions)):
             bad = sorted(set(np.argwhere(~np.isfinite(actions))[:, 0].tolist()))
-            raise ValueError('%s: non-finite action for vector index %s (%s)' % (
-                self.env_name, bad, ', '.join('farm %s env %d' % (self.places[i].link.name,
-                                                                  self.places[i].env_id)
-                                              for i in bad)))
-        return actions.tolist()
+            raise ValueError('%s: non-finite action for %s %s' % (self.env_name, what, bad))
+        return actions
+
+    # --- lockstep --------------------------------------------------------------------------------
+    def step_async(self, actions):
+        self._lockstep_may('step_async')
+        wire_actions = self._check(actions)
+        self._pending = self._send_steps(wire_actions, in_caller=None)
+
+    def _lockstep_may(self, call):
+        if self.closed:
+            raise RuntimeError('%s on a closed vectorized env' % call)
+        if self._pending is not None:
+            raise PendingError('%s while a step is pending: step_wait() for it first' % call)
+        self._async.no_results_out(call)
+
+    def _check(self, actions):
+        """Validates a lockstep step's actions (the host's one conversion out)."""
+        try:
+            return self.check_actions(actions, self.num_envs, 'vector index')
+        except ValueError as e:
+            if 'non-finite' not in str(e):
+                raise
+            bad = sorted(set(np.argwhere(~np.isfinite(
+                np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)))[:, 0]))
+            raise ValueError('%s (%s)' % (e, ', '.join(
+                'farm %s env %d' % (self.places[i].link.name, self.places[i].env_id)
+                for i in bad)))
 
     def step(self, actions):
         """step_async + step_wait, with one farm's call made in the calling thread.
@@ -264,31 +337,26 @@ class FarmVecEnv(VecEnv):
         When nothing overlaps the wait, handing the last farm's call to its thread only adds a
         thread switch to every vector step; the other farms are still called concurrently.
         """
-        wire = self._check(actions)
-        self._pending = self._send_steps(wire, in_caller=list(self._groups)[-1])
+        self._lockstep_may('step')
+        wire_actions = self._check(actions)
+        self._pending = self._send_steps(wire_actions, in_caller=list(self._groups)[-1])
         return self.step_wait()
 
-    def _call_timeout(self, link):
-        # With give_up_after, a stuck call must not outlast it: the wait for a farm checks it.
-        give_up = self.farmer.give_up_after
-        return link.call_timeout if give_up is None else min(link.call_timeout, give_up)
-
-    def _send_steps(self, wire, in_caller):
+    def _send_steps(self, actions, in_caller):
         pending = {}
         try:
             for key, (indices, ids) in self._groups.items():
                 link, lease = key
                 if key != in_caller:
-                    pending[key] = link.submit('step', lease, ids, [wire[i] for i in indices],
-                                               True, timeout=self._call_timeout(link))
+                    pending[key] = link.submit('step', lease, ids, wire.pack(actions[indices]),
+                                               True, timeout=self.call_timeout(link))
             if in_caller is not None:
                 link, lease = in_caller
                 indices, ids = self._groups[in_caller]
                 done = concurrent.futures.Future()
                 try:
-                    done.set_result(link._invoke('step', (lease, ids, [wire[i] for i in indices],
-                                                          True), self._call_timeout(link),
-                                                 eager=True))
+                    done.set_result(link.call('step', lease, ids, wire.pack(actions[indices]),
+                                              True, timeout=self.call_timeout(link)))
                 except Exception as e:
                     done.set_exception(e)
                 pending[in_caller] = done
@@ -303,8 +371,11 @@ class FarmVecEnv(VecEnv):
                 link.abandon()
 
     def step_wait(self):
+        if self.closed:
+            raise RuntimeError('step_wait on a closed vectorized env')
+        self._async.no_results_out('step_wait')
         if self._pending is None:
-            raise RuntimeError('step_wait() without step_async()')
+            raise NothingPendingError('step_wait() with no step pending: step_async() first')
         started = time.time()
         n = self.num_envs
         obs = np.zeros((n,) + self._obs_shape, dtype=np.float32)
@@ -315,15 +386,14 @@ class FarmVecEnv(VecEnv):
 
         def store(indices, results):
             # The host's one conversion in: a whole farm's answer per numpy call, not per env.
-            obs[indices] = np.array([res[0] for res in results], dtype=np.float32)
+            obs[indices] = [as_obs(res[0]) for res in results]
             rewards[indices] = [res[1] for res in results]
             terminated[indices] = [res[2] for res in results]
             truncated[indices] = [res[3] for res in results]
             for i, res in zip(indices, results):
                 info = res[4]
                 if 'terminal_observation' in info:
-                    info['terminal_observation'] = np.asarray(info['terminal_observation'],
-                                                              dtype=np.float32)
+                    info['terminal_observation'] = as_obs(info['terminal_observation'])
                 infos[i] = info
 
         futures, self._pending = self._pending, None
@@ -363,11 +433,13 @@ class FarmVecEnv(VecEnv):
 
     def _collect(self, futures, store):
         """Waits for every farm; ``store(indices, results)`` takes each farm's good results;
-        returns ``{index: (reason, lost_cause)}`` of the lost environments, rebuilt by then."""
+        returns ``{index: (reason, lost_cause)}`` of the lost environments, rebuilt by then. An
+        'input' error (a bad action) raises ValueError after every farm's results are in."""
         self._await(futures)
         lost = {}
         down = {}
         expired = []
+        refused = []
         for (link, lease), future in futures.items():
             indices = self._groups[(link, lease)][0]
             try:
@@ -378,7 +450,7 @@ class FarmVecEnv(VecEnv):
                     lost[i] = ('farm %s lost: %s' % (link.name, describe(e)), 'farm')
                 continue
             except LookupError as e:
-                if not _no_such_lease(e):
+                if not no_such_lease(e):
                     raise
                 expired.append((link, lease))
                 for i in indices:
@@ -386,28 +458,31 @@ class FarmVecEnv(VecEnv):
                 continue
             good = []
             for i, result in zip(indices, results):
-                if isinstance(result, dict):
+                if is_error(result):
                     if result.get('kind') == 'input':
-                        raise ValueError(result['error'])
+                        refused.append(result['error'])
+                        continue
                     log.warning('%s', result['error'])
                     lost[i] = (result['error'], 'worker')
                 else:
                     good.append(i)
             if len(good) < len(indices):
-                results = [r for r in results if not isinstance(r, dict)]
+                results = [r for r in results if not is_error(r)]
             if good:
                 store(good, results)
         if down or expired:
             self._recover(down, expired)
+        if refused:
+            raise ValueError(refused[0])
         return lost
 
     def _recover(self, down, expired):
         """Rebuilds the environments of lost farms and forgotten leases where farms answer
         (waiting for one while none does); their episodes are reported lost by the caller."""
         for link, error in down.items():
-            self.farmer.mark_down(link, error)
+            self.farm_lost(link, error)
         for link, lease in expired:
-            self.farmer.forget_lease(link, lease)
+            self.allocation.drop(link, lease)
         gone = set(expired)
         old = dict((i, p) for i, p in enumerate(self.places)
                    if p.link in down or (p.link, p.lease) in gone)
@@ -415,6 +490,12 @@ class FarmVecEnv(VecEnv):
             log.warning('farm %s no longer knows our lease (it expired while this process was '
                         'paused, or the farm restarted); rebuilding its environments, their '
                         'episodes truncated', ', '.join(sorted(set(l.name for l, _ in expired))))
+        self.rebuild(old)
+
+    def rebuild(self, old):
+        """Rebuilds the environments ``old`` (index -> the placement that was lost) where farms
+        answer, one ``make`` per farm; waits while no farm answers. Safe off the learner's
+        thread while those environments are in flight (nothing else touches them then)."""
         while True:
             if not any(link.up for link in self.farmer.links):
                 self.farmer.wait_for_a_farm()
@@ -426,11 +507,14 @@ class FarmVecEnv(VecEnv):
                 self._build(todo, mode='recover')
             except FARM_DOWN:  # that farm is marked down: try the others (or wait for one)
                 continue
+            except LookupError as e:  # our lease there was forgotten meanwhile: a fresh one
+                if not no_such_lease(e):
+                    raise
+                continue
             except (ValueError, RuntimeError) as e:  # refused: capacity, the overcommit policy
                 log.warning('could not rebuild %d environments yet: %s; retrying in %.0f s',
                             len(todo), e, settings.REPORT_EVERY)
-                self.farmer._stop.wait(settings.REPORT_EVERY)
-                if self.farmer._stop.is_set():
+                if self.farmer.wait(settings.REPORT_EVERY) or self.closed:
                     raise FarmsLostError('the farmer was closed while environments were lost')
         self._displaced.update(old)
         log.warning('%d environments rebuilt on %s', len(old), ', '.join(sorted(set(
@@ -467,10 +551,7 @@ class FarmVecEnv(VecEnv):
             self._displaced.discard(i)
         for (link, lease), ids in released.items():
             try:
-                if (link, lease) in self._groups:
-                    link.call('release', lease, ids, timeout=settings.PROBE_TIMEOUT + 5)
-                else:  # nothing of ours left in that lease
-                    self.farmer.close_leases([(link, lease)])
+                link.call('release', lease, ids, timeout=settings.PROBE_TIMEOUT + 5)
             except Exception as e:  # the farm's reaper frees them when the lease expires
                 log.warning('releasing %s on %s failed: %s', ids, link.name, describe(e))
         if not moved:
@@ -506,27 +587,69 @@ class FarmVecEnv(VecEnv):
                     down[link] = e
                     continue
                 except LookupError as e:
-                    if not _no_such_lease(e):
+                    if not no_such_lease(e):
                         raise
                     expired.append((link, lease))
                     continue
                 for (i, _), result in zip(mine, results):
-                    if isinstance(result, dict):
+                    if is_error(result):
                         raise RuntimeError('could not reset a replaced environment: %s'
                                            % result['error'])
-                    obs[i] = np.asarray(result, dtype=np.float32)
+                    obs[i] = as_obs(result)
             if not down and not expired:
                 return np.array([obs[i] for i in indices], dtype=np.float32)
             self._recover(down, expired)
         raise RuntimeError('could not reset replaced environments: farms keep failing')
 
+    # --- asynchronous (host/receivers.py does the work) -------------------------------------------
+    @property
+    def in_flight(self):
+        """Environments sent (or reset asynchronously) whose results recv has not handed over."""
+        return self._async.in_flight
+
+    def async_reset(self, seed=None):
+        """Resets every environment without waiting; their first observations come from recv."""
+        self._async_may('async_reset')
+        if seed is None:
+            seed, self._first_seed = self._first_seed, None
+        self._async.reset_all(seed)
+
+    def send(self, actions, env_ids):
+        """Steps environments ``env_ids`` with ``actions`` (one row each); returns at once."""
+        self._async_may('send')
+        ids = check_env_ids(env_ids, self.num_envs, len(np.asarray(actions)))
+        self._async.send(self.check_actions(actions, len(ids), 'env_ids'), ids)
+
+    def recv(self, batch_size=None, timeout=None):
+        """Results of at least ``min(batch_size, in_flight)`` environments (and every other one
+        ready), in order of arrival: ``(obs, rewards, terminated, truncated, infos, env_ids)``."""
+        if self.closed:
+            raise RuntimeError('recv on a closed vectorized env')
+        if self._pending is not None:
+            raise PendingError('recv while a lockstep step is pending: step_wait() first')
+        started = time.time()
+        try:
+            return self._async.recv(self.batch_size if batch_size is None else int(batch_size),
+                                    timeout)
+        finally:
+            self.wait_seconds += time.time() - started
+
+    def _async_may(self, call):
+        if self.closed:
+            raise RuntimeError('%s on a closed vectorized env' % call)
+        if self._pending is not None:
+            raise PendingError('%s while a lockstep step is pending: step_wait() first' % call)
+
     def close(self):
         """Release this vector env's environments on every farm, within a few seconds whatever
-        the farms do (calls still out are abandoned, not waited for)."""
+        the farms do (calls still out are abandoned, not waited for; environments in flight
+        are dropped with the lease)."""
         if self.closed:
             return
         self.closed = True
         pending, self._pending = self._pending, None
         if pending:
             self._abandon(pending)
-        self.farmer.close_leases(list(self._groups))
+        self._async.stop()
+        self.allocation.close()
+        self._async.join(settings.CLOSE_TIMEOUT)

@@ -21,26 +21,20 @@ reported. Python 3.6 compatible.
 import concurrent.futures
 import os
 import queue
-import select
 import threading
 import time
+import weakref
 
 import Pyro4
 import Pyro4.errors
 
-from errors import UserError
+import wire
+from errors import ProtocolMismatchError, UserError
 from host import settings
 from host.diagnosis import classify, describe
 
 Pyro4.config.SERIALIZER = 'msgpack'
 Pyro4.config.SERIALIZERS_ACCEPTED = {'msgpack'}
-
-# A farm that answers within a few hundred microseconds (fast environments) is better waited for
-# by polling its socket, yielding the CPU at every turn, than by sleeping: on the 2-vCPU VM we
-# measure on, waking an idle vCPU cost tens of microseconds, several times per round trip. Only
-# while this farm's recent answers came that fast (settings.EAGER_SECONDS): an osim step (30 ms)
-# is slept on.
-CAN_WAIT_EAGERLY = hasattr(select, 'poll') and hasattr(os, 'sched_yield')  # not on Windows
 
 # Errors that mean "this farm is gone", as opposed to an error the farm reported.
 FARM_DOWN = (Pyro4.errors.CommunicationError, OSError)
@@ -124,10 +118,15 @@ class FarmLink(object):
         self.last_answer = None    # time of the last answer to any call
         self.reported = 0.0        # last stall report
         self.stall_answers = True  # whether the farm answered the probe of that report
-        self.latency = 0.0  # running mean of this farm's call times, for _wait_eagerly
+        self.mismatch = None  # the farm speaks another protocol: why it is not used (one line)
         self.calls = {}     # outstanding calls: token -> (method, started)
         self.reviving = threading.Lock()
         self._local = threading.local()
+        # Every thread's proxy, so close() releases them all: by id, as proxies of one farm
+        # compare equal; weak, so that the proxy of a thread that ended goes (and closes its
+        # connection) with the thread.
+        self._proxies = weakref.WeakValueDictionary()
+        self._proxies_lock = threading.Lock()
         self._worker = None
         self._worker_lock = threading.Lock()
 
@@ -138,36 +137,49 @@ class FarmLink(object):
     def _proxy(self, timeout):
         proxy = getattr(self._local, 'proxy', None)
         if proxy is None:
-            proxy = Pyro4.Proxy('PYRO:farm@%s:%d' % (self.host, self.port))
+            proxy = Pyro4.Proxy(wire.uri(self.host, self.port))
             proxy._pyroMaxRetries = 0  # never replay a step: environments are not idempotent
             if self.key:
                 proxy._pyroHmacKey = self.key.encode('utf-8')
             self._local.proxy = proxy
+        if id(proxy) not in self._proxies:  # new, or released by close() and used again
+            with self._proxies_lock:
+                self._proxies[id(proxy)] = proxy
         proxy._pyroTimeout = timeout
-        connection = proxy._pyroConnection  # None until the first call connects
-        if CAN_WAIT_EAGERLY and connection is not None and not getattr(connection, 'eager', False):
-            _wait_eagerly(connection, self)
         return proxy
 
     def _drop_proxy(self):
+        """Closes this thread's connection (a thread that ends, or a call that failed)."""
         proxy = getattr(self._local, 'proxy', None)
         if proxy is not None:
             self._local.proxy = None
-            try:
-                proxy._pyroRelease()
-            except Exception:  # already broken: nothing to release
-                pass
+            self._release(proxy)
 
-    def _invoke(self, method, args, timeout, eager=False):
-        """``proxy.method(*args)`` from this thread; ``eager``: the caller has nothing else to do
-        meanwhile, so a fast answer may be polled for (see _wait_eagerly)."""
-        self._local.eager = eager
+    def release_connection(self):
+        """Closes the calling thread's connection to this farm (a thread that is done with it:
+        a receiver, a recovery thread); the thread's next call opens a new one."""
+        self._drop_proxy()
+
+    def _release(self, proxy):
+        with self._proxies_lock:
+            self._proxies.pop(id(proxy), None)
+        try:
+            proxy._pyroRelease()
+        except Exception:  # already broken: nothing to release
+            pass
+
+    def connections(self):
+        """How many connections to this farm this link holds (one per thread that called)."""
+        with self._proxies_lock:
+            return sum(1 for proxy in self._proxies.values()
+                       if proxy._pyroConnection is not None)
+
+    def _invoke(self, method, args, timeout):
+        """``proxy.method(*args)`` from this thread, on this thread's own connection."""
         token = object()
         self.calls[token] = (method, time.time())
         try:
-            started = time.perf_counter()
             result = getattr(self._proxy(timeout), method)(*args)
-            self.latency += 0.2 * (time.perf_counter() - started - self.latency)
             self.last_answer = time.time()
             return result
         except BaseException as e:
@@ -212,12 +224,19 @@ class FarmLink(object):
                 'versions': info.get('versions', {}), 'error': self.error}
 
     def ping(self, timeout=None):
-        """The farm's info, or the exception of a farm that does not answer (recorded)."""
+        """The farm's info, or the exception of a farm that does not answer (recorded). A farm
+        that speaks another protocol answers with a ProtocolMismatchError: it is not used."""
         try:
             info = self.call('info', timeout=timeout or settings.PROBE_TIMEOUT)
         except Exception as e:
             self.error, self.cause = describe(e), classify(e)
             return e
+        self.mismatch = wire.protocol_mismatch(info)
+        if self.mismatch:
+            if not isinstance(info.get('farm'), str):  # a farm that does not know its name
+                self.mismatch = self.mismatch.replace('farm ? ', 'farm %s ' % self.name, 1)
+            self.error, self.cause = self.mismatch, 'version'
+            return ProtocolMismatchError(self.mismatch)
         self.error = self.cause = None
         self.call_timeout = float(info.get('step_timeout', 30.0)) + settings.CALL_MARGIN
         return info
@@ -248,24 +267,12 @@ class FarmLink(object):
         self.abandon()
 
     def close(self):
+        """Gives up on calls still out and closes every connection to this farm, whatever thread
+        made it (Pyro4 4 proxies may be released from any thread)."""
         self.abandon()
+        with self._proxies_lock:
+            proxies, self._proxies = list(self._proxies.values()), weakref.WeakValueDictionary()
+        for proxy in proxies:
+            self._release(proxy)
 
 
-def _wait_eagerly(connection, link):
-    """Makes a Pyro4 connection poll for the farm's answer for up to EAGER_SECONDS before it
-    blocks, in calls made with ``eager`` (a synchronous ``step``: with ``step_async`` the learner
-    trains meanwhile, and polling would take CPU from it), while ``link``'s recent calls came
-    back within that time."""
-    receive = connection.recv
-    poller = select.poll()
-    poller.register(connection.sock.fileno(), select.POLLIN)
-
-    def eager_receive(size):
-        if getattr(link._local, 'eager', False) and link.latency < settings.EAGER_SECONDS:
-            give_up = time.perf_counter() + settings.EAGER_SECONDS
-            while not poller.poll(0) and time.perf_counter() < give_up:
-                os.sched_yield()
-        return receive(size)
-
-    connection.recv = eager_receive
-    connection.eager = True

@@ -1,5 +1,5 @@
-"""The learner side's settings: the names both sides agree on (port, key variable, local host
-names) and every timeout and interval of the host package, in one place.
+"""The learner side's settings: every timeout and interval of the host package in one place, and
+the names both sides agree on, taken from wire.py (port, key variable, TLS variable).
 
 The host modules read these as ``settings.NAME`` where they use them, not at import, so a test
 or a drill changes one for the whole learner side with ``monkeypatch.setattr(settings, 'NAME',
@@ -8,9 +8,11 @@ and ``CLOSE_TIMEOUT`` (the default of ``Farmer.close_leases(timeout=)``).
 
 Python 3.6 compatible.
 """
-DEFAULT_PORT = 20099
-KEY_ENV = 'FARM_KEY'
-TLS_CA_ENV = 'FARM_TLS_CA'
+import wire
+
+DEFAULT_PORT = wire.DEFAULT_PORT
+KEY_ENV = wire.KEY_ENV
+TLS_CA_ENV = wire.TLS_CA_ENV
 LOCAL_HOSTS = ('127.0.0.1', 'localhost', '::1')
 
 LEASE_TTL = 60.0
@@ -26,4 +28,5 @@ CLOSE_TIMEOUT = 3.0       # close() returns within about this long, whatever the
 WAIT_FOR_CAPACITY = 30.0  # capacity a departed learner still holds is waited for this long
 BUILD_SECONDS = 120.0     # a farm's time to build environments (its BUILD_TIMEOUT)
 OVERCOMMIT = 2            # a farm taking over a lost farm's environments runs up to this x capacity
-EAGER_SECONDS = 0.0005    # a farm answering faster than this is polled for (see link.py)
+RECV_WAIT = 1.0           # asynchronous mode: how long one farm.recv waits on the farm (the
+#                           receiver then checks whether it should stop, and calls again)

@@ -281,40 +281,40 @@ def test_embedded_farm_stops_when_its_learner_is_killed():
     assert descendants_alive(farm_pid) == []
 
 
-def test_a_fast_farm_is_polled_for_its_answer_a_slow_one_slept_on(thread_farm, monkeypatch):
-    """The eager wait (settings.EAGER_SECONDS) runs only in a synchronous step, and only while the
-    farm answers that fast. The threshold is raised to 50 ms for the test, so that "fast" (an
-    instant step) and "slow" (a 200 ms step) stay on their sides on a busy machine."""
-    from host import settings
-    monkeypatch.setattr(settings, 'EAGER_SECONDS', 0.05)
-    yields = []
-    real_yield = os.sched_yield
-    monkeypatch.setattr(os, 'sched_yield', lambda: yields.append(1) or real_yield())
+def connections_to(port):
+    """This machine's established TCP connections to ``port`` (the learner's ends)."""
+    count = 0
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        if not os.path.exists(table):
+            continue
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == '01' and int(fields[2].rsplit(':', 1)[1], 16) == port:
+                    count += 1
+    return count
+
+
+def test_every_connection_to_a_farm_is_closed_with_the_farmer(thread_farm):
+    """Regression: a synchronous step made its call on a connection of the caller's thread, a
+    second one per farm, which close() never released. Now one connection per farm per thread
+    that uses it (the caller's, the farm's call thread, the asynchronous receiver), all closed."""
     f = thread_farm(capacity=2)
-    for step_seconds, polled in ((0.0, True), (0.2, False)):
-        env = farm_vec([('127.0.0.1', 2, f.port)], 'SlowEnv', 1,
-                       {'step_seconds': step_seconds, 'obs_size': 7, 'act_size': 2})
-        try:
-            env.reset()
-            action = np.full((1, 2), 0.5)
-            for _ in range(10):  # the running mean of call times settles
-                obs = env.step(action)[0]
-            link = env.places[0].link
-            del yields[:]
-            for _ in range(5):
-                obs = env.step(action)[0]
-            assert obs.shape == (1, 7)
-            assert link._local.proxy._pyroConnection.eager
-            assert (link.latency < settings.EAGER_SECONDS) is polled
-            assert bool(yields) is polled
-            # With step_async the learner trains while the farm steps: never polled for.
-            del yields[:]
-            for _ in range(5):
-                env.step_async(action)
-                obs = env.step_wait()[0]
-            assert not yields
-        finally:
-            env.close()
+    fm = farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False)
+    env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
+    env.reset()
+    env.step(np.full((2, 2), 0.5))          # the caller's thread
+    env.step_async(np.full((2, 2), 0.5))    # the farm's call thread
+    env.step_wait()
+    env.async_reset()                       # the receiver thread
+    while env.in_flight:
+        env.recv(timeout=10)
+    assert connections_to(f.port) == 3
+    fm.close()
+    deadline = time.time() + 10  # threads that end close theirs as they go
+    while connections_to(f.port) and time.time() < deadline:
+        time.sleep(0.05)
+    assert connections_to(f.port) == 0
 
 
 def test_utilization_leaves_out_idle_evaluation_environments(thread_farm):

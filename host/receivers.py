@@ -1,0 +1,412 @@
+"""The asynchronous mode of :class:`host.farm_vec_env.FarmVecEnv`: who sends, who receives, and
+what happens to an environment between its ``send`` and the ``recv`` that hands its result over.
+
+- Sending happens in the learner's thread, on its own connection: one farm ``send`` (or
+  ``send_reset``) per farm touched, which returns as soon as the workers have the actions.
+- Receiving: one :class:`Receiver` per farm (per lease of this vector env there, which is one),
+  a daemon thread with a connection of its own that waits in the farm's ``recv`` while that farm
+  has environments of ours in flight, and puts what comes back on one queue.
+  :meth:`AsyncState.recv` (the learner's thread) drains that queue: all bookkeeping happens
+  there, so the receivers share nothing with it but the queue and a count.
+- An environment in flight is the machinery's until its result is handed over: nothing else
+  touches its placement, which is what lets a recovery thread rebuild it off the learner's
+  thread.
+- A lost worker (a ``'lost'`` or ``'env'`` element): the farm has replaced it; it is reset with
+  ``send_reset`` at once and its result, delivered when the reset's comes back, is the lost one:
+  truncated, ``info['lost']``/``['lost_cause']``, ``terminal_observation`` its last observation,
+  ``obs`` the new episode's first. Other environments never wait for it.
+- A lost farm (the sender's or receiver's call raises ``FARM_DOWN``) or a lease the farm forgot:
+  the environments in flight there are rebuilt elsewhere by a recovery thread (one ``make`` per
+  farm), then reset; their results are lost ones as above. An environment that was between
+  steps on such a farm is lost at its next ``send``. Environments on other farms keep flowing.
+
+Python 3.6 compatible.
+"""
+import logging
+import queue
+import threading
+import time
+
+import numpy as np
+
+import wire
+from errors import NothingPendingError, PendingError
+from host import settings
+from host.diagnosis import describe
+from host.link import FARM_DOWN
+from vecenv import stack_results
+
+log = logging.getLogger('farmer')
+
+STEP, RESET, REBUILDING = 'step', 'reset', 'rebuilding'  # what an environment in flight awaits
+MAX_RESET_TRIES = 3  # resets of a replaced worker that may fail in a row before we give up
+
+
+def as_obs(value):
+    """One observation off the wire (packed, or a list) as float32: the host's one conversion
+    in, a fresh writable array."""
+    if wire.is_packed(value):
+        return np.array(wire.unpack(value), dtype=np.float32)
+    return np.asarray(value, dtype=np.float32)
+
+
+def no_such_lease(error):
+    """Whether a farm's error says it does not know our lease (expired, or the farm restarted)."""
+    return isinstance(error, LookupError) and 'no such lease' in str(error)
+
+
+def is_error(result):
+    """Whether a per-environment element is an error (``{'error', 'kind'}``), not a result."""
+    return isinstance(result, dict) and 'error' in result and not wire.is_packed(result)
+
+
+class Receiver(object):
+    """One farm's results for one vector env: a daemon thread, with a connection of its own,
+    that calls the farm's ``recv`` on lease ``lease`` while ``expected`` > 0 and queues
+    ``('results', self, list)``; a failed call is queued as ``('failed', self, error)`` and ends
+    the thread (the learner's thread decides what it means)."""
+
+    def __init__(self, link, lease, events, call_timeout):
+        self.link, self.lease = link, lease
+        self.expected = 0
+        self._events = events
+        self._call_timeout = call_timeout
+        self._stopped = False
+        self._cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name='recv-%s' % link.name,
+                                       daemon=True)
+        self.thread.start()
+
+    def expect(self, n):
+        """``n`` more (or fewer, if negative) of our environments are in flight on this farm."""
+        with self._cond:
+            self.expected += n
+            self._cond.notify()
+
+    def stop(self):
+        """Ends the thread after the call it is in (at most ``settings.RECV_WAIT`` on the farm)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _run(self):
+        try:
+            while True:
+                with self._cond:
+                    while self.expected <= 0 and not self._stopped:
+                        self._cond.wait()
+                    if self._stopped:
+                        return
+                try:
+                    results = self.link.call(
+                        'recv', self.lease, 1, settings.RECV_WAIT,
+                        timeout=settings.RECV_WAIT + self._call_timeout(self.link))
+                except BaseException as e:
+                    if not self._stopped:
+                        self._events.put(('failed', self, e))
+                    return
+                if results:
+                    with self._cond:
+                        self.expected -= len(results)
+                    self._events.put(('results', self, results))
+        finally:
+            self.link.release_connection()  # this thread's: each thread has its own
+
+
+class AsyncState(object):
+    """What :class:`FarmVecEnv`'s asynchronous mode holds: environments in flight, results
+    ready, lost ones awaiting their reset, receivers, recovery threads."""
+
+    def __init__(self, env):
+        self.env = env
+        self.events = queue.Queue()
+        self.receivers = {}  # (link, lease) -> Receiver
+        self.flight = {}     # vector index -> STEP | RESET | REBUILDING
+        self.lost = {}       # index -> (reason, cause): its next reset result is delivered lost
+        self.tries = {}      # index -> resets of a replaced worker tried in a row
+        self.deferred = {}   # index -> params set while it was in flight: sent before it is
+        self.ready = []      # rows handed over by the next recv, in order of arrival
+        self.gone = {}       # (link, lease) -> (reason, cause): lost, with what they held
+        self.recoveries = []
+        self._rebuilding = threading.Lock()  # one rebuild at a time: placements in turn
+
+    @property
+    def in_flight(self):
+        return len(self.flight) + len(self.ready)
+
+    def no_results_out(self, call):
+        if self.in_flight:
+            raise PendingError('%s while %d environments are in flight (asynchronous mode): '
+                               'recv their results first (or reset())' % (call, self.in_flight))
+
+    # --- the learner's calls ------------------------------------------------------------------
+    def reset_all(self, seed):
+        self.no_results_out('async_reset')
+        indices = list(range(self.env.num_envs))
+        self._apply_deferred(indices)  # (a worker lost meanwhile is reset below anyway)
+        for i in indices:
+            self.env.tracker.restart(i)
+            self.lost.pop(i, None)
+        self.dispatch(RESET, indices, seeds=None if seed is None else [seed + i for i in indices])
+
+    def send(self, actions, ids):
+        ids = ids.tolist()
+        busy = sorted(set(ids).intersection(set(self.flight) | set(r[0] for r in self.ready)))
+        if busy:
+            raise PendingError('environments %s are in flight: recv their results first'
+                               % (busy,))
+        lost = set(self._apply_deferred(ids))
+        if lost:  # replaced meanwhile (set_params found its worker gone): reset, not stepped
+            keep = [k for k, i in enumerate(ids) if i not in lost]
+            for i in sorted(lost):
+                self.flight[i] = STEP
+                self._worker_lost(i, 'farm replaced the worker of env %d' % i)
+            ids, actions = [ids[k] for k in keep], actions[keep]
+        if ids:
+            self.dispatch(STEP, ids, actions=actions)
+
+    def defer_params(self, params, indices):
+        """Records ``params`` for the environments of ``indices`` in flight on a farm (sent
+        before their next send); returns those indices."""
+        flying = set(i for i in indices if i in self.flight)
+        for i in flying:
+            self.deferred.setdefault(i, {}).update(params)
+        return flying
+
+    def recv(self, batch_size, timeout):
+        if not self.in_flight:
+            raise NothingPendingError('recv with no environment in flight: send (or '
+                                      'async_reset) first')
+        want = min(batch_size, self.in_flight)
+        deadline = None if timeout is None else time.time() + timeout
+        while len(self.ready) < want:
+            wait = 1.0 if deadline is None else min(1.0, deadline - time.time())
+            if wait <= 0:
+                break
+            try:
+                event = self.events.get(timeout=wait)
+            except queue.Empty:
+                self.env.farmer.check_give_up()
+                continue
+            self._handle(event)
+        while True:  # and whatever else is ready, without waiting
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            self._handle(event)
+        return self._deliver()
+
+    def discard_in_flight(self):
+        """Collects whatever is in flight and forgets it (reset() does this first); parameters
+        set meanwhile go to their environments now."""
+        while self.flight:
+            self.ready = []
+            self.recv(len(self.flight), 1.0)
+        self.ready = []
+        self._apply_deferred(list(self.deferred))
+
+    def stop(self):
+        for receiver in self.receivers.values():
+            receiver.stop()
+
+    def join(self, timeout):
+        deadline = time.time() + timeout
+        for receiver in list(self.receivers.values()):
+            receiver.thread.join(max(0.0, deadline - time.time()))
+
+    # --- sending ----------------------------------------------------------------------------------
+    def dispatch(self, kind, indices, actions=None, seeds=None):
+        """One farm ``send`` (kind STEP, with ``actions`` row k for ``indices[k]``) or
+        ``send_reset`` (RESET, with ``seeds``) per farm for ``indices``, from this thread; marks
+        them in flight. An 'input' refusal is a ValueError once the other farms have theirs."""
+        env = self.env
+        refused = []
+        for (link, lease), (ks, ids) in env.groups_of(indices).items():
+            idx = [indices[k] for k in ks]
+            for i in idx:
+                self.flight[i] = kind
+            if not link.up or env.allocation.lease(link, open_new=False) != lease:
+                # lost while these were between steps: they are lost now
+                self._lose(idx, *self.gone.get((link, lease), (
+                    'farm %s lost: %s' % (link.name, link.error), 'farm')))
+                continue
+            receiver = self._receiver(link, lease)
+            receiver.expect(len(idx))
+            try:
+                if kind == STEP:
+                    answers = link.call('send', lease, ids, wire.pack(actions[ks]), True,
+                                        timeout=env.call_timeout(link))
+                else:
+                    answers = link.call('send_reset', lease, ids,
+                                        None if seeds is None else [seeds[k] for k in ks],
+                                        timeout=env.call_timeout(link))
+            except BaseException as e:
+                if isinstance(e, FARM_DOWN) or no_such_lease(e):
+                    self._failed(receiver, e)
+                    continue
+                receiver.expect(-len(idx))
+                for i in idx:
+                    del self.flight[i]
+                raise
+            for i, answer in zip(idx, answers):
+                if answer is None:
+                    continue
+                receiver.expect(-1)
+                if answer.get('kind') == 'input':
+                    del self.flight[i]
+                    refused.append(answer['error'])
+                else:
+                    self._worker_lost(i, answer['error'])
+        if refused:
+            raise ValueError(refused[0])
+
+    def _receiver(self, link, lease):
+        receiver = self.receivers.get((link, lease))
+        if receiver is None:
+            receiver = self.receivers[(link, lease)] = Receiver(link, lease, self.events,
+                                                                self.env.call_timeout)
+        return receiver
+
+    def _apply_deferred(self, indices):
+        """Sends the parameters set while ``indices`` were in flight; returns the indices
+        whose worker the farm found lost (replaced, with the parameters: reset them)."""
+        groups = {}
+        for i in indices:
+            params = self.deferred.pop(i, None)
+            if params:
+                groups.setdefault(repr(sorted(params.items())), (params, []))[1].append(i)
+        lost = []
+        for params, idx in groups.values():
+            lost += self.env.apply_params(params, idx)
+        return lost
+
+    # --- receiving: the learner's thread ---------------------------------------------------------
+    def _handle(self, event):
+        kind = event[0]
+        if kind == 'results':
+            self._results(event[1], event[2])
+        elif kind == 'failed':
+            self._failed(event[1], event[2])
+        elif kind == 'rebuilt':
+            idx = [i for i in event[1] if self.flight.get(i) == REBUILDING]
+            if idx and not self.env.closed:
+                self.dispatch(RESET, idx)
+        elif kind == 'fatal':
+            raise event[1]
+
+    def _results(self, receiver, results):
+        env = self.env
+        refused = []
+        for env_id, result in results:
+            i = env.index_of(receiver.link, env_id)
+            kind = self.flight.get(i)
+            if kind is None or kind == REBUILDING or env.places[i].lease != receiver.lease:
+                continue  # not ours any more (a lost lease's straggler)
+            if is_error(result):
+                if result.get('kind') == 'input':
+                    del self.flight[i]
+                    refused.append(result['error'])
+                else:
+                    self._worker_lost(i, result['error'])
+                continue
+            del self.flight[i]
+            self.tries.pop(i, None)
+            self.ready.append(self._step_row(i, result) if kind == STEP
+                              else self._reset_row(i, as_obs(result)))
+        if refused:
+            raise ValueError(refused[0])
+
+    def _step_row(self, i, result):
+        obs, reward, terminated, truncated, info = result
+        if 'terminal_observation' in info:
+            info['terminal_observation'] = as_obs(info['terminal_observation'])
+        return (i, as_obs(obs), float(reward), bool(terminated), bool(truncated), info, True)
+
+    def _reset_row(self, i, obs):
+        if i not in self.lost:  # async_reset's first observation: not a step
+            return (i, obs, 0.0, False, False, {}, False)
+        reason, cause = self.lost.pop(i)
+        # Not terminal: the machinery cut the episode short, so a learner bootstraps.
+        return (i, obs, 0.0, False, True, {'lost': reason, 'lost_cause': cause,
+                                           'terminal_observation': self.env.last_obs[i].copy()},
+                True)
+
+    def _deliver(self):
+        rows, self.ready = self.ready, []
+        env = self.env
+        for i, obs, reward, terminated, truncated, info, counted in rows:
+            if counted:
+                env.tracker.record([reward], [terminated or truncated], [info], [i])
+            else:
+                env.tracker.restart(i)
+            env.last_obs[i] = obs
+        return stack_results([row[:6] for row in rows], env.observation_space.shape)
+
+    # --- losses -----------------------------------------------------------------------------------
+    def _worker_lost(self, i, text):
+        """The farm replaced env ``i``'s worker: reset it now; the reset's result is its lost
+        result (after a step; after a reset of ours, simply the first observation)."""
+        log.warning('%s', text)
+        if self.flight.get(i) == STEP:
+            self.lost.setdefault(i, (text, 'worker'))
+        self.tries[i] = self.tries.get(i, 0) + 1
+        if self.tries[i] > MAX_RESET_TRIES:
+            self.flight.pop(i, None)
+            self.lost.pop(i, None)
+            raise RuntimeError('could not reset a replaced environment: %s' % text)
+        self.dispatch(RESET, [i])
+
+    def _failed(self, receiver, error):
+        """A farm call for ``receiver``'s lease failed: a lost farm, a forgotten lease, or a
+        failure that is ours to raise."""
+        link, lease = receiver.link, receiver.lease
+        if self.receivers.get((link, lease)) is receiver:
+            del self.receivers[(link, lease)]
+            receiver.stop()
+        if isinstance(error, FARM_DOWN):
+            if link.up:
+                self.env.farm_lost(link, error)
+            reason, cause = 'farm %s lost: %s' % (link.name, describe(error)), 'farm'
+        elif no_such_lease(error):
+            self.env.allocation.drop(link, lease)
+            log.warning('farm %s no longer knows our lease (it expired while this process was '
+                        'paused, or the farm restarted); rebuilding its environments, their '
+                        'episodes truncated', link.name)
+            reason, cause = str(error), 'lease'
+        else:
+            raise error
+        self.gone[(link, lease)] = (reason, cause)
+        self._lose([i for i, kind in self.flight.items() if kind != REBUILDING
+                    and self.env.places[i].link is link and self.env.places[i].lease == lease],
+                   reason, cause)
+
+    def _lose(self, indices, reason, cause):
+        """Environments ``indices`` (in flight) lost with their farm or lease: rebuilt elsewhere
+        by a recovery thread, then reset; their results are lost ones."""
+        if not indices:
+            return
+        old = {}
+        for i in indices:
+            if self.flight.get(i) == STEP or i in self.lost:
+                self.lost.setdefault(i, (reason, cause))
+            self.flight[i] = REBUILDING
+            old[i] = self.env.places[i]
+        thread = threading.Thread(target=self._rebuild, args=(old,), name='farm-recovery',
+                                  daemon=True)
+        self.recoveries = [t for t in self.recoveries if t.is_alive()] + [thread]
+        thread.start()
+
+    def _rebuild(self, old):
+        """A recovery thread: rebuilds ``old`` (index -> lost placement) where farms answer."""
+        try:
+            with self._rebuilding:
+                self.env.rebuild(old)
+        except BaseException as e:
+            if not self.env.closed:
+                self.events.put(('fatal', e))
+            return
+        finally:
+            for link in self.env.farmer.links:
+                link.release_connection()
+        self.events.put(('rebuilt', sorted(old)))

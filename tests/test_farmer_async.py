@@ -1,0 +1,243 @@
+"""FarmVecEnv's asynchronous mode (send/recv): vecenv.py's contract checks (tests/test_vecenv.py)
+on one and on two farms, a slow environment that holds no other, lost workers, a farm killed
+mid-flight, a lease the farm forgot, close with environments in flight, and the protocol check.
+Orders and ids are asserted, never timings."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+import errors
+import farm
+import farmer
+from conftest import ThreadFarm
+from host import settings
+from test_vecenv import CONTRACT_CHECKS, _recv_all
+
+
+def make_farmer(farms, **kwargs):
+    return farmer.Farmer(farms=[('127.0.0.1', capacity, f.port) for f, capacity in farms],
+                         start_local=False, **kwargs)
+
+
+class Owned(object):
+    """A vector env that closes its farmer with it (the contract checks only close the env)."""
+
+    def __init__(self, fm, env):
+        self.fm, self.env = fm, env
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def close(self):
+        self.env.close()
+        self.fm.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@pytest.fixture(params=['one farm', 'two farms'])
+def make_farm_vec(request, thread_farm):
+    def make(n_envs, **env_kwargs):
+        if request.param == 'one farm':
+            farms = [(thread_farm(capacity=n_envs), n_envs)]
+        else:  # the environments spread over both: results come from two receivers
+            half = (n_envs + 1) // 2
+            farms = [(thread_farm(capacity=half), half), (thread_farm(capacity=half), half)]
+        fm = make_farmer(farms)
+        return Owned(fm, fm.vec_env('CheapEnv', n_envs, env_kwargs))
+    return make
+
+
+@pytest.mark.parametrize('check', CONTRACT_CHECKS, ids=lambda check: check.__name__[6:])
+def test_farm_vec_env_meets_the_contract(check, make_farm_vec):
+    check(make_farm_vec)
+
+
+def test_two_farms_serve_one_vector_env(thread_farm):
+    a, b = thread_farm(capacity=2), thread_farm(capacity=2)
+    with make_farmer([(a, 2), (b, 2)]) as fm:
+        env = fm.vec_env('CheapEnv', 4, {'episode_length': 100})
+        assert sorted(p.link.port for p in env.places) == sorted([a.port] * 2 + [b.port] * 2)
+        env.async_reset(seed=0)
+        results, _ = _recv_all(env)
+        assert sorted(results) == [0, 1, 2, 3]
+        for t in range(1, 4):
+            env.send(np.full((4, 2), 0.5), [3, 1, 0, 2])
+            results, _ = _recv_all(env)
+            assert [results[i][0][:2].tolist() for i in range(4)] == [[t, i + t] for i in range(4)]
+
+
+def test_a_slow_environment_holds_no_other(thread_farm):
+    """Env 0 steps for 60 s; the other three step again and again meanwhile. Then close() with
+    env 0 still in flight gives everything back."""
+    f = thread_farm(capacity=4)
+    fm = make_farmer([(f, 4)])
+    env = fm.vec_env('SlowEnv', 4, {'step_seconds': 0.0, 'obs_size': 5, 'act_size': 2})
+    env.set_params({'step_seconds': 60.0}, [0])  # at its next reset
+    env.async_reset(seed=1)
+    _recv_all(env)
+    env.send(np.full((4, 2), 0.5), [0, 1, 2, 3])
+    got = []
+    for _ in range(5):
+        while len(got) < 3:
+            got += env.recv(timeout=30)[5].tolist()
+        assert sorted(got) == [1, 2, 3]
+        assert env.in_flight == 1
+        env.send(np.full((3, 2), 0.5), [1, 2, 3])
+        got = []
+    assert env.in_flight == 4
+    env.close()
+    info = f.proxy().info()
+    assert info['in_use'] == 0 and info['leases'] == 0
+    fm.close()
+
+
+def _pid_of(f, env, i):
+    place = env.places[i]
+    return int(f.proxy().worker_pids(place.lease)[str(place.env_id)])
+
+
+def test_a_lost_worker_comes_back_lost_and_reset_and_the_others_flow(thread_farm):
+    f = thread_farm(capacity=3)
+    with make_farmer([(f, 3)]) as fm:
+        env = fm.vec_env('CheapEnv', 3, {'episode_length': 100})
+        env.async_reset(seed=0)
+        _recv_all(env)
+        env.send(np.full((3, 2), 0.5), [0, 1, 2])
+        _recv_all(env)
+        last = env.last_obs[1].copy()
+        place = env.places[1]
+        os.kill(_pid_of(f, env, 1), signal.SIGKILL)
+        time.sleep(0.2)
+        env.send(np.full((3, 2), 0.5), [0, 1, 2])
+        results, _ = _recv_all(env)
+        obs, reward, terminated, truncated, info = results[1]
+        assert truncated and not terminated and reward == 0.0
+        assert info['lost_cause'] == 'worker' and 'env %d' % place.env_id in info['lost']
+        assert info['terminal_observation'].tolist() == last.tolist()
+        assert info['episode'] == {'r': 0.0, 'l': 2}  # the lost step counts, as in lockstep
+        assert obs[0] == 0  # the new episode's first observation
+        assert [results[i][0][0] for i in (0, 2)] == [2, 2] and 'lost' not in results[0][4]
+        env.send(np.full((3, 2), 0.5), [0, 1, 2])
+        results, _ = _recv_all(env)
+        assert [results[i][0][0] for i in range(3)] == [3, 1, 3]
+
+
+def test_a_farm_killed_mid_flight_its_envs_come_back_lost_and_rebuilt(process_farm):
+    a, b = process_farm(capacity=2), process_farm(capacity=2)
+    with farmer.Farmer(farms=[('127.0.0.1', 2, a.port), ('127.0.0.1', 2, b.port)],
+                       start_local=False) as fm:
+        env = fm.vec_env('SlowEnv', 4, {'step_seconds': 0.0, 'obs_size': 5, 'act_size': 2})
+        on_b = [i for i, p in enumerate(env.places) if p.link.port == b.port]
+        on_a = [i for i in range(4) if i not in on_b]
+        assert len(on_b) == 2
+        # b's are still stepping when it dies (and step so, rebuilt on a, in the last round)
+        env.set_params({'step_seconds': 5.0}, on_b)
+        env.async_reset(seed=0)
+        _recv_all(env)
+        last = env.last_obs.copy()
+        env.send(np.full((4, 2), 0.5), [0, 1, 2, 3])
+        got = []
+        while len(got) < 2:
+            got += env.recv(timeout=30)[5].tolist()
+        assert sorted(got) == on_a  # a's come back; b's are in flight
+        os.killpg(b.process.pid, signal.SIGKILL)
+        b.process.wait()
+        env.send(np.full((2, 2), 0.5), on_a)  # a's keep flowing meanwhile
+        results, _ = _recv_all(env)
+        assert sorted(results) == [0, 1, 2, 3]
+        for i in on_b:
+            obs, reward, terminated, truncated, info = results[i]
+            assert truncated and not terminated and info['lost_cause'] == 'farm'
+            assert str(b.port) in info['lost']
+            assert info['terminal_observation'].tolist() == last[i].tolist()
+        for i in on_a:
+            assert 'lost' not in results[i][4]
+        assert {p.link.port for p in env.places} == {a.port}
+        env.send(np.full((4, 2), 0.5), [0, 1, 2, 3])
+        results, _ = _recv_all(env)
+        assert sorted(results) == [0, 1, 2, 3] and not any(
+            'lost' in results[i][4] for i in range(4))
+
+
+def test_a_lease_the_farm_forgot_in_flight_or_between_steps(thread_farm):
+    f = thread_farm(capacity=4)
+    with make_farmer([(f, 4)]) as fm:
+        env = fm.vec_env('SlowEnv', 2, {'step_seconds': 0.0, 'obs_size': 5, 'act_size': 2})
+        env.set_params({'step_seconds': 60.0}, [1])
+        env.async_reset(seed=0)
+        _recv_all(env)
+        env.send(np.full((2, 2), 0.5), [0, 1])
+        assert env.recv(timeout=30)[5].tolist() == [0]
+        f.farm.close_lease(env.places[1].lease)  # as if expired while this learner slept
+        results, _ = _recv_all(env)
+        assert results[1][4]['lost_cause'] == 'lease' and results[1][3]
+        assert f.proxy().info()['leases'] == 1  # the new lease only
+        # env 0 was between steps in that lease: it is lost at its next send
+        env.send(np.full((1, 2), 0.5), [0])
+        results, _ = _recv_all(env)
+        assert results[0][4]['lost_cause'] == 'lease' and results[0][3]
+        env.send(np.full((1, 2), 0.5), [0])
+        results, _ = _recv_all(env)
+        assert 'lost' not in results[0][4] and not results[0][3]
+        assert f.proxy().info()['leases'] == 1 and f.proxy().info()['in_use'] == 2
+
+
+def test_reset_collects_what_is_in_flight_and_close_leaves_no_lease(thread_farm):
+    f = thread_farm(capacity=2)
+    with make_farmer([(f, 2)]) as fm:
+        env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
+        env.async_reset(seed=0)  # nothing received yet: both in flight
+        assert env.in_flight == 2
+        obs = env.reset(seed=5)
+        assert env.in_flight == 0 and obs[:, 1].tolist() == [5, 6]
+        env.async_reset(seed=0)
+        _recv_all(env)
+        env.send(np.full((2, 2), 0.5), [0, 1])
+        env.close()
+        info = f.proxy().info()
+        assert info['in_use'] == 0 and info['leases'] == 0
+
+
+@pytest.fixture
+def old_farm(monkeypatch):
+    """A farm that speaks farm protocol 1."""
+    with monkeypatch.context() as m:
+        m.setattr(farm, 'PROTOCOL', 1)
+        f = ThreadFarm(capacity=2)
+    yield f
+    f.close()
+
+
+def test_a_farm_of_another_protocol_is_one_clear_line(old_farm):
+    with pytest.raises(errors.ProtocolMismatchError) as caught:
+        make_farmer([(old_farm, 2)])
+    text = str(caught.value)
+    assert 'farm protocol 1, this learner 2' in text and '\n' not in text
+    assert '127.0.0.1:%d' % old_farm.port in text
+
+
+def test_a_farm_of_another_protocol_beside_good_ones_is_marked_unusable(old_farm, thread_farm,
+                                                                       capsys):
+    good = thread_farm(capacity=2)
+    with make_farmer([(old_farm, 2), (good, 2)]) as fm:
+        status = fm.status()
+        assert not status[0]['up'] and 'farm protocol 1' in status[0]['error']
+        assert status[1]['up']
+        env = fm.vec_env('CheapEnv', 2, {})
+        assert {p.link.port for p in env.places} == {good.port}
+        farmer.print_status(status)
+    assert 'farm protocol 1, this learner 2' in capsys.readouterr().out
+
+
+def test_settings_take_the_shared_names_from_wire():
+    import wire
+    assert (settings.DEFAULT_PORT, settings.KEY_ENV, settings.TLS_CA_ENV) == (
+        wire.DEFAULT_PORT, wire.KEY_ENV, wire.TLS_CA_ENV)
