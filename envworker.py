@@ -311,6 +311,9 @@ class EnvWorker(object):
         self.params = dict(params or {})
         self.spec = None
         self.block = None
+        # How long its last step took, command to answer (the farm's recv spins briefly for
+        # an answer due that soon rather than sleep; None: not known yet).
+        self.last_seconds = None
 
     @property
     def pid(self):

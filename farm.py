@@ -89,7 +89,7 @@ import farm_compat
 import farm_daemon
 import logformat
 import wire
-from envworker import EnvWorker, WorkerError, WorkerLost, replies
+from envworker import SPIN_SECONDS, EnvWorker, WorkerError, WorkerLost, replies
 # What the learner must agree on lives in wire.py; these names stay importable from here.
 from wire import DEFAULT_PORT, KEY_ENV, OBJECT_ID, PROTOCOL  # noqa: F401
 
@@ -175,7 +175,8 @@ class Flight(object):
     worker). ``outcome``: a step's result held back while its worker is recycled (the reset's
     observation replaces its obs). ``worker``: whose pipe to watch; ``deadline``: when it is lost.
     """
-    __slots__ = ('slot', 'command', 'stage', 'seed', 'outcome', 'worker', 'deadline')
+    __slots__ = ('slot', 'command', 'stage', 'seed', 'outcome', 'worker', 'deadline', 'sent',
+                 'fd')
 
     def __init__(self, slot, command, stage, deadline, seed=None):
         self.slot = slot
@@ -185,6 +186,8 @@ class Flight(object):
         self.outcome = None
         self.worker = slot.worker
         self.deadline = deadline
+        self.sent = time.time()
+        self.fd = None  # the pipe watched for its answer (Watch)
 
 
 class Lease(object):
@@ -203,7 +206,7 @@ class Lease(object):
         self.state = threading.Lock()
         self.in_flight = {}           # env id -> Flight
         self.receiving = False        # a recv is running (one at a time)
-        self.wake = None              # (read fd, write fd): send wakes a waiting recv
+        self.watch = None             # the Watch of in-flight pipes (made at the first send)
         self.ended = False            # closed, released whole or reaped
 
     def frees_at(self, release_after):
@@ -212,21 +215,93 @@ class Lease(object):
             return self.expires
         return min(self.expires, self.orphaned_at + release_after)
 
-    def nudge(self):
-        """Wake a waiting recv (call with ``state`` held). A full pipe already will."""
-        if self.receiving and self.wake is not None:
-            try:
-                os.write(self.wake[1], b'.')
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    raise
 
-    def close_wake(self):
-        """Close the wake pipe (call with ``state`` held, when no recv runs)."""
-        if self.wake is not None:
-            for fd in self.wake:
-                os.close(fd)
-            self.wake = None
+class Watch(object):
+    """The pipes of a lease's environments in flight, which its recv waits on.
+
+    With epoll (Linux), send adds a worker's pipe to the very set a waiting recv sleeps on:
+    the recv is not woken for it (a wake-up per send saved), and one wake-up reports every pipe
+    that became readable meanwhile. Without epoll, the recv waits in poll() on a copy of the set,
+    and send wakes it through the self-pipe to take the new pipe in. The self-pipe also wakes a
+    recv when environments are released or the lease ends. All methods but ``wait`` are called
+    with the lease's ``state`` held.
+    """
+
+    def __init__(self):
+        self.fds = {}  # fd -> Flight
+        self.wake_r, self.wake_w = os.pipe()
+        for fd in (self.wake_r, self.wake_w):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        self.epoll = None
+        if hasattr(select, 'epoll'):
+            self.epoll = select.epoll()
+            self.epoll.register(self.wake_r, select.EPOLLIN)
+
+    def add(self, fd, flight, receiving):
+        self.fds[fd] = flight
+        if self.epoll is not None:
+            try:
+                self.epoll.register(fd, select.EPOLLIN)
+            except (IOError, OSError) as e:
+                if e.errno != errno.EEXIST:
+                    raise
+                self.epoll.modify(fd, select.EPOLLIN)
+        elif receiving:
+            self.nudge()
+
+    def remove(self, fd):
+        self.fds.pop(fd, None)
+        self.forget(fd)
+
+    def forget(self, fd):
+        if self.epoll is not None:
+            try:
+                self.epoll.unregister(fd)
+            except (IOError, OSError, ValueError):  # closed already: the kernel dropped it
+                pass
+
+    def nudge(self):
+        try:
+            os.write(self.wake_w, b'.')
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):  # full: it will wake anyway
+                raise
+
+    def wait(self, timeout, fds=None):
+        """The readable fds among those watched (``fds``: their snapshot, for poll), or []
+        after ``timeout`` seconds (None: no limit). The self-pipe is drained, not returned."""
+        if self.epoll is not None:
+            try:
+                events = self.epoll.poll(-1 if timeout is None else timeout)
+            except (IOError, OSError) as e:  # EINTR (Python 2.7 does not retry)
+                if e.errno != errno.EINTR:
+                    raise
+                return []
+        else:
+            poller = select.poll()
+            poller.register(self.wake_r, select.POLLIN)
+            for fd in fds:
+                poller.register(fd, select.POLLIN)
+            try:
+                events = poller.poll(None if timeout is None
+                                     else int(math.ceil(timeout * 1000.0)))
+            except select.error as e:
+                if e.args[0] != errno.EINTR:
+                    raise
+                return []
+        ready = []
+        for fd, _ in events:
+            if fd == self.wake_r:
+                _drain(fd)
+            else:
+                ready.append(fd)
+        return ready
+
+    def close(self):
+        if self.epoll is not None:
+            self.epoll.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
 
 
 @Pyro4.expose
@@ -620,10 +695,24 @@ class Farm(object):
         if not flights:
             return
         with held.state:
+            if held.ended:  # closed meanwhile: its workers are gone, nothing is in flight
+                return
+            if held.watch is None:
+                held.watch = Watch()
             for flight in flights:
                 flight.slot.busy = flight
                 held.in_flight[flight.slot.env_id] = flight
-            held.nudge()
+                self._watch(held, flight)
+
+    def _watch(self, held, flight):
+        """Watch ``flight``'s worker pipe (``state`` held); a closed one: its deadline is now."""
+        try:
+            flight.fd = flight.worker.conn.fileno()
+        except (IOError, OSError, ValueError):  # killed meanwhile: recv finds it late
+            flight.fd, flight.deadline = None, 0.0
+            held.watch.nudge()
+            return
+        held.watch.add(flight.fd, flight, held.receiving)
 
     def recv(self, lease, min_count=1, timeout=1.0):
         """``[[env_id, result], ...]`` of environments in flight, in the order they finished:
@@ -646,80 +735,90 @@ class Farm(object):
             if not held.in_flight:
                 return []
             held.receiving = True
-            if held.wake is None:
-                held.wake = os.pipe()
-                for fd in held.wake:
-                    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
         try:
             return self._receive(held, min_count, timeout)
         finally:
             with held.state:
                 held.receiving = False
-                if held.ended:
-                    held.close_wake()
+                if held.ended and held.watch is not None:
+                    held.watch.close()
+                    held.watch = None
 
     def _receive(self, held, min_count, timeout):
         end = None if timeout is None else time.time() + timeout
         out = []
-        wake = held.wake[0]
+        watch = held.watch
         while True:
+            now = time.time()
             with held.state:
                 flights = list(held.in_flight.values())
-            if not flights:
-                return out
+                if not flights:
+                    return out
+                late = [f for f in flights if f.deadline <= now]
+                for flight in late:
+                    if flight.fd is not None:
+                        watch.remove(flight.fd)
+                snapshot = None if watch.epoll is not None else list(watch.fds)
+            if late:
+                self._hand_over(held, late, out, True)
+                continue
             # Enough: take every other result already there (a zero wait), then return.
             sweep = len(out) >= min_count
-            now = time.time()
-            watched, late = {}, []
-            soonest = end
-            for flight in flights:
-                try:
-                    fd = flight.worker.conn.fileno()
-                except (IOError, OSError, ValueError):  # closed: killed meanwhile
-                    fd = None
-                if fd is None or flight.deadline <= now:
-                    late.append(flight)
-                else:
-                    watched[fd] = flight
-                    soonest = flight.deadline if soonest is None else min(soonest, flight.deadline)
-            if late:
-                ready = late
+            soonest = min(f.deadline for f in flights)
+            if end is not None:
+                soonest = min(soonest, end)
+            if sweep:
+                fds = watch.wait(0, snapshot)
             else:
-                poller = select.poll()
-                poller.register(wake, select.POLLIN)
-                for fd in watched:
-                    poller.register(fd, select.POLLIN)
-                if sweep:
-                    wait_ms = 0
-                elif soonest is None:
-                    wait_ms = None
-                else:
-                    wait_ms = max(0, int(math.ceil((soonest - now) * 1000.0)))
-                # One wake-up for everything that finished meanwhile: poll reports them all.
-                events = poller.poll(wait_ms)
-                ready = []
-                for fd, _ in events:
-                    if fd == wake:
-                        _drain(wake)
-                    elif fd in watched:
-                        ready.append(watched[fd])
-                if not ready:
-                    if sweep or not events and end is not None and time.time() >= end:
-                        return out
+                fds = self._spin(watch, flights, now, snapshot)
+                if not fds:
+                    fds = watch.wait(max(0.0, soonest - time.time()), snapshot)
+            ready = []
+            with held.state:
+                for fd in fds:
+                    flight = watch.fds.get(fd)
+                    if flight is None:  # not ours any more: never report it again
+                        watch.forget(fd)
+                        continue
+                    watch.remove(fd)  # its answer is taken now
+                    ready.append(flight)
+            if ready:
+                self._hand_over(held, ready, out, False)
+            elif sweep or end is not None and time.time() >= end:
+                return out
+
+    def _spin(self, watch, flights, now, snapshot):
+        """Ready fds caught by a brief spin when an answer is due within SPIN_SECONDS (the
+        environments' last steps were that fast): an idle CPU's wake-up costs more than the
+        wait. Yields the CPU at every turn; never spins for slow environments."""
+        due = [f.sent + f.worker.last_seconds for f in flights
+               if f.stage == 'reply' and f.worker.last_seconds is not None]
+        if not due or min(due) > now + SPIN_SECONDS:
+            return []
+        until = min(min(due) + SPIN_SECONDS, now + 2 * SPIN_SECONDS)
+        while True:
+            fds = watch.wait(0, snapshot)
+            if fds or time.time() >= until:
+                return fds
+            _yield_cpu()
+
+    def _hand_over(self, held, flights, out, late):
+        """Advance each flight (its worker answered, or ``late``); finished ones go to ``out``."""
+        for flight in flights:
+            env_id = flight.slot.env_id
+            with held.state:
+                if held.in_flight.get(env_id) is not flight:
+                    continue  # released meanwhile
+            result = self._advance(held, flight, late)
+            with held.state:
+                if held.in_flight.get(env_id) is not flight:
                     continue
-            for flight in ready:
-                env_id = flight.slot.env_id
-                with held.state:
-                    if held.in_flight.get(env_id) is not flight:
-                        continue  # released meanwhile
-                result = self._advance(held, flight, flight.deadline <= time.time())
-                if result is None:
-                    continue  # on to its next stage (a new worker being built)
-                with held.state:
-                    if held.in_flight.get(env_id) is flight:
-                        del held.in_flight[env_id]
-                        flight.slot.busy = None
-                        out.append([env_id, result])
+                if result is None:  # on to its next stage: a new worker being built
+                    self._watch(held, flight)
+                    continue
+                del held.in_flight[env_id]
+                flight.slot.busy = None
+                out.append([env_id, result])
 
     def _advance(self, held, flight, late):
         """An in-flight environment's worker spoke (or ``late``: its deadline passed). Returns
@@ -736,7 +835,8 @@ class Farm(object):
             except Exception as e:
                 return self._failure(slot, e)
             flight.stage, flight.worker = 'reply', slot.worker
-            flight.deadline = time.time() + self.step_timeout
+            flight.sent = time.time()
+            flight.deadline = flight.sent + self.step_timeout
             return None
         outcome = flight.worker._timed_out() if late else flight.worker._take()
         if flight.outcome is not None:  # the reset after recycling: the episode's first obs
@@ -746,6 +846,8 @@ class Farm(object):
             result, flight.outcome = flight.outcome, None
             result[0] = outcome
             return self._shaped(held, 'step', result)
+        if flight.command == 'step' and not late:
+            flight.worker.last_seconds = time.time() - flight.sent
         result, due = self._settled(slot, flight.command, outcome)
         if not due:
             return self._shaped(held, flight.command, result)
@@ -763,16 +865,20 @@ class Farm(object):
         waiting on them wakes and leaves them)."""
         with held.state:
             for env_id in env_ids:
-                held.in_flight.pop(env_id, None)
-            held.nudge()
+                flight = held.in_flight.pop(env_id, None)
+                if flight is not None and flight.fd is not None:
+                    held.watch.remove(flight.fd)
+            if held.watch is not None:
+                held.watch.nudge()
 
     def _end(self, held):
         """The end of a lease (closed, expired, released for a gone learner)."""
         self._land(held, list(held.env_ids))
         with held.state:
             held.ended = True
-            if not held.receiving:
-                held.close_wake()
+            if not held.receiving and held.watch is not None:
+                held.watch.close()
+                held.watch = None
         self._drop(held.env_ids)
 
     def _due(self, worker):
@@ -948,6 +1054,9 @@ def _packed_obs(obs):
     except (TypeError, ValueError):
         return obs
     return wire.pack(array)
+
+
+_yield_cpu = getattr(os, 'sched_yield', lambda: None)  # Python 2.7 has none: a plain spin
 
 
 def _drain(fd):

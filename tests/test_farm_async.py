@@ -3,9 +3,11 @@ Pyro4 daemon (in a thread) with real worker processes. Behaviour, never timings:
 environment's step lasts seconds where a fast one's lasts microseconds, and only the order of
 the results is asserted."""
 import os
+import select
 import signal
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -15,6 +17,17 @@ import wire
 from conftest import alive
 
 GOOD = [0.5, 0.5]
+
+
+@pytest.fixture(params=['epoll', 'poll'])
+def watch_mode(request, monkeypatch):
+    """The recv's two ways of waiting (farm.Watch): epoll, where a send adds its pipe to the set
+    a waiting recv sleeps on, and poll (no epoll on this platform), where send wakes it."""
+    if request.param == 'poll':
+        without_epoll = types.SimpleNamespace(poll=select.poll, POLLIN=select.POLLIN,
+                                              error=select.error)
+        monkeypatch.setattr(farm, 'select', without_epoll)
+    return request.param
 
 
 def make(proxy, lease, n=1, name='CheapEnv', **kwargs):
@@ -56,7 +69,7 @@ def test_send_recv_gives_the_lockstep_results_for_the_same_seeds_and_actions(thr
     assert 'terminal_observation' in expected[3][0][4]  # the comparison covered an episode end
 
 
-def test_results_come_back_as_they_finish_a_slow_env_does_not_hold_a_fast_one(thread_farm):
+def test_results_come_back_as_they_finish_a_slow_env_does_not_hold_a_fast_one(thread_farm, watch_mode):
     p = thread_farm().proxy()
     lease = p.open_lease(30)
     slow = make(p, lease, 1, 'SlowEnv', step_seconds=3.0, obs_size=3, act_size=2)[0]
@@ -74,7 +87,7 @@ def test_results_come_back_as_they_finish_a_slow_env_does_not_hold_a_fast_one(th
     assert len(dict(rest)[slow]) == 5 and dict(rest)[slow][3] is False  # its step's result
 
 
-def test_min_count_and_timeout(thread_farm):
+def test_min_count_and_timeout(thread_farm, watch_mode):
     p = thread_farm().proxy()
     lease = p.open_lease(30)
     assert p.recv(lease) == []  # nothing in flight: at once
@@ -193,7 +206,7 @@ def test_workers_are_recycled_in_async_mode(thread_farm):
     assert not any(alive(pid) for pid in pids[:-1])
 
 
-def test_send_on_one_connection_while_recv_waits_on_another(thread_farm):
+def test_send_on_one_connection_while_recv_waits_on_another(thread_farm, watch_mode):
     f = thread_farm()
     sender, receiver = f.proxy(), f.proxy()
     lease = sender.open_lease(30)
@@ -276,7 +289,7 @@ def test_release_and_close_lease_with_envs_in_flight_leave_no_process(thread_far
         p.recv(lease)
 
 
-def test_closing_a_lease_wakes_its_waiting_recv(thread_farm):
+def test_closing_a_lease_wakes_its_waiting_recv(thread_farm, watch_mode):
     f = thread_farm()
     p, receiver = f.proxy(), f.proxy()
     lease = p.open_lease(30)
