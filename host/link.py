@@ -127,6 +127,8 @@ class FarmLink(object):
         # connection) with the thread.
         self._proxies = weakref.WeakValueDictionary()
         self._proxies_lock = threading.Lock()
+        self._busy = set()     # ids of the proxies in a call now
+        self._closed = False
         self._worker = None
         self._worker_lock = threading.Lock()
 
@@ -178,8 +180,11 @@ class FarmLink(object):
         """``proxy.method(*args)`` from this thread, on this thread's own connection."""
         token = object()
         self.calls[token] = (method, time.time())
+        proxy = None
         try:
-            result = getattr(self._proxy(timeout), method)(*args)
+            proxy = self._proxy(timeout)
+            self._busy.add(id(proxy))
+            result = getattr(proxy, method)(*args)
             self.last_answer = time.time()
             return result
         except BaseException as e:
@@ -192,6 +197,10 @@ class FarmLink(object):
             raise
         finally:
             del self.calls[token]
+            if proxy is not None:
+                self._busy.discard(id(proxy))
+                if self._closed:  # close() left this one to us: it was in a call
+                    self._drop_proxy()
 
     def submit(self, method, *args, timeout=None):
         """Run ``proxy.method(*args)`` on this farm's thread; returns a Future."""
@@ -268,10 +277,14 @@ class FarmLink(object):
 
     def close(self):
         """Gives up on calls still out and closes every connection to this farm, whatever thread
-        made it (Pyro4 4 proxies may be released from any thread)."""
+        made it (Pyro4 4 proxies may be released from any thread), at once: a connection in
+        the middle of a call (a frozen farm) is closed by its thread when the call ends, since
+        releasing it here would wait for that call."""
+        self._closed = True
         self.abandon()
         with self._proxies_lock:
-            proxies, self._proxies = list(self._proxies.values()), weakref.WeakValueDictionary()
+            proxies = [proxy for key, proxy in list(self._proxies.items())
+                       if key not in self._busy]
         for proxy in proxies:
             self._release(proxy)
 

@@ -199,9 +199,14 @@ def test_environments_move_back_after_a_farm_froze_past_the_call_timeout(process
 
 @Pyro4.expose
 class RefusingFarm(farm.Farm):
-    """A farm that cannot build anything (a missing simulator, say)."""
+    """A farm that cannot build anything (a missing simulator, say) the first ``refusals``
+    times it is asked (for ever by default)."""
+    refusals = float('inf')
 
     def make(self, lease, name, kwargs=None, n=1, overcommit=False):
+        if self.refusals <= 0:
+            return super(RefusingFarm, self).make(lease, name, kwargs, n, overcommit)
+        self.refusals -= 1
         self._lease(lease)
         raise ValueError('farm %s: cannot make %s: broken on purpose' % (self.label, name))
 
@@ -221,6 +226,34 @@ def test_a_build_that_fails_part_way_releases_what_was_made(thread_farm, monkeyp
             info = good.proxy().info()
             assert info['in_use'] == 0 and info['leases'] == 0
             assert fm._leases == []
+    finally:
+        bad.close()
+
+
+def test_a_build_that_failed_part_way_can_be_retried_at_full_size(thread_farm, monkeypatch):
+    """The second farm cannot build the environment once (its simulator was being installed,
+    say): the first farm's environments are released, and a retry gets all 5 (it failed with
+    'only 2 free' when the first attempt's environments stayed leased)."""
+    good = thread_farm(capacity=3)
+    with monkeypatch.context() as m:
+        m.setattr(farm, 'Farm', RefusingFarm)
+        bad = ThreadFarm(capacity=2)
+    bad.farm.refusals = 1
+    try:
+        with farmer.Farmer(farms=[('127.0.0.1', 3, good.port), ('127.0.0.1', 2, bad.port)],
+                           start_local=False) as fm:
+            with pytest.raises(errors.UserError, match='broken on purpose'):
+                fm.vec_env('CheapEnv', 5)
+            env = fm.vec_env('CheapEnv', 5)
+            assert sorted(p.link.port for p in env.places) == sorted(
+                [good.port] * 3 + [bad.port] * 2)
+            assert env.reset().shape == (5, 3)
+            assert [good.proxy().info()['in_use'], bad.proxy().info()['in_use']] == [3, 2]
+            # one lease per farm: the vector env's allocation
+            assert sorted(link.port for link, _ in env.allocation.leases()) == sorted(
+                [good.port, bad.port])
+            env.close()
+            assert [good.proxy().info()['leases'], bad.proxy().info()['leases']] == [0, 0]
     finally:
         bad.close()
 
