@@ -22,6 +22,8 @@ from envs.guard import Guard, check_budget
 _OWN = {
     'CheapEnv': toy.CheapEnv,
     'SlowEnv': toy.SlowEnv,
+    'TraceEnv': toy.TraceEnv,  # bench/: replays a recorded simulator's step times
+    'BusyEnv': toy.BusyEnv,  # bench/scale_bench.py: a CPU-bound step
     'DrillEnv': drill.DrillEnv,  # bench/drills.py: observations that carry their identity
 }
 

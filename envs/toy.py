@@ -11,11 +11,21 @@
   farm can help with) and returns an observation of ``obs_size`` floats (339 as L2M2019Env). Each
   episode starts from an observation drawn from its own RNG, which ``seed`` (at construction or
   reset) seeds and unseeded resets continue. ``set_params`` takes ``step_seconds``.
+- ``TraceEnv``: replays a recorded step-time trace of a real simulator (``bench/record_trace.py``
+  writes ``bench/traces/<trace>.json``: every step's and reset's wall-clock duration and where the
+  episodes ended) by sleeping those durations, with the real environment's observation and action
+  sizes: a benchmark on it means the same on 2 cores as on 64. See the class for where it starts.
+- ``BusyEnv``: each step burns ``step_seconds`` of this process's CPU time in a busy loop (CPU
+  time, not wall time: on a machine with fewer cores than environments the steps queue for the
+  CPU, as a simulator's do). Otherwise as ``SlowEnv``.
 """
 from __future__ import absolute_import, division
 
+import json
+import math
 import numbers
 import os
+import re
 import time
 
 import numpy as np
@@ -129,4 +139,182 @@ class SlowEnv(EnvAdapter):
         # The observation changes a little each step so that nothing can cache it; computing it
         # costs microseconds next to the sleep.
         self.obs[self.t % len(self.obs)] = self.t
+        return self.obs, 0.0, False, self.t >= self.max_episode_steps, {}
+
+
+# Where TraceEnv finds its traces: the project's bench/traces (a farm runs from a copy of the
+# project). A trace is named, never given as a path: the name comes from the wire.
+TRACE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         'bench', 'traces')
+_TRACE_NAME = re.compile(r'^[A-Za-z0-9_]+$')
+_traces = {}  # (directory, name) -> parsed trace; one parse per process
+_sleep = time.sleep  # tests replace it (a fake clock); nothing else should
+# The golden ratio's fractional part: consecutive seeds (a vector env's seed + i) get start points
+# spread evenly over the trace (a Weyl sequence), not clustered as random draws may be.
+_SPREAD = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def load_trace(name):
+    """The trace ``name`` (bench/traces/<name>.json), parsed once per process."""
+    if not isinstance(name, (str, type(u''))) or not _TRACE_NAME.match(name):
+        raise EnvError('TraceEnv: trace must be a name of bench/traces/*.json such as '
+                       "'l2m' or 'arm2d', got %r" % (name,))
+    key = (TRACE_DIR, name)
+    if key not in _traces:
+        path = os.path.join(TRACE_DIR, name + '.json')
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (IOError, OSError) as e:
+            known = sorted(n[:-5] for n in os.listdir(TRACE_DIR) if n.endswith('.json')) \
+                if os.path.isdir(TRACE_DIR) else []
+            raise EnvError('TraceEnv: cannot read trace %r (%s); known: %s'
+                           % (name, e, ', '.join(known) or 'none'))
+        episodes = [e for e in data['episodes'] if e['steps_ms']]
+        if not episodes:
+            raise EnvError('TraceEnv: trace %r has no steps' % name)
+        data['episodes'] = episodes
+        _traces[key] = data
+    return _traces[key]
+
+
+class TraceEnv(EnvAdapter):
+    """Replays ``bench/traces/<trace>.json``: each reset and step sleeps its recorded duration
+    (times ``time_scale``), episodes end where the recorded ones ended (terminated or truncated
+    as they were; a recording cut mid-episode ends there as truncated), and after the trace's
+    last episode it starts again from its first.
+
+    Where it starts: a seeded reset (``seed`` at construction or ``reset(seed)``) picks a point
+    of the trace's *time* from the seed, the fractional part of seed x 0.618... (consecutive
+    seeds spread evenly over it), and starts at the step running at that point (the reset is that
+    episode's own; its first episode may so be shorter). Picking by time rather than by step
+    index makes N environments' replay stationary: an environment is inside a long stall with the
+    probability the real simulator spends in it, so steps/s over a window is N / mean step time
+    in expectation. An unseeded first reset picks the point at random; later unseeded resets
+    (auto-resets) start the next episode. ``info['trace_step']`` is the index of the replayed step
+    in the whole trace (for tests and debugging).
+    """
+    name = 'TraceEnv'
+
+    def __init__(self, trace='l2m', time_scale=1.0, seed=None):
+        self.trace_name = trace
+        data = load_trace(trace)
+        self.time_scale = _number(self, 'time_scale', time_scale, float, 0)
+        self.obs_size = int(data['obs_size'])
+        self.observation_space = unbounded_box(self.obs_size)
+        self.action_space = box([0.0] * int(data['act_size']), [1.0] * int(data['act_size']))
+        limit = data.get('max_episode_steps')
+        self.max_episode_steps = None if limit is None else int(limit)
+        self.episodes = data['episodes']
+        # Flat views: the start of each episode in the trace's steps, and in its time (ms).
+        self._first_step = []
+        starts, total, index = [], 0.0, 0
+        for episode in self.episodes:
+            self._first_step.append(index)
+            starts.append(total)
+            total += episode['reset_ms'] + sum(episode['steps_ms'])
+            index += len(episode['steps_ms'])
+        self._time_starts = starts
+        self.total_ms = total
+        self._seed = seed
+        self._episode = None  # index into self.episodes; None until the first reset
+        self._step = 0
+        self.t = 0
+        self.obs = np.zeros(self.obs_size)
+
+    def _sleep_ms(self, ms):
+        if ms > 0 and self.time_scale > 0:
+            _sleep(ms * self.time_scale / 1000.0)
+
+    def position(self, seed):
+        """(episode, step) where a reset seeded with ``seed`` (None: at random) starts."""
+        if seed is None:
+            fraction = np.random.RandomState().uniform()
+        else:
+            fraction = (int(seed) * _SPREAD) % 1.0
+        point = fraction * self.total_ms
+        episode = max(0, int(np.searchsorted(self._time_starts, point, side='right')) - 1)
+        # Within the episode: the step running at that point (the reset's part counts as step 0).
+        elapsed = self._time_starts[episode] + self.episodes[episode]['reset_ms']
+        steps = self.episodes[episode]['steps_ms']
+        for step, ms in enumerate(steps):
+            elapsed += ms
+            if elapsed > point:
+                return episode, step
+        return episode, len(steps) - 1
+
+    def reset(self, seed=None):
+        self.take_params()
+        if seed is None and self._episode is None:
+            seed = self._seed
+        if seed is not None or self._episode is None:
+            self._episode, self._step = self.position(seed)
+        else:
+            self._episode, self._step = (self._episode + 1) % len(self.episodes), 0
+        self._sleep_ms(self.episodes[self._episode]['reset_ms'])
+        self.t = 0
+        self.obs = np.zeros(self.obs_size)
+        return self.obs
+
+    def step(self, action):
+        if self._episode is None:
+            raise EnvError('TraceEnv: step before the first reset')
+        episode = self.episodes[self._episode]
+        if self._step >= len(episode['steps_ms']):
+            raise EnvError('TraceEnv: step after the end of an episode; reset first')
+        self._sleep_ms(episode['steps_ms'][self._step])
+        info = {'trace_step': self._first_step[self._episode] + self._step}
+        self._step += 1
+        self.t += 1
+        self.obs[self.t % self.obs_size] = self.t  # changes each step: nothing can cache it
+        over = self._step >= len(episode['steps_ms'])
+        terminated = over and episode.get('end') == 'terminated'
+        return self.obs, 0.0, terminated, over and not terminated, info
+
+
+def _cpu_clock():
+    # This process's CPU time; Python 2.7 has no process_time, and its clock() is CPU time on POSIX.
+    if hasattr(time, 'process_time'):
+        return time.process_time()  # novermin (3.3+; the branch below is 2.7's)
+    return time.clock()
+
+
+class BusyEnv(EnvAdapter):
+    """Each step keeps a CPU busy for ``step_seconds`` of this process's CPU time (a busy loop:
+    what a simulator's integrator does), then returns an observation of ``obs_size`` floats.
+    Episodes last ``episode_length`` steps (truncated). ``set_params`` takes ``step_seconds``."""
+    name = 'BusyEnv'
+    settable_params = ('step_seconds',)
+
+    def __init__(self, step_seconds=0.02, obs_size=339, act_size=22, episode_length=1000):
+        self.step_seconds = _number(self, 'step_seconds', step_seconds, float, 0)
+        self.observation_space = unbounded_box(int(obs_size))
+        self.action_space = box([0.0] * int(act_size), [1.0] * int(act_size))
+        self.max_episode_steps = int(episode_length)
+        self.obs_size = int(obs_size)
+        self.obs = np.zeros(self.obs_size)
+        self.t = 0
+        self.spins = 0  # busy-loop rounds in the last step (tests: it did spin)
+
+    def check_param(self, key, value):
+        return _number(self, key, value, float, 0)
+
+    def reset(self, seed=None):
+        self.take_params()
+        self.t = 0
+        self.obs = np.zeros(self.obs_size)
+        return self.obs
+
+    def step(self, action):
+        deadline = _cpu_clock() + self.step_seconds
+        spins, x = 0, 0.0
+        while True:  # at least one round, so a zero-length step still does some work
+            for i in range(200):  # work between clock reads: reading it costs a system call
+                x += i * 1e-9
+            spins += 1
+            if _cpu_clock() >= deadline:
+                break
+        self.spins = spins
+        self.t += 1
+        self.obs[self.t % self.obs_size] = self.t + x * 0.0
         return self.obs, 0.0, False, self.t >= self.max_episode_steps, {}

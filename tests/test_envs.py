@@ -143,7 +143,8 @@ def test_a_farm_without_gym_says_what_is_missing_and_how_to_install_it():
     assert gym_id.startswith("'Pendulum-v1' looks like a gym id, but this farm's Python 3.")
     assert 'has neither gymnasium nor gym: install it with: ' in gym_id
     assert gym_id.endswith('-m pip install gymnasium')
-    assert unknown.startswith("unknown environment 'Nope'; known: CheapEnv")
+    # Names are sorted: BusyEnv (bench) comes first, CheapEnv after it.
+    assert unknown.startswith("unknown environment 'Nope'; known: BusyEnv, CheapEnv")
     assert 'neither gymnasium nor gym' in unknown
 
 
