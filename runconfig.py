@@ -104,6 +104,7 @@ LIMITS = {
     'sigma': (lambda v: v >= 0, '0 or more'),
     'noise': (lambda v: v in ('gaussian', 'ou'), 'gaussian or ou'),
     'sim': (lambda v: v in ('exact', 'default', 'fast'), 'exact, default or fast'),
+    'stepping': (lambda v: v in ('async', 'lockstep'), 'async or lockstep'),
     'eval_envs': (lambda v: v >= 0, '0 or more'),
     'eval_every': (lambda v: v >= 0, '0 or more'),
     'eval_episodes': (lambda v: v >= 1, 'at least 1'),

@@ -37,11 +37,16 @@ A checkpoint holds what continuing needs (weights, target networks, optimizer st
 counters and, unless ``--save-memory no``, the replay memory; see checkpoints.py): a run resumed
 from it goes on as if it had not stopped, except that episodes in flight start over.
 
-Ctrl-C: during ``r`` the first one stops training after the vector step in flight (the agent's
-``train_vec`` handles it), then the checkpoint and plot are written. SIGTERM (what a scheduler
-sends): the same during ``r``, then the farms are released and the process exits (code 143); at
-the prompt at once; during ``test()`` once it ends. A step still in flight after
-:data:`TERM_GRACE` seconds (the farms stalled) is abandoned. Writing files is never cut in half:
+Stepping: ``cfg.stepping`` ('async' or 'lockstep', see agents/parallel.py) is the mode of every
+``r``; asynchronously, the training environments still in flight when an ``r`` ends stay in flight
+(their results are taken in by the next ``r``), and ``test()`` steps its own environments in
+lockstep meanwhile.
+
+Ctrl-C: during ``r`` the first one stops training after the batch in hand (the vector step in
+flight, in lockstep; the agent's ``train_vec`` handles it), then the checkpoint and plot are
+written. SIGTERM (what a scheduler sends): the same during ``r``, then the farms are released and
+the process exits (code 143); at the prompt at once; during ``test()`` once it ends. A step still
+in flight after :data:`TERM_GRACE` seconds (the farms stalled) is abandoned. Writing files is never cut in half:
 a signal arriving meanwhile is acted on once the file is complete.
 
 Python 3.6 compatible (the learner may run under TensorFlow 2.6); imports no TensorFlow itself.
@@ -291,7 +296,8 @@ class Session(object):
             try:
                 return self.agent.train_vec(
                     self.env, nb_episodes=n, callback=on_episode, stop=progress.tick,
-                    seed=self.cfg.seed + self.agent.episodes)
+                    seed=self.cfg.seed + self.agent.episodes,
+                    mode=getattr(self.cfg, 'stepping', None))
             finally:
                 self._in_vec = False
 

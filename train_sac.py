@@ -43,6 +43,9 @@ class Config:
     (1e-3); an integrator_accuracy in --env-kwargs wins"""
     n_envs: int = os.cpu_count() or 1
     """environments stepped in parallel on the farms"""
+    stepping: str = 'async'
+    """async: the learner acts for whichever environments are ready and learns while the others
+    simulate (no core waits for the slowest); lockstep: all environments step together"""
     farms: str = ''
     """farms as host:capacity[:port],... ; empty: those of farmlist.py"""
     eval_envs: int = 1

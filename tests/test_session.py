@@ -37,7 +37,8 @@ class VecAgent(FakeAgent):
         return {'mean_return': -2.0, 'std_return': 0.5, 'returns': [-2.0] * nb_episodes,
                 'lengths': [7] * nb_episodes}
 
-    def train_vec(self, env, nb_episodes, callback, stop, seed=None):
+    def train_vec(self, env, nb_episodes, callback, stop, seed=None, mode=None):
+        self.modes = getattr(self, 'modes', []) + [mode]
         summary = {'steps': 0, 'episodes': 0, 'returns': [], 'lengths': [],
                    'interrupted': False, 'abandoned_step': False}
         started = time.time()
@@ -115,6 +116,7 @@ class Cfg:
     log_every: float = 0.0
     verbose: bool = False
     curriculum: str = ''
+    stepping: str = 'async'
 
 
 @pytest.fixture
@@ -148,6 +150,8 @@ class Flags:
     """a switch"""
     sim: str = 'default'
     """a simulator preset"""
+    stepping: str = 'async'
+    """a stepping mode"""
 
 
 @pytest.mark.parametrize('argv, where', [
@@ -155,6 +159,7 @@ class Flags:
     (['--episodes', '-1'], '--episodes: -1 is not allowed: at least 1'),
     (['--noise', 'pink'], '--noise: pink is not allowed: gaussian or ou'),
     (['--sim', 'quick'], '--sim: quick is not allowed: exact, default or fast'),
+    (['--stepping', 'ready'], '--stepping: ready is not allowed: async or lockstep'),
     (['--n-envs', 'x'], "--n-envs/--n_envs: invalid int value: 'x'")])
 def test_a_bad_flag_is_one_line_and_exit_code_2(argv, where, capsys):
     with pytest.raises(SystemExit) as e:
@@ -477,10 +482,12 @@ def test_a_session_writes_training_evaluation_agent_and_speed_scalars_for_tensor
 
 
 # --- a real agent through a farm -----------------------------------------------------------------
+@pytest.mark.parametrize('stepping', ['lockstep', 'async'])
 def test_r_test_r_continues_the_training_episodes_in_flight(tmp_path, thread_farm,
-                                                             restore_signals):
+                                                             restore_signals, stepping):
     """test() steps environments of its own: the second r goes on with the episodes the first
-    left in flight (no reset of the training env), and its evaluation episodes are whole."""
+    left in flight (no reset of the training env), and its evaluation episodes are whole.
+    Asynchronously, the environments still in flight after an r stay in flight through test()."""
     import agents.compat  # noqa: F401  (before TensorFlow)
     import farmer as farmer_module
     import tblog
@@ -490,8 +497,11 @@ def test_r_test_r_continues_the_training_episodes_in_flight(tmp_path, thread_far
     kwargs = {'obs_size': 3, 'act_size': 1, 'episode_length': 7}
     env = farmer.vec_env('CheapEnv', 2, kwargs)
     resets = []
-    reset = env.reset
-    env.reset = lambda seed=None: resets.append(seed) or reset(seed=seed)
+    for name in ('reset', 'async_reset'):
+        if hasattr(env, name):
+            original = getattr(env, name)
+            setattr(env, name, lambda seed=None, original=original: resets.append(seed)
+                    or original(seed=seed))
     agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=(8, 8),
                             batch_size=8, nb_steps_warmup=10, seed=0)
     agent.compile()
@@ -501,31 +511,54 @@ def test_r_test_r_continues_the_training_episodes_in_flight(tmp_path, thread_far
         env: str = 'CheapEnv'
         env_kwargs: dict = None
 
-    s = session.Session(RealCfg(env_kwargs=kwargs), 'sac', agent, env, farmer,
-                        str(tmp_path / 'run'))
-    s.train(2)  # 2 envs of 7-step episodes: 7 vector steps, both end together
-    agent.train_vec(env, nb_steps=6)  # 3 more vector steps: two episodes 3 steps in
-    in_flight = agent._vec_state.lengths.copy()
-    assert list(in_flight) == [3, 3] and resets == [1]
+    s = session.Session(RealCfg(env_kwargs=kwargs, stepping=stepping), 'sac', agent, env,
+                        farmer, str(tmp_path / 'run'))
+    s.train(2)  # 2 envs of 7-step episodes
+    extra = agent.train_vec(env, nb_steps=6, mode=stepping)  # 3 more steps each in lockstep
+    state = agent._vec_state
+    in_flight = (state.lengths.copy(), state.flying.copy(), state.obs.copy())
+    if stepping == 'lockstep':
+        assert list(in_flight[0]) == [3, 3]
+    assert resets == [1]
+    at_test = agent.global_step
     mean = s.test(3)
-    assert agent._vec_state is not None and agent._vec_state.env is env
-    assert (agent._vec_state.lengths == in_flight).all()  # untouched by test()
+    assert agent._vec_state is state and state.env is env
+    for before, after in zip(in_flight, (state.lengths, state.flying, state.obs)):
+        assert (before == after).all()  # untouched by test()
     assert s.eval_env is not None and s.eval_env is not env
     s.train(2)
     assert resets == [1]  # one reset, at the first r: the episodes in flight went on
     rows = rows_of(tmp_path / 'run' / 'episodes.csv')
-    assert [int(r['global_step']) for r in rows] == [14, 14, 28, 28]  # 4 steps after test()
-    assert [int(r['length']) for r in rows] == [7] * 4
+    if stepping == 'lockstep':
+        assert [int(r['global_step']) for r in rows] == [14, 14, 28, 28]  # 4 after test()
+    else:  # 2 envs, ready-first: each r ends after the result that brings its second episode
+        numbers = [int(r['episode']) for r in rows]
+        assert numbers == sorted(set(numbers)) and numbers[-1] == agent.episodes
+        assert len(rows) + extra['episodes'] == agent.episodes  # those of r, all recorded
+        assert 4 <= len(rows) <= 6 and agent.global_step >= 26
+    assert [int(r['length']) for r in rows] == [7] * len(rows)
+    assert len(agent.memory) == agent.global_step
     assert agent.updates > 0
     s.close()
     assert farmer._stop.is_set()
     scalars = tblog.read_scalars(str(tmp_path / 'run' / 'tb'))
-    assert len(scalars['train/episode_return']) == 4
-    assert scalars['eval/mean_return'] == [(20, pytest.approx(mean, rel=1e-5))]
-    assert scalars['eval/mean_length'] == [(20, 7.0)]
+    assert len(scalars['train/episode_return']) == len(rows)
+    assert scalars['eval/mean_return'] == [(at_test, pytest.approx(mean, rel=1e-5))]
+    assert scalars['eval/mean_length'] == [(at_test, 7.0)]
     for name in agent.metrics_names:  # the agent's own metrics, finite, at an env step
         assert all(step > 10 and value == value for step, value in scalars['agent/' + name])
     assert scalars['agent/alpha'][-1][1] > 0
+
+
+def test_every_r_steps_in_the_configured_mode(tmp_path):
+    agent = VecAgent()
+    for stepping in ('lockstep', 'async'):
+        run = new_session(tmp_path / stepping, agent=agent, stepping=stepping)
+        try:
+            run.train(1)
+        finally:
+            run.close()
+    assert agent.modes == ['lockstep', 'async']
 
 
 def test_a_curriculum_changes_the_environments_as_training_reaches_its_stages(tmp_path):
