@@ -524,9 +524,20 @@ class FarmVecEnv(VecEnv):
         """Environments that took over a lost farm's work may run on farms above capacity (at
         half speed); while a farm has free capacity, those move there. Returns
         ``{index: (first observation, reason)}`` of the moved ones; their episodes are cut."""
+        moved = self.relocate(sorted(self._displaced))
+        if not moved:
+            return {}
+        first = self._reset_many(sorted(moved))
+        return dict((i, (first[k], moved[i])) for k, i in enumerate(sorted(moved)))
+
+    def relocate(self, candidates):
+        """Moves those of the displaced environments ``candidates`` that run above a farm's
+        capacity to free capacity (rebuilt there, released where they were; not reset yet).
+        Returns ``{index: reason}`` of the moved ones. Off the learner's thread in the
+        asynchronous mode, for environments between their step's result and its delivery."""
         excess = []
-        for link in set(self.places[i].link for i in self._displaced):
-            mine = sorted(i for i in self._displaced if self.places[i].link is link)
+        for link in set(self.places[i].link for i in candidates):
+            mine = sorted(i for i in candidates if self.places[i].link is link)
             if link.up and link.refresh():
                 over = max(0, link.info['in_use'] - link.info['capacity'])
             else:
@@ -554,15 +565,11 @@ class FarmVecEnv(VecEnv):
                 link.call('release', lease, ids, timeout=settings.PROBE_TIMEOUT + 5)
             except Exception as e:  # the farm's reaper frees them when the lease expires
                 log.warning('releasing %s on %s failed: %s', ids, link.name, describe(e))
-        if not moved:
-            return {}
-        first = self._reset_many(sorted(moved))
-        result = {}
-        for k, i in enumerate(sorted(moved)):
-            result[i] = (first[k], 'farm %s -> farm %s' % (moved[i].link.name,
-                                                           self.places[i].link.name))
-        log.warning('%d environments moved to free capacity: %s', len(result),
-                    ', '.join(sorted(set(reason for _, reason in result.values()))))
+        result = dict((i, 'farm %s -> farm %s' % (place.link.name, self.places[i].link.name))
+                      for i, place in moved.items())
+        if result:
+            log.warning('%d environments moved to free capacity: %s', len(result),
+                        ', '.join(sorted(set(result.values()))))
         return result
 
     def _reset_many(self, indices, seed=None):

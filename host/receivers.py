@@ -127,6 +127,8 @@ class AsyncState(object):
         self.deferred = {}   # index -> params set while it was in flight: sent before it is
         self.ready = []      # rows handed over by the next recv, in order of arrival
         self.gone = {}       # (link, lease) -> (reason, cause): lost, with what they held
+        self.to_move = set()  # displaced indices to move to free capacity after their next step
+        self.moving = {}     # index -> (its step's row, why it moved): delivered with the reset
         self.recoveries = []
         self._rebuilding = threading.Lock()  # one rebuild at a time: placements in turn
 
@@ -155,6 +157,9 @@ class AsyncState(object):
         if busy:
             raise PendingError('environments %s are in flight: recv their results first'
                                % (busy,))
+        if self.env.rebalance_due:  # a keep-alive round: try moving displaced ones back
+            self.env.rebalance_due = False
+            self.to_move.update(frozenset(self.env._displaced))
         lost = set(self._apply_deferred(ids))
         if lost:  # replaced meanwhile (set_params found its worker gone): reset, not stepped
             keep = [k for k, i in enumerate(ids) if i not in lost]
@@ -292,12 +297,15 @@ class AsyncState(object):
             idx = [i for i in event[1] if self.flight.get(i) == REBUILDING]
             if idx and not self.env.closed:
                 self.dispatch(RESET, idx)
+        elif kind == 'relocated':
+            self._relocated(event[1], event[2])
         elif kind == 'fatal':
             raise event[1]
 
     def _results(self, receiver, results):
         env = self.env
         refused = []
+        moving = []
         for env_id, result in results:
             i = env.index_of(receiver.link, env_id)
             kind = self.flight.get(i)
@@ -310,10 +318,18 @@ class AsyncState(object):
                 else:
                     self._worker_lost(i, result['error'])
                 continue
-            del self.flight[i]
             self.tries.pop(i, None)
+            if kind == STEP and i in self.to_move:  # its step stands; then it moves
+                self.to_move.discard(i)
+                self.moving[i] = (self._step_row(i, result), None)
+                self.flight[i] = REBUILDING
+                moving.append(i)
+                continue
+            del self.flight[i]
             self.ready.append(self._step_row(i, result) if kind == STEP
                               else self._reset_row(i, as_obs(result)))
+        if moving:
+            self._start(self._relocate, moving)
         if refused:
             raise ValueError(refused[0])
 
@@ -324,6 +340,12 @@ class AsyncState(object):
         return (i, as_obs(obs), float(reward), bool(terminated), bool(truncated), info, True)
 
     def _reset_row(self, i, obs):
+        if i in self.moving:  # moved after its step: that step's outcome, then the cut
+            (_, last, reward, terminated, truncated, info, _), reason = self.moving.pop(i)
+            if not (terminated or truncated):  # (one that ended on its own keeps its reason)
+                truncated = True
+                info = dict(info, terminal_observation=last, moved=reason)
+            return (i, obs, reward, terminated, truncated, info, True)
         if i not in self.lost:  # async_reset's first observation: not a step
             return (i, obs, 0.0, False, False, {}, False)
         reason, cause = self.lost.pop(i)
@@ -392,10 +414,41 @@ class AsyncState(object):
                 self.lost.setdefault(i, (reason, cause))
             self.flight[i] = REBUILDING
             old[i] = self.env.places[i]
-        thread = threading.Thread(target=self._rebuild, args=(old,), name='farm-recovery',
+        self._start(self._rebuild, old)
+
+    def _start(self, target, arg):
+        thread = threading.Thread(target=target, args=(arg,), name='farm-recovery',
                                   daemon=True)
         self.recoveries = [t for t in self.recoveries if t.is_alive()] + [thread]
         thread.start()
+
+    def _relocate(self, indices):
+        """A recovery thread: moves those of ``indices`` (displaced, their step's result held)
+        that run above a farm's capacity to free capacity."""
+        try:
+            with self._rebuilding:
+                moved = self.env.relocate(indices)
+        except BaseException as e:  # not moved: retried at a later keep-alive round
+            log.warning('could not move environments back: %s', describe(e))
+            moved = {}
+        finally:
+            for link in self.env.farmer.links:
+                link.release_connection()
+        self.events.put(('relocated', indices, moved))
+
+    def _relocated(self, indices, moved):
+        """The learner's thread: the moved ones are reset where they are now (their step's
+        result comes with that reset's); the others' step results are delivered as they are."""
+        for i in indices:
+            if self.flight.get(i) != REBUILDING or i not in self.moving:
+                continue
+            if i in moved:
+                self.moving[i] = (self.moving[i][0], moved[i])
+            else:
+                del self.flight[i]
+                self.ready.append(self.moving.pop(i)[0])
+        if moved and not self.env.closed:
+            self.dispatch(RESET, sorted(i for i in moved if i in self.moving))
 
     def _rebuild(self, old):
         """A recovery thread: rebuilds ``old`` (index -> lost placement) where farms answer."""

@@ -241,3 +241,50 @@ def test_settings_take_the_shared_names_from_wire():
     import wire
     assert (settings.DEFAULT_PORT, settings.KEY_ENV, settings.TLS_CA_ENV) == (
         wire.DEFAULT_PORT, wire.KEY_ENV, wire.TLS_CA_ENV)
+
+
+def test_envs_displaced_by_a_lost_farm_move_back_when_it_answers_again(process_farm,
+                                                                       monkeypatch):
+    """As in lockstep: after b comes back, the environments that took over its work (above a's
+    capacity) move there, between their step's result and its delivery: that step's outcome
+    stands, then the episode is cut (truncated, info['moved'])."""
+    monkeypatch.setattr(settings, 'RETRY_EVERY', 0.5)
+    monkeypatch.setattr(settings, 'KEEPALIVE_EVERY', 0.3)
+    a, b = process_farm(capacity=2), process_farm(capacity=2)
+    with farmer.Farmer(farms=[('127.0.0.1', 2, a.port), ('127.0.0.1', 2, b.port)],
+                       start_local=False) as fm:
+        env = fm.vec_env('CheapEnv', 4, {'episode_length': 1000})
+        on_b = [i for i, p in enumerate(env.places) if p.link.port == b.port]
+        env.async_reset(seed=0)
+        _recv_all(env)
+        os.killpg(b.process.pid, signal.SIGKILL)
+        b.process.wait()
+        env.send(np.full((4, 2), 0.5), [0, 1, 2, 3])
+        results, _ = _recv_all(env)
+        assert sorted(i for i in results if 'lost' in results[i][4]) == on_b
+        assert {p.link.port for p in env.places} == {a.port}
+        b2 = process_farm(capacity=2, port=b.port)
+        link_b = [link for link in fm.links if link.port == b.port][0]
+        deadline = time.time() + 30
+        while not link_b.up and time.time() < deadline:
+            time.sleep(0.1)
+        assert link_b.up
+        moved = {}
+        while len(moved) < 2 and time.time() < deadline:
+            before = env.last_obs.copy()
+            env.send(np.full((4, 2), 0.5), [0, 1, 2, 3])
+            results, _ = _recv_all(env)
+            for i, (obs, reward, terminated, truncated, info) in results.items():
+                if 'moved' in info:
+                    assert truncated and not terminated and reward == -0.0
+                    assert str(b.port) in info['moved'] and obs[0] == 0
+                    assert info['terminal_observation'][0] == before[i, 0] + 1
+                    moved[i] = info
+            time.sleep(0.1)
+        assert sorted(moved) == on_b
+        assert sorted(p.link.port for p in env.places) == sorted([a.port] * 2 + [b.port] * 2)
+        assert [link.call('info')['in_use'] for link in fm.links] == [2, 2]
+        env.send(np.full((4, 2), 0.5), [0, 1, 2, 3])
+        results, _ = _recv_all(env)
+        assert not any(results[i][3] for i in range(4))
+        b2.stop()
