@@ -308,3 +308,18 @@ def test_closing_a_lease_wakes_its_waiting_recv(thread_farm, watch_mode):
     while any(alive(pid) for pid in pids) and time.time() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in pids)
+
+
+def test_recv_hands_over_every_result_already_there_in_one_answer(thread_farm, watch_mode):
+    f = thread_farm()
+    p = f.proxy()
+    lease = p.open_lease(30)
+    ids = make(p, lease, 3)
+    p.reset(lease, ids)
+    p.send(lease, ids, [GOOD] * 3)
+    pipes = [f.farm._slots[i].worker.conn for i in ids]
+    deadline = time.time() + 20
+    while time.time() < deadline and not all(pipe.poll(0) for pipe in pipes):
+        time.sleep(0.05)  # until every answer waits in its pipe (polling does not take it)
+    got = p.recv(lease, 1, 10)
+    assert sorted(i for i, _ in got) == sorted(ids)
