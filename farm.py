@@ -12,15 +12,16 @@ The verbs, all taking and returning plain data (msgpack; pickle is never accepte
 - ``info()``: capacity, what is in use, versions, known environment names, the farm's policies
   (``lease_ttl``, ``overcommit``, ``release_after``), and ``frees_in``: seconds until the next held
   capacity is released if its learner never comes back (None when nothing is held).
-- ``open_lease(ttl, packed=False)`` -> lease token. A learner's environments belong to its lease; every call
-  renews it; a lease not renewed for ``ttl`` seconds expires and its environments are killed, so a
-  crashed learner never locks capacity. ``ttl`` is capped at the farm's ``--lease-ttl`` (the
-  operator's policy, not the caller's). Tokens are random: nobody can name another's lease.
-  A lease whose learner has disconnected (every connection that used it closed: Pyro4 tells the
-  daemon) and has not called again for ``--release-after`` seconds is released too, long before
-  its TTL: a killed learner's capacity comes back in seconds. With ``packed``, every observation
-  the lease gets back (reset results, step results' obs and ``terminal_observation``) is a
-  wire.pack'ed float32 array (raw bytes as msgpack bin) instead of a list of floats.
+- ``open_lease(ttl, packed=False)`` -> lease token. A learner's environments belong to its
+  lease; every call renews it; a lease not renewed for ``ttl`` seconds expires and its
+  environments are killed, so a crashed learner never locks capacity. ``ttl`` is capped at the
+  farm's ``--lease-ttl`` (the operator's policy, not the caller's). Tokens are random: nobody
+  can name another's lease. A lease whose learner has disconnected (every connection that used
+  it closed: Pyro4 tells the daemon) and has not called again for ``--release-after`` seconds is
+  released too, long before its TTL: a killed learner's capacity comes back in seconds. With
+  ``packed``, every observation the lease gets back (reset results, step results' obs and
+  ``terminal_observation``) is a wire.pack'ed float32 array (raw bytes as msgpack bin) instead
+  of a list of floats.
 - ``make(lease, name, kwargs, n, overcommit)`` -> ``{'env_ids', 'observation_space',
   'action_space', 'max_episode_steps'}``: n workers of environment ``name`` (a registered name,
   never a module). ``overcommit``: the learner is taking over a lost farm's environments and may

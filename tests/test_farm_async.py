@@ -69,7 +69,8 @@ def test_send_recv_gives_the_lockstep_results_for_the_same_seeds_and_actions(thr
     assert 'terminal_observation' in expected[3][0][4]  # the comparison covered an episode end
 
 
-def test_results_come_back_as_they_finish_a_slow_env_does_not_hold_a_fast_one(thread_farm, watch_mode):
+def test_results_come_back_as_they_finish_a_slow_env_does_not_hold_a_fast_one(thread_farm,
+                                                                              watch_mode):
     p = thread_farm().proxy()
     lease = p.open_lease(30)
     slow = make(p, lease, 1, 'SlowEnv', step_seconds=3.0, obs_size=3, act_size=2)[0]
