@@ -109,6 +109,12 @@ class Receiver(object):
                     with self._cond:
                         self.expected -= len(results)
                     self._events.put(('results', self, results))
+                elif not self._stopped:
+                    # Nothing came back: normally the farm waited RECV_WAIT; at once, it has
+                    # none of ours in flight (a result it dropped), so do not spin on it.
+                    self._cond.acquire()
+                    self._cond.wait(0.01)
+                    self._cond.release()
         finally:
             self.link.release_connection()  # this thread's: each thread has its own
 
@@ -237,7 +243,6 @@ class AsyncState(object):
                     'farm %s lost: %s' % (link.name, link.error), 'farm')))
                 continue
             receiver = self._receiver(link, lease)
-            receiver.expect(len(idx))
             try:
                 if kind == STEP:
                     answers = link.call('send', lease, ids, wire.pack(actions[ks]), True,
@@ -250,14 +255,15 @@ class AsyncState(object):
                 if isinstance(e, FARM_DOWN) or no_such_lease(e):
                     self._failed(receiver, e)
                     continue
-                receiver.expect(-len(idx))
                 for i in idx:
                     del self.flight[i]
                 raise
+            # Counted once the farm has them (not before: the receiver would find none in
+            # flight there and call again at once).
+            receiver.expect(sum(1 for answer in answers if answer is None))
             for i, answer in zip(idx, answers):
                 if answer is None:
                     continue
-                receiver.expect(-1)
                 if answer.get('kind') == 'input':
                     del self.flight[i]
                     refused.append(answer['error'])
