@@ -50,6 +50,27 @@ Keys
     on both sides (gymnasium's default NEXT_STEP would count the reset-only step as a step).
     Target: >= 0.95.
 
+``lockstep_l2m_trace_32`` / ``async_l2m_trace_32``
+    32 ``TraceEnv`` (``trace='l2m'``: ``L2M2019Env``'s recorded step and reset times,
+    bench/traces/l2m.json, replayed by sleeping them) over 2 local farms of capacity 16, as ONE
+    vector env: env steps/s / ideal, ideal = 32 / the trace's mean step time (resets not counted
+    in the ideal: they are work the real simulator does too; ``*_ideal_with_resets`` counts them).
+    Lockstep: ``step`` with random actions; asynchronous: ``recv()`` (batch_size 1: whichever
+    environments are ready), random actions for them, ``send``. Each mode gets a vector env of
+    its own, seeded 0..31 so that the environments start spread over the trace, where that mode
+    would find them in the long run (``TraceEnv``'s ``start``: 'step' for lockstep, 'time' for
+    asynchronous), then ``trace_warmup_s`` untimed and ``trace_seconds`` timed without a pause.
+    Targets: async >= 0.90 (lockstep expected about 0.5).
+``lockstep_arm_trace_16`` / ``async_arm_trace_16``
+    The same with 16 ``TraceEnv(trace='arm2d')`` (``Arm2DEnv``: its integrator stalls for seconds
+    in some states) over the same 2 farms, timed ``arm_factor`` times longer: the stalls make it
+    noisy (``--trace-seconds`` sets both windows). Target: async >= 0.85.
+``osim_async_2``
+    2 real ``Arm2DEnv`` (osim-rl's default accuracy) through a local farm of capacity 2, one vector
+    env: env steps/s asynchronous (``recv`` batch 1, ``send``) / lockstep (``step``), in
+    alternating timed windows (``osim_async_seconds`` each, ``osim_async_rounds`` of each), every
+    window from a reset.
+
 Context keys: ``cores``, ``python``, ``loadavg_start`` / ``loadavg_end`` and, per measurement,
 ``<m>_background_busy_cores`` (cores' worth of CPU the machine used in the second before it, while
 this script was idle: others' load, which these numbers cannot separate out) and
@@ -84,16 +105,21 @@ log = logging.getLogger('farm_bench')
 OBS_SIZE = 339
 SLOW_STEP_SECONDS = 0.03
 TARGETS = {'rpc_round_trip_ms': ('<=', 0.3), 'efficiency_slow_32': ('>=', 0.95),
-           'osim_speedup_2': ('>=', 1.7), 'osim_vs_async_2': ('>=', 0.95)}
+           'osim_speedup_2': ('>=', 1.7), 'osim_vs_async_2': ('>=', 0.95),
+           'async_l2m_trace_32': ('>=', 0.90), 'async_arm_trace_16': ('>=', 0.85)}
 
 # Steps per mode. rpc: timed steps per side, in blocks; slow32 and osim: timed vector steps.
 SIZES = {
     'quick': {'rpc_steps': 600, 'rpc_block': 150, 'rpc_warmup': 100,
               'slow_steps': 40, 'slow_warmup': 5, 'slow_single_steps': 20,
-              'osim_vec_steps': 60, 'osim_block': 30, 'osim_warmup': 5},
+              'osim_vec_steps': 60, 'osim_block': 30, 'osim_warmup': 5,
+              'trace_seconds': 3.0, 'arm_factor': 1.0, 'trace_warmup_s': 1.0,
+              'osim_async_rounds': 1, 'osim_async_seconds': 4.0},
     'full': {'rpc_steps': 5000, 'rpc_block': 250, 'rpc_warmup': 300,
              'slow_steps': 300, 'slow_warmup': 10, 'slow_single_steps': 60,
-             'osim_vec_steps': 500, 'osim_block': 50, 'osim_warmup': 10},
+             'osim_vec_steps': 500, 'osim_block': 50, 'osim_warmup': 10,
+             'trace_seconds': 60.0, 'arm_factor': 2.0, 'trace_warmup_s': 3.0,
+             'osim_async_rounds': 3, 'osim_async_seconds': 60.0},
 }
 
 
@@ -385,6 +411,158 @@ def bench_osim(size, ports):
     return result
 
 
+# --- recorded step times replayed: lockstep against asynchronous ------------------------------------
+def run_lockstep(env, seconds, rng):
+    """Lockstep ``step`` with random actions for ``seconds``: (env steps, wall seconds)."""
+    n, act_size = env.num_envs, env.action_space.shape[-1]
+    steps, clock = 0, time.perf_counter
+    started = clock()
+    while clock() - started < seconds:
+        env.step(rng.uniform(0, 1, (n, act_size)))
+        steps += n
+    return steps, clock() - started
+
+
+def run_async(env, seconds, rng, warmup=0.0):
+    """The asynchronous loop of i9's API: ``send`` random actions for every environment (whose
+    observations the caller's ``reset`` gave), then ``recv()`` (the env's batch_size: whichever
+    are ready) and ``send`` for exactly those, for ``warmup`` and then ``seconds`` more.
+    Returns (env steps received in the timed part, its wall seconds). Environments are left in
+    flight (``reset`` or ``close`` drops them)."""
+    n, act_size = env.num_envs, env.action_space.shape[-1]
+    clock = time.perf_counter
+    env.send(rng.uniform(0, 1, (n, act_size)), np.arange(n))
+    steps, started = 0, clock()
+    timed_from, end = started + warmup, started + warmup + seconds
+    while True:
+        _, _, _, _, _, ids = env.recv(timeout=max(0.0, end - clock()))
+        now = clock()
+        if now >= end:  # what came with the deadline counts; nothing later does
+            steps += len(ids) if now - end < 0.05 else 0
+            break
+        if now >= timed_from:
+            steps += len(ids)
+        if len(ids):
+            env.send(rng.uniform(0, 1, (len(ids), act_size)), ids)
+    return steps, end - timed_from
+
+
+def alternate(env, rounds, seconds, warmup, seed):
+    """Lockstep and asynchronous windows of ``seconds`` in turn, ``rounds`` times each, on the
+    same vector env of real simulators (so both see the same machine load); every window starts
+    from a ``reset`` (all environments at an episode's start, in either mode).
+    Returns {'lockstep': (steps, wall), 'async': (steps, wall)}."""
+    rng = np.random.default_rng(seed)
+    totals = {'lockstep': [0, 0.0], 'async': [0, 0.0]}
+    env.reset()
+    run_lockstep(env, warmup, rng)
+    for _ in range(rounds):
+        env.reset()
+        steps, wall = run_lockstep(env, seconds, rng)
+        totals['lockstep'][0] += steps
+        totals['lockstep'][1] += wall
+        env.reset()  # also collects what the previous async window left in flight
+        steps, wall = run_async(env, seconds, rng)
+        totals['async'][0] += steps
+        totals['async'][1] += wall
+    env.reset()  # nothing left in flight
+    return dict((k, tuple(v)) for k, v in totals.items())
+
+
+def start_local_farms(capacities, ports):
+    """Local ``farm.py`` processes, one per capacity, each on a free port: (farmer over all of
+    them, [processes]). The farmer starts only one local farm itself."""
+    from host import local_farm
+    from host.link import FarmLink
+    processes, farms = [], []
+    try:
+        for capacity in capacities:
+            port = free_port()
+            ports.append(port)
+            link = FarmLink('127.0.0.1', capacity, port)
+            processes.append(local_farm.start(link, None, lambda: 'see the messages above'))
+            link.release_connection()
+            farms.append(('127.0.0.1', capacity, port))
+        return farmer.Farmer(farms=farms, start_local=False), processes
+    except BaseException:
+        for process in processes:
+            local_farm.stop(process)
+        raise
+
+
+def trace_stats(name):
+    import envs.toy
+    data = envs.toy.load_trace(name)
+    steps = [ms for e in data['episodes'] for ms in e['steps_ms']]
+    resets = [e['reset_ms'] for e in data['episodes']]
+    return {'mean_step_s': float(np.mean(steps)) / 1000.0,
+            'mean_with_resets_s': (float(np.sum(steps)) + float(np.sum(resets)))
+            / 1000.0 / len(steps)}
+
+
+# Where each mode's environments start in the trace: the replay's stationary state for that mode
+# (envs/toy.py TraceEnv): asynchronous environments run through it in time, lockstep ones by steps.
+TRACE_START = {'lockstep': 'step', 'async': 'time'}
+
+
+def bench_trace(size, ports):
+    from host import local_farm
+    fm, processes = start_local_farms([16, 16], ports)
+    result = {}
+    try:
+        with fm:
+            for trace, n, label, seconds in (
+                    ('l2m', 32, 'l2m_trace_32', size['trace_seconds']),
+                    ('arm2d', 16, 'arm_trace_16', size['trace_seconds'] * size['arm_factor'])):
+                stats = trace_stats(trace)
+                ideal = n / stats['mean_step_s']
+                for mode in ('lockstep', 'async'):
+                    kwargs = {'trace': trace, 'seed': 0, 'start': TRACE_START[mode]}
+                    rng = np.random.default_rng(7)
+                    with fm.vec_env('TraceEnv', n, kwargs, batch_size=1) as env:
+                        env.reset()
+                        if mode == 'lockstep':
+                            run_lockstep(env, size['trace_warmup_s'], rng)
+                            steps, wall = run_lockstep(env, seconds, rng)
+                        else:
+                            steps, wall = run_async(env, seconds, rng, size['trace_warmup_s'])
+                    rate = steps / wall
+                    result['%s_%s' % (mode, label)] = round(rate / ideal, 4)
+                    result['%s_%s_steps_per_s' % (mode, label)] = round(rate, 2)
+                    result['%s_%s_steps' % (mode, label)] = steps
+                    result['%s_%s_wall_s' % (mode, label)] = round(wall, 2)
+                result['%s_ideal_steps_per_s' % label] = round(ideal, 2)
+                result['%s_ideal_with_resets' % label] = round(
+                    n / stats['mean_with_resets_s'], 2)
+                result['%s_mean_step_ms' % label] = round(stats['mean_step_s'] * 1000.0, 3)
+                log.info('%s: lockstep %.3f, async %.3f of the ideal %.1f steps/s', label,
+                         result['lockstep_' + label], result['async_' + label], ideal)
+    finally:
+        for process in processes:
+            local_farm.stop(process)
+    return result
+
+
+def bench_osim_async(size, ports):
+    n = 2
+    fm, port = local_farmer(n)
+    ports.append(port)
+    with fm:
+        env = fm.vec_env('Arm2DEnv', n, {'seed': 0}, batch_size=1)
+        with env:
+            totals = alternate(env, size['osim_async_rounds'], size['osim_async_seconds'],
+                               3.0, seed=8)
+    rate = dict((mode, totals[mode][0] / totals[mode][1]) for mode in totals)
+    log.info('osim Arm2DEnv x2: lockstep %.1f, async %.1f env steps/s', rate['lockstep'],
+             rate['async'])
+    result = {'osim_async_2': round(rate['async'] / rate['lockstep'], 4)}
+    for mode in ('lockstep', 'async'):
+        result['osim_arm_%s_2_steps_per_s' % mode] = round(rate[mode], 2)
+        result['osim_arm_%s_2_steps' % mode] = totals[mode][0]
+        result['osim_arm_%s_2_wall_s' % mode] = round(totals[mode][1], 2)
+    return result
+
+
 # --- processes left behind -----------------------------------------------------------------------
 def our_farm_processes(ports):
     """pids of ``farm.py`` processes still listening on one of our ports."""
@@ -432,8 +610,12 @@ def main(argv=None):
     parser.add_argument('--json', action='store_true',
                         help='print the one JSON object on stdout (the default; kept for clarity)')
     parser.add_argument('--quick', action='store_true', help='fewer steps: under a minute')
-    parser.add_argument('--only', choices=['rpc', 'slow32', 'osim'], action='append',
+    parser.add_argument('--only', choices=['rpc', 'slow32', 'osim', 'trace', 'osim_async'],
+                        action='append',
                         help='run only these measurements (repeatable)')
+    parser.add_argument('--trace-seconds', type=float, default=None,
+                        help='seconds per timed window of the trace and osim_async benches '
+                        '(default 3 with --quick, else 60 for l2m and osim_async, 120 for arm)')
     parser.add_argument('--log-level', default='INFO')
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -451,12 +633,15 @@ def main(argv=None):
     # gets osim-rl's own top-level 'envs'.
     os.chdir(ROOT)
     mode = 'quick' if args.quick else 'full'
-    size = SIZES[mode]
+    size = dict(SIZES[mode])
+    if args.trace_seconds:
+        size['trace_seconds'] = size['osim_async_seconds'] = args.trace_seconds
     started = time.time()
     result = {'mode': mode, 'cores': os.cpu_count(), 'python': platform.python_version(),
               'loadavg_start': [round(x, 2) for x in os.getloadavg()]}
     ports = []
-    benches = (('rpc', bench_rpc), ('slow32', bench_slow32), ('osim', bench_osim))
+    benches = (('rpc', bench_rpc), ('slow32', bench_slow32), ('trace', bench_trace),
+               ('osim', bench_osim), ('osim_async', bench_osim_async))
     for key, bench in benches:
         if args.only and key not in args.only:
             continue

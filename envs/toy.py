@@ -185,21 +185,34 @@ class TraceEnv(EnvAdapter):
     last episode it starts again from its first.
 
     Where it starts: a seeded reset (``seed`` at construction or ``reset(seed)``) picks a point
-    of the trace's *time* from the seed, the fractional part of seed x 0.618... (consecutive
-    seeds spread evenly over it), and starts at the step running at that point (the reset is that
-    episode's own; its first episode may so be shorter). Picking by time rather than by step
-    index makes N environments' replay stationary: an environment is inside a long stall with the
-    probability the real simulator spends in it, so steps/s over a window is N / mean step time
-    in expectation. An unseeded first reset picks the point at random; later unseeded resets
-    (auto-resets) start the next episode. ``info['trace_step']`` is the index of the replayed step
-    in the whole trace (for tests and debugging).
+    of the trace from the seed, the fractional part of seed x 0.618... (consecutive seeds, as a
+    vector env gives its environments, spread evenly over the trace), and starts there (the
+    reset is that episode's own; its first episode may so be shorter). ``start`` says what the
+    point is a fraction of, so that N environments replay the trace as the real simulators would
+    run it from the first step on, whatever the window a benchmark measures:
+
+    - ``'time'`` (default): of the trace's time, and the first step sleeps only what is left of
+      the step running at that point. Environments that run independently (asynchronous
+      stepping) are then inside a long stall with the probability the real simulator spends in
+      it, and a window of any length holds N / mean step time steps/s in expectation.
+    - ``'step'``: of its steps, each replayed whole: stepped in lockstep, every environment moves
+      one step per vector step, so an environment is in a stall as often as stalls are among the
+      steps.
+
+    Unseeded: the first reset picks the point at random; later ones (auto-resets) start the next
+    episode. ``info['trace_step']`` is the index of the replayed step in the whole trace.
     """
     name = 'TraceEnv'
+    STARTS = ('time', 'step')
 
-    def __init__(self, trace='l2m', time_scale=1.0, seed=None):
+    def __init__(self, trace='l2m', time_scale=1.0, seed=None, start='time'):
         self.trace_name = trace
         data = load_trace(trace)
         self.time_scale = _number(self, 'time_scale', time_scale, float, 0)
+        if start not in self.STARTS:
+            raise EnvError('TraceEnv: start must be one of %s, got %r'
+                           % (', '.join(self.STARTS), start))
+        self.start = start
         self.obs_size = int(data['obs_size'])
         self.observation_space = unbounded_box(self.obs_size)
         self.action_space = box([0.0] * int(data['act_size']), [1.0] * int(data['act_size']))
@@ -216,9 +229,11 @@ class TraceEnv(EnvAdapter):
             index += len(episode['steps_ms'])
         self._time_starts = starts
         self.total_ms = total
+        self.total_steps = index
         self._seed = seed
         self._episode = None  # index into self.episodes; None until the first reset
         self._step = 0
+        self._left_ms = None  # what the next step sleeps when not its whole duration
         self.t = 0
         self.obs = np.zeros(self.obs_size)
 
@@ -227,28 +242,37 @@ class TraceEnv(EnvAdapter):
             _sleep(ms * self.time_scale / 1000.0)
 
     def position(self, seed):
-        """(episode, step) where a reset seeded with ``seed`` (None: at random) starts."""
+        """(episode, step, ms): where a reset seeded with ``seed`` (None: at random) starts, and
+        what its first step sleeps (None: the step's whole duration)."""
         if seed is None:
             fraction = np.random.RandomState().uniform()
         else:
             fraction = (int(seed) * _SPREAD) % 1.0
+        if self.start == 'step':
+            index = min(int(fraction * self.total_steps), self.total_steps - 1)
+            episode = int(np.searchsorted(self._first_step, index, side='right')) - 1
+            return episode, index - self._first_step[episode], None
         point = fraction * self.total_ms
         episode = max(0, int(np.searchsorted(self._time_starts, point, side='right')) - 1)
-        # Within the episode: the step running at that point (the reset's part counts as step 0).
+        # Within the episode: the step running at that point (the reset's part counts as step 0,
+        # whole: a reset always sleeps its own duration).
         elapsed = self._time_starts[episode] + self.episodes[episode]['reset_ms']
+        if point < elapsed:
+            return episode, 0, None
         steps = self.episodes[episode]['steps_ms']
         for step, ms in enumerate(steps):
             elapsed += ms
             if elapsed > point:
-                return episode, step
-        return episode, len(steps) - 1
+                return episode, step, elapsed - point
+        return episode, len(steps) - 1, 0.0  # rounding at the episode's very end
 
     def reset(self, seed=None):
         self.take_params()
         if seed is None and self._episode is None:
             seed = self._seed
+        self._left_ms = None
         if seed is not None or self._episode is None:
-            self._episode, self._step = self.position(seed)
+            self._episode, self._step, self._left_ms = self.position(seed)
         else:
             self._episode, self._step = (self._episode + 1) % len(self.episodes), 0
         self._sleep_ms(self.episodes[self._episode]['reset_ms'])
@@ -262,7 +286,8 @@ class TraceEnv(EnvAdapter):
         episode = self.episodes[self._episode]
         if self._step >= len(episode['steps_ms']):
             raise EnvError('TraceEnv: step after the end of an episode; reset first')
-        self._sleep_ms(episode['steps_ms'][self._step])
+        ms, self._left_ms = self._left_ms, None
+        self._sleep_ms(episode['steps_ms'][self._step] if ms is None else ms)
         info = {'trace_step': self._first_step[self._episode] + self._step}
         self._step += 1
         self.t += 1
