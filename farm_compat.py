@@ -31,15 +31,40 @@ class _HasBin(Exception):
 def _text(value, Bin):
     """``value`` with every py2 ``str`` made ``unicode`` and every Bin its raw bytes."""
     kind = type(value)
+    if kind in _AS_IS:
+        return value
     if kind is _BYTES_TEXT:
-        return value.decode('utf-8', 'replace')
+        return _unicode(value)
+    if kind is list or kind is tuple:
+        return [v if type(v) in _AS_IS else _text(v, Bin) for v in value]
+    if kind is dict:
+        data = value.get('data')
+        if type(data) is Bin and len(value) == 3:  # a packed array (wire.pack): one step
+            return {u'nd': _unicode(value['nd']), u'shape': value['shape'], u'data': data.data}
+        return dict((_unicode(k) if type(k) is _BYTES_TEXT else k,
+                     v if type(v) in _AS_IS else _text(v, Bin)) for k, v in value.items())
     if kind is Bin:
         return value.data
-    if kind is list or kind is tuple:
-        return [_text(v, Bin) for v in value]
     if isinstance(value, dict):
         return dict((_text(k, Bin), _text(v, Bin)) for k, v in value.items())
     return value
+
+
+# What _text passes through untouched (checked first: most of a message is numbers).
+_AS_IS = frozenset([float, int, bool, type(None), type(u'')]
+                   + ([long] if _BYTES_TEXT else []))  # noqa: F821  # novermin
+_DECODED = {}  # short py2 str -> unicode: dict keys and dtype names repeat in every message
+
+
+def _unicode(text):
+    if type(text) is not _BYTES_TEXT:
+        return text
+    decoded = _DECODED.get(text)
+    if decoded is None:
+        decoded = text.decode('utf-8', 'replace')
+        if len(text) <= 32 and len(_DECODED) < 4096:
+            _DECODED[text] = decoded
+    return decoded
 
 
 def apply():

@@ -61,6 +61,7 @@ class Bin(object):
 
 
 _LITTLE = {}  # dtype name -> its little-endian numpy dtype (filled on first use)
+_NAMES = {}   # numpy dtype -> its name if packable (numpy computes dtype.name in Python: slow)
 
 
 def _little(name):
@@ -75,10 +76,13 @@ def pack(array):
     """``array`` (anything numpy.asarray takes, of a numeric dtype) as a packed dict."""
     import numpy
     array = numpy.asarray(array)
-    name = array.dtype.name
-    if name not in DTYPES:
-        raise ValueError('cannot pack an array of dtype %s (numbers only: %s)'
-                         % (array.dtype, ', '.join(DTYPES)))
+    name = _NAMES.get(array.dtype)
+    if name is None:
+        name = array.dtype.name
+        if name not in DTYPES:
+            raise ValueError('cannot pack an array of dtype %s (numbers only: %s)'
+                             % (array.dtype, ', '.join(DTYPES)))
+        _NAMES[array.dtype] = name
     little = _little(name)
     if array.dtype != little:  # big-endian input (rare): convert; tobytes copies C-ordered
         array = array.astype(little)
