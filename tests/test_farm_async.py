@@ -165,11 +165,10 @@ def test_a_worker_that_dies_before_send_is_lost_at_once(thread_farm):
     deadline = time.time() + 10
     while alive(pid) and time.time() < deadline:
         time.sleep(0.05)
-    # A dead worker's pipe may still take one write: lost at once, or from recv.
-    answer = p.send(lease, [env_id], [GOOD])[0]
-    if answer is None:
-        (_, answer), = recv_all(p, lease, 1)
-    assert answer['kind'] == 'lost'
+    answer = p.send(lease, [env_id], [GOOD])[0]  # its pipe is closed: lost at once
+    assert answer['kind'] == 'lost' and 'died' in answer['error']
+    assert p.recv(lease, 1, 0) == []  # nothing in flight
+    assert int(p.worker_pids(lease)[str(env_id)]) != pid  # replaced
     assert p.send_reset(lease, [env_id]) == [None]
     assert recv_all(p, lease, 1)[0][1] == [0.0, 0.0, 0.0]
 
