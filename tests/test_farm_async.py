@@ -44,6 +44,14 @@ def recv_all(proxy, lease, count, timeout=30):
     return got
 
 
+def wait_until_receiving(f, lease):
+    """Until a recv waits on ``lease`` of the in-process farm ``f`` (thread_farm)."""
+    deadline = time.time() + 20
+    while not f.farm._leases[lease].receiving and time.time() < deadline:
+        time.sleep(0.01)
+    assert f.farm._leases[lease].receiving
+
+
 def test_protocol_2_is_in_info(thread_farm):
     info = thread_farm().proxy().info()
     assert info['versions']['farm_protocol'] == wire.PROTOCOL == farm.PROTOCOL == 2
@@ -217,7 +225,7 @@ def test_send_on_one_connection_while_recv_waits_on_another(thread_farm, watch_m
     got = []
     waiting = threading.Thread(target=lambda: got.append(receiver.recv(lease, 1, 30)))
     waiting.start()
-    time.sleep(0.3)  # let it wait (if it has not yet, the order asserted below is the same)
+    wait_until_receiving(f, lease)
     with pytest.raises(ValueError, match='another recv'):  # one recv per lease at a time
         sender.recv(lease, 1, 0)
     assert sender.send(lease, [fast], [GOOD]) == [None]  # wakes the waiting recv
@@ -300,7 +308,7 @@ def test_closing_a_lease_wakes_its_waiting_recv(thread_farm, watch_mode):
     got = []
     waiting = threading.Thread(target=lambda: got.append(receiver.recv(lease, 2, 60)))
     waiting.start()
-    time.sleep(0.3)
+    wait_until_receiving(f, lease)
     assert p.close_lease(lease)
     waiting.join(30)
     assert not waiting.is_alive() and got == [[]]  # woke with nothing: they were dropped
