@@ -52,7 +52,8 @@ from errors import NoFarmError, ProtocolMismatchError, install_excepthook
 from host import settings
 from host.allocation import Allocation, Farmer
 from host.diagnosis import advice
-from host.farm_vec_env import FarmVecEnv, Placement
+from host.farm_vec_env import FarmVecEnv
+from host.placement import Placement
 from host.farmlist_reader import EXAMPLE_ENTRY, parse_farms, read_farmlist
 from host.link import FARM_DOWN, FarmLink, configure_tls
 from host.remote_env import RemoteEnv

@@ -7,18 +7,25 @@
   list's capacity per farm (counting what this learner holds there); :meth:`Farmer.place_or_wait`
   (a new vector env) waits up to ``WAIT_FOR_CAPACITY`` for capacity a departed learner frees, and
   otherwise raises :class:`errors.NoCapacityError` saying who holds what.
-- Leases: opened per farm and build, renewed by the keep-alive thread (a third of the shortest
-  TTL, at most every ``KEEPALIVE_EVERY``), closed on every exit path: ``close()``, a build that
-  fails part-way, interpreter exit (atexit, below). A lease the farm forgot is dropped from
-  renewal; the vector env rebuilds its environments.
+- Leases: each vector env holds an :class:`Allocation`, at most one lease per farm (opened
+  when first needed, packed observations), renewed by the keep-alive thread (a third of the
+  shortest TTL, at most every ``KEEPALIVE_EVERY``), and given back whole on every exit path:
+  the env's ``close()``, a build that fails part-way, ``Farmer.close()``, interpreter exit
+  (atexit, below). A lease the farm forgot is dropped from renewal; the vector env rebuilds its
+  environments.
+- Protocol: a farm whose ``info()`` reports another farm protocol than wire.PROTOCOL is not
+  used: its status says why, and with no other farm answering :class:`errors.ProtocolMismatchError`
+  is the one line the user sees.
 - Keep-alive thread (every ``MONITOR_EVERY``): reports calls outstanding past ``STALL_AFTER``
   (with a probe of the farm), renews leases, refreshes every farm's numbers, marks each vector
   env's ``rebalance_due``, and probes lost farms every ``RETRY_EVERY``.
 - Outages: :meth:`Farmer.mark_down` keeps a lost farm's leases to close when it answers again
   (:meth:`Farmer.try_revive`, from any thread); :meth:`Farmer.wait_for_a_farm` blocks while none
   answers; past ``give_up_after`` seconds of silence :class:`errors.FarmsLostError`.
-- Vector envs (host/farm_vec_env.py) are clients of this: they ask for a plan, open leases,
-  report lost farms and forgotten leases, and give their leases back on close.
+- Vector envs (host/farm_vec_env.py) are clients of this, through public calls only: they ask
+  for a plan (``place``, ``place_or_wait``), lease through their Allocation, report lost farms
+  (``mark_down``) and forgotten leases (``Allocation.drop``), wait (``wait``,
+  ``wait_for_a_farm``, ``check_give_up``) and give their Allocation back on close.
 
 All intervals are host/settings.py's, read at call time. Python 3.6 compatible.
 """
