@@ -411,7 +411,7 @@ def bench_osim(size, ports):
     return result
 
 
-# --- recorded step times replayed: lockstep against asynchronous ------------------------------------
+# --- recorded step times replayed: lockstep against asynchronous -------------------------------
 def run_lockstep(env, seconds, rng):
     """Lockstep ``step`` with random actions for ``seconds``: (env steps, wall seconds)."""
     n, act_size = env.num_envs, env.action_space.shape[-1]

@@ -12,8 +12,8 @@ netem), so every call pays a round trip of twice that. The learner is ``agents.s
 hidden layers of 256, batch 256, one gradient update per env step: the train scripts' settings)
 trained with ``agents.parallel.train_vec`` on ``--n-envs`` ``Pendulum-v1`` environments, in
 ``lockstep`` or ``async`` mode (``--batch-size``, default 1: act for whichever environments are
-ready, learn while the others are out). One vector env per link and mode, all from the same farm; one agent
-for all four (only its speed matters here). After an untimed warm-up past the agent's
+ready, learn while the others are out). One vector env per link and mode, all from the same farm;
+one agent for all four (only its speed matters here). After an untimed warm-up past the agent's
 ``nb_steps_warmup`` (so every timed step learns), the four take timed windows of
 ``--steps`` env steps in turn, ``--rounds`` times (the first rotating: background load falls on
 all alike).
@@ -140,6 +140,8 @@ def main(argv=None):
         result['proxy_vs_loopback_%s' % m] = round(rate[('proxy', m)] / rate[('loopback', m)], 4)
     result['async_vs_lockstep_proxy'] = round(rate[('proxy', 'async')]
                                               / rate[('proxy', 'lockstep')], 4)
+    result['issue_figures_before'] = {'loopback_lockstep_steps_per_s': 156,
+                                      'proxy_lockstep_steps_per_s': 78}
     result['async_vs_lockstep_loopback'] = round(rate[('loopback', 'async')]
                                                  / rate[('loopback', 'lockstep')], 4)
     time.sleep(0.5)

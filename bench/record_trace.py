@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Records how long each step and reset of an osim-rl environment takes, for envs.toy.TraceEnv.
 
-    python bench/record_trace.py --env L2M2019Env --steps 3000 [--seed 0] [--out bench/traces/l2m.json]
-    python bench/record_trace.py --env Arm2DEnv --steps 3000 [--seed 0] [--out bench/traces/arm2d.json]
+    python bench/record_trace.py --env L2M2019Env --steps 3000 [--seed 0] [--out FILE]
+    python bench/record_trace.py --env Arm2DEnv --steps 3000 [--seed 0] [--out FILE]
+
+(default FILE: bench/traces/l2m.json, bench/traces/arm2d.json.)
 
 Builds ONE environment with ``envs.make(name)`` in this process (osim-rl's default integrator
 accuracy: the 'default' sim preset, no frame skip, no step budget), resets it, and steps it with
