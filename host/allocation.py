@@ -496,12 +496,15 @@ class Allocation(object):
         self.farmer = farmer
         self._leases = {}  # link -> token
         self._lock = threading.Lock()
+        self.closed = False
 
     def lease(self, link, open_new=True):
         """This allocation's lease on ``link``, opened now if it has none (``open_new``)."""
         with self._lock:
             token = self._leases.get(link)
             if token is None and open_new:
+                if self.closed:  # (a recovery thread still at work when its env closed)
+                    raise RuntimeError('this vector env is closed: nothing more is leased')
                 token = self._leases[link] = self.farmer.open_lease(link)
             return token
 
@@ -520,4 +523,5 @@ class Allocation(object):
         """Close every lease (within about ``timeout`` seconds): the farms free what they held."""
         with self._lock:
             pairs, self._leases = list(self._leases.items()), {}
+            self.closed = True
         self.farmer.close_leases(pairs, timeout)

@@ -153,6 +153,8 @@ class Placing(object):
         answer, one ``make`` per farm; waits while no farm answers. Safe off the learner's
         thread while those environments are in flight (nothing else touches them then)."""
         while True:
+            if self.closed:
+                raise FarmsLostError('the vector env was closed while environments were lost')
             if not any(link.up for link in self.farmer.links):
                 self.farmer.wait_for_a_farm()
             todo = [i for i in sorted(old)
@@ -168,6 +170,9 @@ class Placing(object):
                     raise
                 continue
             except (ValueError, RuntimeError) as e:  # refused: capacity, the overcommit policy
+                if self.closed:
+                    raise FarmsLostError('the vector env was closed while environments were '
+                                         'lost')
                 log.warning('could not rebuild %d environments yet: %s; retrying in %.0f s',
                             len(todo), e, settings.REPORT_EVERY)
                 if self.farmer.wait(settings.REPORT_EVERY) or self.closed:
