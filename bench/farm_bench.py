@@ -55,6 +55,8 @@ Keys
     bench/traces/l2m.json, replayed by sleeping them) over 2 local farms of capacity 16, as ONE
     vector env: env steps/s / ideal, ideal = 32 / the trace's mean step time (resets not counted
     in the ideal: they are work the real simulator does too; ``*_ideal_with_resets`` counts them).
+    ``*_lockstep_bound``: what lockstep can reach on the trace at all, mean step / E[max of the
+    steps of 32 environments] (drawn independently from the trace): the issue's figure.
     Lockstep: ``step`` with random actions; asynchronous: ``recv()`` (batch_size 1: whichever
     environments are ready), random actions for them, ``send``. Each mode gets a vector env of
     its own, seeded 0..31 so that the environments start spread over the trace, where that mode
@@ -495,7 +497,12 @@ def trace_stats(name):
     data = envs.toy.load_trace(name)
     steps = [ms for e in data['episodes'] for ms in e['steps_ms']]
     resets = [e['reset_ms'] for e in data['episodes']]
-    return {'mean_step_s': float(np.mean(steps)) / 1000.0,
+    # What lockstep can reach on this trace at all, N environments at independent uniformly drawn
+    # steps: mean step / E[max of N] (the figure), beside what the farm measures.
+    draws = np.asarray(steps)[np.random.default_rng(0).integers(0, len(steps), (20000, 32))]
+    bound = dict((n, float(np.mean(steps)) / float(np.mean(draws[:, :n].max(axis=1))))
+                 for n in (16, 32))
+    return {'lockstep_bound': bound, 'mean_step_s': float(np.mean(steps)) / 1000.0,
             'mean_with_resets_s': (float(np.sum(steps)) + float(np.sum(resets)))
             / 1000.0 / len(steps)}
 
@@ -535,6 +542,7 @@ def bench_trace(size, ports):
                 result['%s_ideal_with_resets' % label] = round(
                     n / stats['mean_with_resets_s'], 2)
                 result['%s_mean_step_ms' % label] = round(stats['mean_step_s'] * 1000.0, 3)
+                result['%s_lockstep_bound' % label] = round(stats['lockstep_bound'][n], 4)
                 log.info('%s: lockstep %.3f, async %.3f of the ideal %.1f steps/s', label,
                          result['lockstep_' + label], result['async_' + label], ideal)
     finally:
