@@ -331,3 +331,27 @@ def test_recv_hands_over_every_result_already_there_in_one_answer(thread_farm, w
         time.sleep(0.05)  # until every answer waits in its pipe (polling does not take it)
     got = p.recv(lease, 1, 10)
     assert sorted(i for i, _ in got) == sorted(ids)
+
+
+def test_lockstep_calls_on_other_envs_of_the_lease_go_on_beside_async_ones(thread_farm):
+    f = thread_farm()
+    p, q = f.proxy(), f.proxy()
+    lease = p.open_lease(30)
+    slow = make(p, lease, 1, 'SlowEnv', step_seconds=3.0, obs_size=3, act_size=2)[0]
+    fast = make(p, lease, 1)[0]
+    p.reset(lease, [slow, fast])
+    stepped = []
+    lockstep = threading.Thread(target=lambda: stepped.append(q.step(lease, [slow], [GOOD])))
+    lockstep.start()  # a lockstep step of 3 s on one connection...
+    deadline = time.time() + 20
+    while f.farm._slots[slow].busy is None and time.time() < deadline:
+        time.sleep(0.01)
+    for k in range(3):  # ...while the other environment goes round on another
+        assert p.send(lease, [fast], [GOOD]) == [None]
+        assert recv_all(p, lease, 1)[0][0] == fast
+        assert lockstep.is_alive()
+    # The env the lockstep call holds is refused meanwhile, as an env in flight is.
+    refused = p.send(lease, [slow], [GOOD])[0]
+    assert refused['kind'] == 'input' and 'busy with another call' in refused['error']
+    lockstep.join(30)
+    assert len(stepped[0][0]) == 5
