@@ -169,6 +169,42 @@ def test_switching_modes_on_the_same_env_continues_its_episodes():
         agents_support.check_chains(agent.memory, LENGTH)
 
 
+def test_sac_on_a_real_farm_vec_env_pairs_each_transition_with_its_own_environment(
+        thread_farm):
+    """The same checks on FarmVecEnv's asynchronous mode (worker processes behind a farm in a
+    thread): the order results come back in is the farm's, not scripted."""
+    import farmer as farmer_module
+    f = thread_farm(capacity=4)
+    farmer = farmer_module.Farmer(farms=[('127.0.0.1', 4, f.port)], start_local=False)
+    try:
+        vec = farmer.vec_env('CheapEnv', 4, {'obs_size': 3, 'act_size': 1,
+                                             'episode_length': LENGTH})
+        for i in range(4):
+            vec.set_params({'offset': 100.0 * (i + 1)}, [i])
+        received = []
+        recv = vec.recv
+
+        def spy(*args, **kwargs):
+            result = recv(*args, **kwargs)
+            received.append(result[5].tolist())
+            return result
+        vec.recv = spy
+        agent = _sac(vec, nb_steps_warmup=30)
+        events = []
+        first = agent.train_vec(vec, nb_steps=60, callback=events.append)
+        second = agent.train_vec(vec, nb_episodes=8, callback=events.append)
+        assert first['mode'] == second['mode'] == 'async'
+        assert len(agent.memory) == agent.global_step == first['steps'] + second['steps']
+        assert len(events) == agent.episodes and all(e['length'] == LENGTH for e in events)
+        agents_support.check_chains(agent.memory, LENGTH)
+        agents_support.check_interleaved_replay(agent.memory, [100, 200, 300, 400], LENGTH,
+                                                terminated=True)
+        assert agent.updates > 0
+        vec.close()
+    finally:
+        farmer.close()
+
+
 def test_vector_noise_advances_only_the_environments_that_act():
     noise = VectorNoise(2, 'ou', sigma=0.3, seed=0)
     noise.sample(3)
