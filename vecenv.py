@@ -21,8 +21,9 @@ Common to both modes
 - Seeds: with a seed, env i is reset with ``seed + i``. A ``seed`` among the env kwargs is the
   first reset's seed when that reset is given none (so env i gets ``seed + i`` there too, never
   all the same seed).
-- ``set_params(params, indices=None)``: applied at each environment's next reset (also to an
-  environment in flight: at the reset after its result); ``ValueError`` if refused.
+- ``set_params(params, indices=None)``: applied at each environment's next reset; for one in
+  flight, at the latest from the first reset after its result has been received (an auto-reset
+  inside the step in flight may still have the old ones); ``ValueError`` if refused.
 - ``close()``; usable as a context manager.
 
 Lockstep mode
