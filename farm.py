@@ -867,7 +867,12 @@ class Farm(object):
         with held.state:
             for env_id in env_ids:
                 flight = held.in_flight.pop(env_id, None)
-                if flight is not None and flight.fd is not None:
+                if flight is None:
+                    continue
+                # Slot and Flight refer to each other: left so, the slot's dead worker (and
+                # the descriptors of its process) would wait for the cyclic garbage collector.
+                flight.slot.busy = None
+                if flight.fd is not None:
                     held.watch.remove(flight.fd)
             if held.watch is not None:
                 held.watch.nudge()

@@ -355,3 +355,39 @@ def test_lockstep_calls_on_other_envs_of_the_lease_go_on_beside_async_ones(threa
     assert refused['kind'] == 'input' and 'busy with another call' in refused['error']
     lockstep.join(30)
     assert len(stepped[0][0]) == 5
+
+
+def test_leases_that_stepped_asynchronously_leave_no_file_descriptor_behind(thread_farm):
+    """Each lease's Watch holds a pipe and an epoll descriptor: closed with the lease, also when
+    a recv was waiting as it closed."""
+    f = thread_farm()
+    p, receiver = f.proxy(), f.proxy()
+    p.info()
+    receiver.info()  # both connections open before counting
+
+    def open_fds():
+        return len(os.listdir('/proc/self/fd'))
+
+    def one_lease(close_while_waiting):
+        lease = p.open_lease(30)
+        ids = make(p, lease, 2)
+        p.reset(lease, ids)
+        p.send(lease, ids, [GOOD] * 2)
+        recv_all(p, lease, 2)
+        if close_while_waiting:
+            slow = make(p, lease, 1, 'SlowEnv', step_seconds=5.0, obs_size=3, act_size=2)
+            p.reset(lease, slow)
+            p.send(lease, slow, [GOOD])
+            waiting = threading.Thread(target=lambda: receiver.recv(lease, 1, 30))
+            waiting.start()
+            wait_until_receiving(f, lease)
+            p.close_lease(lease)
+            waiting.join(30)
+        else:
+            p.close_lease(lease)
+
+    one_lease(False)  # (the first workers start the forkserver: its descriptors stay)
+    before = open_fds()
+    for close_while_waiting in (False, True, False, True):
+        one_lease(close_while_waiting)
+    assert open_fds() == before
