@@ -391,3 +391,34 @@ def test_leases_that_stepped_asynchronously_leave_no_file_descriptor_behind(thre
     for close_while_waiting in (False, True, False, True):
         one_lease(close_while_waiting)
     assert open_fds() == before
+
+
+def test_a_farm_stopped_with_envs_in_flight_and_a_recv_waiting_leaves_no_process(process_farm):
+    import Pyro4
+    from conftest import descendants_alive
+    f = process_farm(capacity=3)
+    sender, receiver = (Pyro4.Proxy(wire.uri('127.0.0.1', f.port)) for _ in range(2))
+    for proxy in (sender, receiver):
+        proxy._pyroSerializer = 'msgpack'
+    lease = sender.open_lease(30, True)
+    ids = make(sender, lease, 3, 'SlowEnv', step_seconds=30.0, obs_size=3, act_size=2)
+    sender.reset(lease, ids)
+    assert sender.send(lease, ids, wire.pack(np.full((3, 2), 0.5))) == [None] * 3
+    waiting = threading.Thread(target=lambda: _quietly(receiver.recv, lease, 3, 60))
+    waiting.start()
+    assert len(descendants_alive(f.process.pid)) >= 4  # the farm, its workers (+forkserver)
+    log = f.stop()
+    waiting.join(30)
+    assert f.process.returncode == 0, log
+    deadline = time.time() + 10
+    while descendants_alive(f.process.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert descendants_alive(f.process.pid) == [], log
+    assert 'stopped; all workers killed' in log
+
+
+def _quietly(call, *args):
+    try:
+        return call(*args)
+    except Exception:  # the farm went away under it: what this test does
+        return None
