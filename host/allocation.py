@@ -284,7 +284,10 @@ class Farmer(object):
             except Exception as e:
                 log.warning('renewing lease on %s failed: %s', link.name, describe(e))
         for link in self.links:
-            if link.up and not link.calls:
+            # Not a farm with a call stuck past STALL_AFTER (its stall report probes it); a call
+            # merely outstanding is the rule in the asynchronous mode (a receiver waiting).
+            oldest = link.oldest_call()
+            if link.up and (oldest is None or time.time() - oldest[1] < settings.STALL_AFTER):
                 link.refresh()
 
     def _report_stalls(self, now):
@@ -434,7 +437,7 @@ class Farmer(object):
         """``n_envs`` environments spread over the farms, as one vectorized env (vecenv.py);
         ``batch_size``: its asynchronous ``recv``'s default batch."""
         env = FarmVecEnv(self, env_name, int(n_envs), dict(env_kwargs or {}), batch_size)
-        self._vec_envs.append(env)
+        self._vec_envs = [e for e in self._vec_envs if not e.closed] + [env]
         return env
 
     def env(self, env_name, env_kwargs=None):
