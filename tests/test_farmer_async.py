@@ -288,3 +288,44 @@ def test_envs_displaced_by_a_lost_farm_move_back_when_it_answers_again(process_f
         results, _ = _recv_all(env)
         assert not any(results[i][3] for i in range(4))
         b2.stop()
+
+
+def test_with_every_farm_lost_recv_gives_up_after_give_up_after(process_farm, monkeypatch):
+    monkeypatch.setattr(settings, 'RETRY_EVERY', 0.5)
+    monkeypatch.setattr(settings, 'REPORT_EVERY', 0.5)
+    a = process_farm(capacity=2)
+    with farmer.Farmer(farms=[('127.0.0.1', 2, a.port)], start_local=False,
+                       give_up_after=2.0) as fm:
+        env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
+        env.async_reset(seed=0)
+        _recv_all(env)
+        os.killpg(a.process.pid, signal.SIGKILL)
+        a.process.wait()
+        env.send(np.full((2, 2), 0.5), [0, 1])
+        with pytest.raises(errors.FarmsLostError, match='give up after 2 s'):
+            while env.in_flight:
+                env.recv(timeout=30)
+
+
+def test_ctrl_c_in_recv_loses_nothing(thread_farm, monkeypatch):
+    """An interrupted recv (Ctrl-C while the learner waits) leaves the results where they were:
+    the next recv hands every one over."""
+    f = thread_farm(capacity=2)
+    with make_farmer([(f, 2)]) as fm:
+        env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
+        env.async_reset(seed=0)
+        _recv_all(env)
+        env.send(np.full((2, 2), 0.5), [0, 1])
+        real_get = env._async.events.get
+        calls = []
+
+        def interrupted(*args, **kwargs):
+            if not calls:
+                calls.append(1)
+                raise KeyboardInterrupt
+            return real_get(*args, **kwargs)
+        monkeypatch.setattr(env._async.events, 'get', interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            env.recv(batch_size=2)
+        results, _ = _recv_all(env)
+        assert sorted(results) == [0, 1] and [results[i][0][0] for i in (0, 1)] == [1, 1]
