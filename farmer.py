@@ -6,10 +6,15 @@
 
 - :class:`Farmer` reads the farm list, probes every farm, starts a local farm when the list names
   only this machine and none answers, and builds environments on the farms:
-  ``farmer.vec_env(name, n_envs, env_kwargs)`` (see vecenv.py for the contract) and
-  ``farmer.env(name, env_kwargs)`` (one remote environment with the gym interface).
-- A vector step sends one call to every farm at once (each farm's calls go through a thread of
-  its own: a Pyro4 proxy belongs to one thread), so it costs the slowest farm plus a round trip.
+  ``farmer.vec_env(name, n_envs, env_kwargs, batch_size=1)`` (see vecenv.py for the contract)
+  and ``farmer.env(name, env_kwargs)`` (one remote environment with the gym interface). A farm
+  that speaks another farm protocol (wire.PROTOCOL) is not used, and says so.
+- Two stepping modes. Lockstep (``step``, ``step_async``/``step_wait``): one call to every farm
+  at once (each farm's on a thread of its own), so a vector step costs the slowest environment
+  plus a round trip. Asynchronous (``async_reset``, ``send``, ``recv``): actions go to the farms
+  of the environments named, results come back from whichever environments finish first, via
+  one receiver thread per farm; no core waits for the slowest environment. Observations and
+  actions cross as packed arrays (wire.pack).
 - Outages. The learner never gives up on its farms by itself. A call outstanding longer than
   ``STALL_AFTER`` is reported at WARNING every few seconds (which farm, for how long, and whether
   the farm still answers a probe). A call that fails or times out marks its farm down: its
@@ -20,9 +25,9 @@
   with no farm answering). A farm that answers again first has the leases we held there before
   it went down closed, then environments running above a farm's capacity move to free capacity
   (``info['moved']``), retried every keep-alive round until none is displaced or none fits.
-- Leases are renewed by a keep-alive thread, so a learner may sit at the prompt for hours. They
-  are closed on every exit path: ``close()``, a ``vec_env`` whose build fails part-way, and
-  interpreter exit (atexit). A farm that no longer knows a lease (the learner was paused past its
+- Leases (one per farm per vector env: its ``Allocation``) are renewed by a keep-alive thread,
+  so a learner may sit at the prompt for hours. They are closed on every exit path:
+  ``close()``, a ``vec_env`` whose build fails part-way, and interpreter exit (atexit). A farm that no longer knows a lease (the learner was paused past its
   TTL, or the farm restarted) has that lease's environments rebuilt (``lost_cause`` 'lease').
 - TLS: with ``FARM_TLS_CA`` (or ``Farmer(tls_ca=...)``) naming the CA certificate of farms started
   with ``--tls-cert/--tls-key``, every call of this process goes over TLS. Pyro4's SSL settings
@@ -31,7 +36,8 @@
 The code lives in the ``host/`` package, one job per module (see host/__init__.py): the farm
 list (``host.farmlist_reader``), one farm's connection (``host.link``), why a farm does not
 answer (``host.diagnosis``), the Farmer (``host.allocation``), the local farm
-(``host.local_farm``), the vector env (``host.farm_vec_env``), the single env
+(``host.local_farm``), the vector env (``host.farm_vec_env``, with ``host.placement`` and
+``host.receivers``), the single env
 (``host.remote_env``), and every timeout and interval (``host.settings``; change one there, e.g.
 ``monkeypatch.setattr(host.settings, 'RETRY_EVERY', 0.5)``: the constants re-exported here are
 copies, for reading). This module re-exports the public names, so ``from farmer import Farmer``
