@@ -27,8 +27,9 @@
   (``info['moved']``), retried every keep-alive round until none is displaced or none fits.
 - Leases (one per farm per vector env: its ``Allocation``) are renewed by a keep-alive thread,
   so a learner may sit at the prompt for hours. They are closed on every exit path:
-  ``close()``, a ``vec_env`` whose build fails part-way, and interpreter exit (atexit). A farm that no longer knows a lease (the learner was paused past its
-  TTL, or the farm restarted) has that lease's environments rebuilt (``lost_cause`` 'lease').
+  ``close()``, a ``vec_env`` whose build fails part-way, and interpreter exit (atexit). A farm
+  that no longer knows a lease (the learner was paused past its TTL, or the farm restarted) has
+  that lease's environments rebuilt (``lost_cause`` 'lease').
 - TLS: with ``FARM_TLS_CA`` (or ``Farmer(tls_ca=...)``) naming the CA certificate of farms started
   with ``--tls-cert/--tls-key``, every call of this process goes over TLS. Pyro4's SSL settings
   are process-wide, so then every farm of this learner must use TLS.
