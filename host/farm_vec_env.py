@@ -100,8 +100,7 @@ class FarmVecEnv(Placing, VecEnv):
     # --- the contract: common ---------------------------------------------------------------------
     def reset(self, seed=None):
         if self._pending is not None:  # collect and discard a pending lockstep step
-            self._abandon(self._pending)
-            self._pending = None
+            self.step_wait()
         self._async.discard_in_flight()
         if seed is None:
             seed, self._first_seed = self._first_seed, None
