@@ -235,14 +235,14 @@ class AsyncState(object):
         refused = []
         for (link, lease), (ks, ids) in env.groups_of(indices).items():
             idx = [indices[k] for k in ks]
+            lost = not link.up or env.allocation.lease(link, open_new=False) != lease
+            receiver = None if lost else self._receiver(link, lease)  # (before these fly)
             for i in idx:
                 self.flight[i] = kind
-            if not link.up or env.allocation.lease(link, open_new=False) != lease:
-                # lost while these were between steps: they are lost now
+            if lost:  # lost while these were between steps: they are lost now
                 self._lose(idx, *self.gone.get((link, lease), (
                     'farm %s lost: %s' % (link.name, link.error), 'farm')))
                 continue
-            receiver = self._receiver(link, lease)
             try:
                 if kind == STEP:
                     answers = link.call('send', lease, ids, wire.pack(actions[ks]), True,
@@ -273,11 +273,19 @@ class AsyncState(object):
             raise ValueError(refused[0])
 
     def _receiver(self, link, lease):
+        """The receiver of ``lease`` on ``link``; a new one expects what is in flight there
+        already (after an unexpected failure of its predecessor)."""
         receiver = self.receivers.get((link, lease))
         if receiver is None:
             receiver = self.receivers[(link, lease)] = Receiver(link, lease, self.events,
                                                                 self.env.call_timeout)
+            receiver.expect(len(self._flying_on(link, lease)))
         return receiver
+
+    def _flying_on(self, link, lease):
+        places = self.env.places
+        return [i for i, kind in self.flight.items() if kind != REBUILDING
+                and places[i].link is link and places[i].lease == lease]
 
     def _apply_deferred(self, indices):
         """Sends the parameters set while ``indices`` were in flight; returns the indices
@@ -402,12 +410,12 @@ class AsyncState(object):
                         'paused, or the farm restarted); rebuilding its environments, their '
                         'episodes truncated', link.name)
             reason, cause = str(error), 'lease'
-        else:
+        else:  # not the farm's loss: ours to raise; a new receiver takes over what flies there
+            if self._flying_on(link, lease):
+                self._receiver(link, lease)
             raise error
         self.gone[(link, lease)] = (reason, cause)
-        self._lose([i for i, kind in self.flight.items() if kind != REBUILDING
-                    and self.env.places[i].link is link and self.env.places[i].lease == lease],
-                   reason, cause)
+        self._lose(self._flying_on(link, lease), reason, cause)
 
     def _lose(self, indices, reason, cause):
         """Environments ``indices`` (in flight) lost with their farm or lease: rebuilt elsewhere

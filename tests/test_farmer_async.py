@@ -329,3 +329,27 @@ def test_ctrl_c_in_recv_loses_nothing(thread_farm, monkeypatch):
             env.recv(batch_size=2)
         results, _ = _recv_all(env)
         assert sorted(results) == [0, 1] and [results[i][0][0] for i in (0, 1)] == [1, 1]
+
+
+def test_an_unexpected_receiver_failure_is_raised_once_and_nothing_is_lost(thread_farm,
+                                                                           monkeypatch):
+    f = thread_farm(capacity=2)
+    with make_farmer([(f, 2)]) as fm:
+        env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
+        env.async_reset(seed=0)
+        _recv_all(env)
+        link = fm.links[0]
+        real_call = link.call
+        failures = []
+
+        def call(method, *args, **kwargs):
+            if method == 'recv' and not failures:
+                failures.append(method)
+                raise ValueError('a bug of ours')
+            return real_call(method, *args, **kwargs)
+        monkeypatch.setattr(link, 'call', call)
+        env.send(np.full((2, 2), 0.5), [0, 1])
+        with pytest.raises(ValueError, match='a bug of ours'):
+            _recv_all(env)
+        results, _ = _recv_all(env)  # a new receiver took over what was in flight
+        assert sorted(results) == [0, 1] and [results[i][0][0] for i in (0, 1)] == [1, 1]
