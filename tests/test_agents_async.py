@@ -156,6 +156,22 @@ def test_a_lost_environment_stores_no_transition():
         agents_support.check_chains(agent.memory, LENGTH, restarts=True)
 
 
+def test_evaluating_on_the_training_env_discards_what_is_in_flight_and_training_starts_over():
+    """evaluate_vec stays lockstep: its reset() collects and discards the environments in
+    flight (test() on the training environments, --eval-envs 0)."""
+    with agents_support.scripted_cheap(3, LENGTH) as vec:
+        agent = _sac(vec)
+        agent.train_vec(vec, nb_steps=20)
+        assert vec.in_flight > 0
+        result = agent.evaluate_vec(vec, nb_episodes=3)
+        assert result['lengths'] == [LENGTH] * 3 and vec.in_flight == 0
+        steps = agent.global_step
+        agent.train_vec(vec, nb_steps=20)
+        assert vec.resets == 1 and vec.async_resets == 2
+        assert len(agent.memory) == agent.global_step >= steps + 20
+        agents_support.check_chains(agent.memory, LENGTH, restarts=True)
+
+
 def test_switching_modes_on_the_same_env_continues_its_episodes():
     with agents_support.scripted_cheap(3, LENGTH) as vec:
         agent = _sac(vec)
