@@ -46,8 +46,8 @@ Ctrl-C: during ``r`` the first one stops training after the batch in hand (the v
 flight, in lockstep; the agent's ``train_vec`` handles it), then the checkpoint and plot are
 written. SIGTERM (what a scheduler sends): the same during ``r``, then the farms are released and
 the process exits (code 143); at the prompt at once; during ``test()`` once it ends. A step still
-in flight after :data:`TERM_GRACE` seconds (the farms stalled) is abandoned. Writing files is never cut in half:
-a signal arriving meanwhile is acted on once the file is complete.
+in flight after :data:`TERM_GRACE` seconds (the farms stalled) is abandoned. Writing files is
+never cut in half: a signal arriving meanwhile is acted on once the file is complete.
 
 Python 3.6 compatible (the learner may run under TensorFlow 2.6); imports no TensorFlow itself.
 """
