@@ -404,8 +404,10 @@ def test_a_farm_stopped_with_envs_in_flight_and_a_recv_waiting_leaves_no_process
     ids = make(sender, lease, 3, 'SlowEnv', step_seconds=30.0, obs_size=3, act_size=2)
     sender.reset(lease, ids)
     assert sender.send(lease, ids, wire.pack(np.full((3, 2), 0.5))) == [None] * 3
-    waiting = threading.Thread(target=lambda: _quietly(receiver.recv, lease, 3, 60))
+    receiver._pyroBind()  # connected (and its metadata fetched) before the thread calls
+    waiting = threading.Thread(target=_quietly, args=(lambda: receiver.recv(lease, 3, 60),))
     waiting.start()
+    time.sleep(0.5)  # (most likely waiting by now; what is asserted holds either way)
     assert len(descendants_alive(f.process.pid)) >= 4  # the farm, its workers (+forkserver)
     log = f.stop()
     waiting.join(30)
@@ -417,8 +419,8 @@ def test_a_farm_stopped_with_envs_in_flight_and_a_recv_waiting_leaves_no_process
     assert 'stopped; all workers killed' in log
 
 
-def _quietly(call, *args):
+def _quietly(call):
     try:
-        return call(*args)
+        return call()
     except Exception:  # the farm went away under it: what this test does
         return None
