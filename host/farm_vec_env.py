@@ -14,7 +14,7 @@ modes: lockstep (``reset``, ``step_async``/``step_wait``, ``step``) and asynchro
   ``recv`` drains the queue.
 - Conversions: actions are checked here and cross as one packed array per farm (wire.pack);
   observations come back packed (the lease is opened with ``packed``) and become one float32
-  array (:func:`_obs`). Those are the host's one conversion out and in.
+  array (:func:`host.receivers.as_obs`). Those are the host's one conversion out and in.
 - A farm lost mid-call (``FARM_DOWN``) or a lease it forgot: those environments' episodes end
   truncated, not terminated (``info['lost']``, ``info['lost_cause']`` 'farm' or 'lease'), and
   they are rebuilt where farms answer (one ``make`` per farm), above capacity up to the farm's
@@ -24,7 +24,9 @@ modes: lockstep (``reset``, ``step_async``/``step_wait``, ``step``) and asynchro
   through ``send_reset`` and its lost result comes with the reset's first observation, so no
   other environment waits for it. An invalid action the farm reports is a ValueError here.
 - Environments displaced that way move to free capacity when a keep-alive round finds some
-  (``rebalance_due``), between lockstep steps: their episodes are cut with ``info['moved']``.
+  (``rebalance_due``), after a step whose outcome stands (between lockstep steps; in the
+  asynchronous mode between a step's result and its delivery): their episodes are cut with
+  ``info['moved']``.
 - ``close()`` gives this env's allocation back within a few seconds, abandoning calls still out
   (environments in flight included: the farm drops them with the lease).
 
