@@ -353,3 +353,28 @@ def test_an_unexpected_receiver_failure_is_raised_once_and_nothing_is_lost(threa
             _recv_all(env)
         results, _ = _recv_all(env)  # a new receiver took over what was in flight
         assert sorted(results) == [0, 1] and [results[i][0][0] for i in (0, 1)] == [1, 1]
+
+
+def test_a_worker_stuck_in_flight_comes_back_lost_after_the_step_timeout(thread_farm):
+    """The farm's recv answers 'lost' for a step past its step timeout (worker replaced); the
+    learner resets it through send_reset and hands over the lost result with the first
+    observation of the next episode."""
+    f = thread_farm(capacity=2, step_timeout=1.0)
+    with make_farmer([(f, 2)]) as fm:
+        env = fm.vec_env('CheapEnv', 2, {'episode_length': 100, 'hang_after': 2})
+        env.async_reset(seed=0)
+        _recv_all(env)
+        for t in (1, 2):
+            env.send(np.full((2, 2), 0.5), [0, 1])
+            results, _ = _recv_all(env)
+            assert [results[i][0][0] for i in (0, 1)] == [t, t]
+        env.send(np.full((2, 2), 0.5), [0, 1])  # the third step hangs
+        results, _ = _recv_all(env)
+        for i in (0, 1):
+            obs, reward, terminated, truncated, info = results[i]
+            assert truncated and not terminated and info['lost_cause'] == 'worker'
+            assert info['terminal_observation'][0] == 2 and obs[0] == 0
+            assert info['episode']['l'] == 3
+        env.send(np.full((2, 2), 0.5), [0, 1])  # the replacements step (and hang later)
+        results, _ = _recv_all(env)
+        assert [results[i][0][0] for i in (0, 1)] == [1, 1]
