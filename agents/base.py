@@ -10,7 +10,8 @@ bases. The concrete agent provides:
   ``nb_steps_warmup`` (no updates before this many env steps), ``updates_per_step``,
   ``action_low`` / ``action_high``; ``_weight_files(filepath)`` (suffix -> model) for
   save/load; ``_optimizers()`` (name -> (optimizer, the variables it trains)) and ``_rngs()``
-  (name -> numpy ``RandomState``) for the training state.
+  (name -> numpy ``RandomState``) for the training state; ``_acting_model()`` (the network
+  that acts, for :meth:`OffPolicyAgent.save_policy`).
 
 It provides keras-rl's ``forward``/``backward``, ``fit``/``test`` with keras-rl's pitfalls fixed,
 the vectorized ``train_vec``/``evaluate_vec`` (see :mod:`agents.parallel`), and counters that are
@@ -43,8 +44,28 @@ DDPG's per-env noise and its processes' states) and the fractional update credit
 from these numpy generators (none from TensorFlow's), so a run saved and loaded continues
 exactly as if it had not stopped, with one limit: episodes in flight are not continued (the
 vectorized env is a new one after a restart; its first call resets it), so a run stopped between
-episodes resumes bit for bit. There are no normalization statistics to
-save: the agents normalize nothing (a keras-rl processor is the user's, and not saved).
+episodes resumes bit for bit. The observation statistics (below) are in the training state too.
+(A keras-rl processor is the user's, and not saved.)
+
+What the learner sees, and what stays the environment's own:
+
+- ``normalize_obs``: the networks take observations through :meth:`OffPolicyAgent.state_batch`,
+  which normalizes them with running statistics (:class:`agents.normalize.RunningNorm`), for
+  acting and for every update alike. The replay memory stores *raw* observations, so replayed
+  states are normalized with the current statistics, as fresh ones are. The statistics learn
+  from every observation the training loop receives (:meth:`OffPolicyAgent.observe`: reset
+  observations, next states, terminal observations; agents/parallel.py in both stepping modes,
+  ``forward`` while training) and never while evaluating (``evaluate_vec``, ``test``,
+  evaluate.py). They are written beside the weights (``<name>_obsnorm.npz``: a policy loaded by
+  evaluate.py acts as it was trained; loading such a file switches normalization on) and in
+  the training state.
+- ``reward_scale`` / ``reward_offset``: the updates learn from ``reward_scale * (r +
+  reward_offset)`` (:meth:`OffPolicyAgent.learning_rewards`, applied to each sampled batch; the
+  replay memory keeps the environment's rewards, so a memory is never scaled twice). Returns,
+  episode events, ``episodes.csv`` and evaluations are the environment's own rewards.
+  On osim-rl's Arm2DEnv (reward ``1 - d^2`` per simulator step) ``reward_offset = -frame_skip``
+  and ``reward_scale = 10`` give ``-10 d^2`` summed over the skipped frames: the differences
+  between arm positions are then no longer small beside SAC's entropy bonus.
 """
 import json
 import logging
@@ -54,6 +75,7 @@ import numpy as np
 from rl.callbacks import Callback
 
 from agents import parallel
+from agents.normalize import RunningNorm
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +103,10 @@ class _TruncationWatcher(Callback):
 class OffPolicyAgent(object):
     """Mixin; call :meth:`_init_off_policy` in ``__init__`` before the keras-rl base's."""
 
-    def _init_off_policy(self, action_low, action_high, updates_per_step, seed=None):
+    def _init_off_policy(self, action_low, action_high, updates_per_step, seed=None,
+                         normalize_obs=False, reward_scale=1.0, reward_offset=0.0):
+        """``self.obs_dim`` must be set. ``normalize_obs``, ``reward_scale``, ``reward_offset``:
+        see the module docstring."""
         if not (np.all(np.isfinite(action_low)) and np.all(np.isfinite(action_high))):
             raise ValueError('the action space needs finite bounds (the networks act in [-1, 1] '
                              'and are rescaled to them); got %r, %r' % (action_low, action_high))
@@ -92,6 +117,10 @@ class OffPolicyAgent(object):
         self.action_low = np.asarray(action_low, dtype=np.float32)
         self.action_high = np.asarray(action_high, dtype=np.float32)
         self._update_credit = 0.0
+        self.normalize_obs = bool(normalize_obs)
+        self.obs_norm = RunningNorm((self.obs_dim,))
+        self.reward_scale = float(reward_scale)
+        self.reward_offset = float(reward_offset)
         self.warmup_rng = np.random.RandomState(seed)  # random actions during warm-up
         self._pending = None       # (s, a, r, terminal) waiting for its next state
         self._closing = False      # the last backward ended an episode
@@ -122,10 +151,30 @@ class OffPolicyAgent(object):
         return self.warmup_rng.uniform(-1.0, 1.0, size=(n, self.nb_actions)).astype(np.float32)
 
     def state_batch(self, obs):
-        """A batch of observations as the networks take it (the processor's hook applied)."""
+        """A batch of observations as the networks take it: the processor's hook applied, then
+        normalized with the current statistics when ``normalize_obs``."""
         if self.processor is not None:
             obs = self.processor.process_state_batch(obs)
+        if self.normalize_obs:
+            return self.obs_norm.normalize(obs)
         return np.asarray(obs, dtype=np.float32)
+
+    def observe(self, obs):
+        """Observations the training loop received (a batch, processed as stored): they update
+        the normalization statistics, while training only."""
+        if self.normalize_obs and self.training:
+            obs = np.asarray(obs, dtype=np.float32)
+            if len(obs):
+                self.obs_norm.update(obs)
+
+    def learning_rewards(self, rewards):
+        """Sampled rewards as the updates learn from them: ``reward_scale * (r +
+        reward_offset)``."""
+        rewards = np.asarray(rewards, dtype=np.float32)
+        if self.reward_scale == 1.0 and self.reward_offset == 0.0:
+            return rewards
+        return (self.reward_scale * (rewards + np.float32(self.reward_offset))).astype(
+            np.float32)
 
     # -- learning -----------------------------------------------------------------------------
     def learn(self, n_env_steps):
@@ -155,7 +204,8 @@ class OffPolicyAgent(object):
             self._pending = None
             if self.training:
                 self.memory.append(s, a, r, obs, terminal)
-        action = self.select_actions(obs[None], explore=self.training)[0]
+        self.observe(obs[None])
+        action = self.select_actions(self.state_batch(obs[None]), explore=self.training)[0]
         self.recent_observation = obs
         self.recent_action = action
         return self.to_env_action(action)
@@ -225,12 +275,15 @@ class OffPolicyAgent(object):
         """
         files = self._weight_files(filepath)
         state_file = self._state_file(filepath)
+        norm_file = self.norm_file(filepath)
         if not overwrite:
-            for path in list(files) + [state_file]:
+            for path in list(files) + [state_file, norm_file]:
                 if os.path.exists(path):
                     raise FileExistsError('%s exists; pass overwrite=True' % path)
         for path, model in files.items():
             model.save_weights(path, overwrite=True)
+        if self.normalize_obs:  # before the state file: a checkpoint's state file comes last
+            self.obs_norm.save(norm_file)
         state = self.counters()
         state.update(self._extra_state())
         with open(state_file, 'w') as f:
@@ -245,6 +298,7 @@ class OffPolicyAgent(object):
             if os.path.exists(path) or not self._optional_weight_file(path):
                 model.load_weights(path)
         self._after_load(filepath)
+        self._load_norm(self.norm_file(filepath))
         state_file = self._state_file(filepath)
         if os.path.exists(state_file):
             with open(state_file) as f:
@@ -255,6 +309,50 @@ class OffPolicyAgent(object):
         else:
             log.warning('%s not found: weights loaded, counters left as they were', state_file)
         self._vec_state = None
+
+    @staticmethod
+    def norm_file(filepath):
+        """The observation statistics' file beside the weights of ``filepath``."""
+        return os.path.splitext(filepath)[0] + '_obsnorm.npz'
+
+    def _load_norm(self, path):
+        if os.path.exists(path):
+            if not self.normalize_obs:
+                log.info('%s: observation statistics found; the agent normalizes observations '
+                         'with them, as it was trained', path)
+            self.normalize_obs = True
+            self.obs_norm.load(path)
+        elif self.normalize_obs:
+            log.warning('%s not found: the weights were saved without observation statistics; '
+                        'they start afresh', path)
+            self.obs_norm = RunningNorm((self.obs_dim,))
+
+    # -- a policy on its own: what acting needs (bench/learn.py --export, evaluate.py) ---------
+    POLICY_FILE = 'actor.h5'
+    NORM_FILE = 'obs_norm.npz'
+
+    def save_policy(self, folder):
+        """The acting network's weights (``actor.h5``) and, when normalizing, the observation
+        statistics (``obs_norm.npz``) into ``folder``; returns the files written."""
+        if not os.path.isdir(folder):
+            os.makedirs(folder)
+        written = [os.path.join(folder, self.POLICY_FILE)]
+        self._acting_model().save_weights(written[0], overwrite=True)
+        norm = os.path.join(folder, self.NORM_FILE)
+        if self.normalize_obs:
+            self.obs_norm.save(norm)
+            written.append(norm)
+        elif os.path.exists(norm):
+            os.remove(norm)  # a stale one would switch normalization on at load
+        return written
+
+    def load_policy(self, folder):
+        """What :meth:`save_policy` wrote: enough to act (evaluate.py), not to train on."""
+        self._acting_model().load_weights(os.path.join(folder, self.POLICY_FILE))
+        norm = os.path.join(folder, self.NORM_FILE)
+        self.normalize_obs = os.path.exists(norm)
+        if self.normalize_obs:
+            self.obs_norm.load(norm)
 
     # -- training state: optimizers, RNGs, replay memory (see the module docstring) --------------
     @staticmethod
@@ -276,6 +374,9 @@ class OffPolicyAgent(object):
             arrays['rng.%s.keys' % name] = keys
             arrays['rng.%s.rest' % name] = np.array([pos, has_gauss, gauss], dtype=np.float64)
         arrays.update(self._extra_arrays())
+        for key, value in self.obs_norm.state().items():
+            arrays['obs_norm.' + key] = value
+        arrays['normalize_obs'] = np.bool_(self.normalize_obs)
         np.savez(training_file, **arrays)
         written = [training_file]
         if memory:
@@ -313,6 +414,11 @@ class OffPolicyAgent(object):
             rng.set_state(('MT19937', arrays['rng.%s.keys' % name], int(pos), int(has_gauss),
                            float(gauss)))
         self._load_extra_arrays(arrays)
+        if 'obs_norm.mean' in arrays:
+            self.obs_norm.set_state(dict((key[len('obs_norm.'):], value)
+                                         for key, value in arrays.items()
+                                         if key.startswith('obs_norm.')))
+            self.normalize_obs = bool(arrays['normalize_obs'])
         if os.path.exists(memory_file):
             self.memory.load(memory_file)
             return None

@@ -51,16 +51,19 @@ class DDPG(OffPolicyAgent, DDPGAgent):
     def __init__(self, actor, critic, memory=None, action_low=-1.0, action_high=1.0, noise=None,
                  gamma=0.99, tau=0.005, batch_size=256, nb_steps_warmup=1000,
                  nb_steps_random=1000, updates_per_step=1.0, memory_limit=1000000, seed=None,
-                 processor=None, **kwargs):
+                 processor=None, normalize_obs=False, reward_scale=1.0, reward_offset=0.0,
+                 **kwargs):
         """``tau`` is keras-rl's ``target_model_update`` (< 1: soft; >= 1: hard, every ``tau``
         updates). ``nb_steps_warmup``: env steps before the first update (keras-rl's critic and
         actor warm-ups). ``nb_steps_random``: env steps of uniform random actions first.
-        ``noise``: a :class:`VectorNoise` (default Gaussian, sigma 0.1)."""
+        ``noise``: a :class:`VectorNoise` (default Gaussian, sigma 0.1). ``normalize_obs``,
+        ``reward_scale``, ``reward_offset``: see :mod:`agents.base`."""
         nb_actions = int(actor.outputs[0].shape[-1])
         self.obs_dim = int(actor.inputs[0].shape[-1])
         self._init_off_policy(np.broadcast_to(action_low, (nb_actions,)),
                               np.broadcast_to(action_high, (nb_actions,)),
-                              updates_per_step, seed=seed)
+                              updates_per_step, seed=seed, normalize_obs=normalize_obs,
+                              reward_scale=reward_scale, reward_offset=reward_offset)
         self.noise = noise if noise is not None else VectorNoise(nb_actions, 'gaussian', 0.1,
                                                                   seed=seed)
         if memory is None:
@@ -133,7 +136,9 @@ class DDPG(OffPolicyAgent, DDPGAgent):
     def train_once(self):
         """One update with keras-rl's compiled critic and actor functions."""
         obs, actions, rewards, next_obs, terminals = self.memory.sample(self.batch_size)
+        # raw in the memory: normalized with the current statistics, rewards scaled (agents/base)
         obs, next_obs = self.state_batch(obs), self.state_batch(next_obs)
+        rewards = self.learning_rewards(rewards)
         idx = self.critic_action_input_idx
 
         def with_action(states, acts):
@@ -170,6 +175,9 @@ class DDPG(OffPolicyAgent, DDPGAgent):
             files[self._part_file(filepath, 'target_actor')] = self.target_actor
             files[self._part_file(filepath, 'target_critic')] = self.target_critic
         return files
+
+    def _acting_model(self):
+        return self.actor
 
     def _optional_weight_file(self, path):
         return '_target_' in path  # keras-rl's files and older checkpoints have no targets

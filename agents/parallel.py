@@ -37,6 +37,10 @@ flight stay in flight between calls, their pending actions kept, and the next ca
 counters are the agent's Python ints. A call in lockstep after an asynchronous one first receives
 and records what is in flight. :func:`evaluate_vec` stays lockstep: it resets the env anyway.
 
+Observation statistics: every observation the loop receives (reset observations, next states,
+terminal observations) goes to ``agent.observe`` (see agents/base.py: the agent's running
+normalization learns from them); :func:`evaluate_vec` gives it none.
+
 Update metrics: after every batch whose updates returned metrics (``agent.learn``: the last
 update's values, named by ``agent.metrics_names``), :func:`train_vec` adds them to
 ``agent.update_metrics``, an :class:`UpdateMetrics` made on first use. Whoever reports them (the
@@ -159,6 +163,14 @@ def _process_obs(agent, obs):
     return np.asarray([agent.processor.process_observation(o) for o in obs], dtype=np.float32)
 
 
+def _observe(agent, obs):
+    """The observation statistics' hook (agents/base.py ``observe``); agents without it (a
+    user's keras-rl-like agent) normalize nothing."""
+    observe = getattr(agent, 'observe', None)
+    if observe is not None:
+        observe(obs)
+
+
 def _env_actions(agent, actions):
     env_actions = agent.to_env_action(actions)
     if agent.processor is not None:
@@ -188,6 +200,9 @@ def _record(agent, state, actions, result, summary, env_ids=None):
             valid[k] = False
         else:
             final_obs[k] = _process_obs(agent, np.asarray(last)[None])[0]
+    # the normalization statistics learn from every observation received: next states (reset
+    # ones included) and the terminal observations of the episodes that ended
+    _observe(agent, np.concatenate([next_obs, final_obs[ended & valid]]))
     stored_rewards = rewards
     if agent.processor is not None:
         stored_rewards = np.asarray([agent.processor.process_reward(r) for r in rewards])
@@ -232,6 +247,7 @@ def _record_received(agent, state, received, summary):
         if state.obs is None:  # the first results of all: now the shape is known
             state.obs = np.zeros((state.env.num_envs,) + fresh.shape[1:], dtype=np.float32)
         state.obs[ids] = fresh
+        _observe(agent, fresh)
         state.returns[ids] = 0.0
         state.lengths[ids] = 0
         state.resetting[ids] = False
@@ -333,6 +349,7 @@ def _lockstep(agent, vec_env, state, seed, summary, limits, callback, stop, sigi
         state.mode = 'lockstep'
     if state is None:
         state = _VecState(vec_env, 'lockstep', _process_obs(agent, vec_env.reset(seed=seed)))
+        _observe(agent, state.obs)
         agent.reset_noise(None)
         agent._vec_state = state
     progress = _Logger(limits[2], started)

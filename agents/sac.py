@@ -43,12 +43,15 @@ class SAC(OffPolicyAgent, Agent):
     def __init__(self, policy, critic1, critic2, memory=None, action_low=-1.0, action_high=1.0,
                  gamma=0.99, tau=0.005, batch_size=256, nb_steps_warmup=1000,
                  updates_per_step=1.0, initial_alpha=1.0, target_entropy=None, learn_alpha=True,
-                 memory_limit=1000000, seed=None, processor=None):
+                 memory_limit=1000000, seed=None, processor=None, normalize_obs=False,
+                 reward_scale=1.0, reward_offset=0.0):
+        """``normalize_obs``, ``reward_scale``, ``reward_offset``: see :mod:`agents.base`."""
         self.nb_actions = int(policy.outputs[0].shape[-1])
         self.obs_dim = int(policy.inputs[0].shape[-1])
         self._init_off_policy(np.broadcast_to(action_low, (self.nb_actions,)),
                               np.broadcast_to(action_high, (self.nb_actions,)),
-                              updates_per_step, seed=seed)
+                              updates_per_step, seed=seed, normalize_obs=normalize_obs,
+                              reward_scale=reward_scale, reward_offset=reward_offset)
         Agent.__init__(self, processor=processor)
         self.policy = policy
         self.critic1 = critic1
@@ -84,7 +87,9 @@ class SAC(OffPolicyAgent, Agent):
         return {'gamma': self.gamma, 'tau': self.tau, 'batch_size': self.batch_size,
                 'nb_steps_warmup': self.nb_steps_warmup, 'updates_per_step': self.updates_per_step,
                 'initial_alpha': self.initial_alpha, 'target_entropy': self.target_entropy,
-                'learn_alpha': self.learn_alpha, 'memory': self.memory.get_config()}
+                'learn_alpha': self.learn_alpha, 'normalize_obs': self.normalize_obs,
+                'reward_scale': self.reward_scale, 'reward_offset': self.reward_offset,
+                'memory': self.memory.get_config()}
 
     # -- compile: target critics, optimizers, the two TensorFlow functions ----------------------
     def compile(self, optimizer=None, metrics=None):
@@ -201,8 +206,9 @@ class SAC(OffPolicyAgent, Agent):
 
     def train_once(self):
         obs, actions, rewards, next_obs, terminals = self.memory.sample(self.batch_size)
-        if self.processor is not None:
-            obs, next_obs = self.state_batch(obs), self.state_batch(next_obs)
+        # raw in the memory: normalized with the current statistics, rewards scaled (agents/base)
+        obs, next_obs = self.state_batch(obs), self.state_batch(next_obs)
+        rewards = self.learning_rewards(rewards)
         noise = self._noise(2 * len(obs))
         return [float(x) for x in self._update_fn(obs, actions, rewards, next_obs, terminals,
                                                    noise[:len(obs)], noise[len(obs):])]
@@ -238,6 +244,9 @@ class SAC(OffPolicyAgent, Agent):
             files[self._part_file(filepath, 'target_critic1')] = self.target_critic1
             files[self._part_file(filepath, 'target_critic2')] = self.target_critic2
         return files
+
+    def _acting_model(self):
+        return self.policy
 
     def _optional_weight_file(self, path):
         return '_target_critic' in path  # older files: targets are then copied from the critics
