@@ -104,6 +104,9 @@ LIMITS = {
     'sigma': (lambda v: v >= 0, '0 or more'),
     'noise': (lambda v: v in ('gaussian', 'ou'), 'gaussian or ou'),
     'sim': (lambda v: v in ('exact', 'default', 'fast'), 'exact, default or fast'),
+    'frame_skip': (lambda v: v >= 1, 'at least 1'),
+    'reward_scale': (lambda v: 0 < v < float('inf'), 'a finite number above 0'),
+    'reward_offset': (lambda v: abs(v) < float('inf'), 'a finite number'),
     'stepping': (lambda v: v in ('async', 'lockstep'), 'async or lockstep'),
     'eval_envs': (lambda v: v >= 0, '0 or more'),
     'eval_every': (lambda v: v >= 0, '0 or more'),
@@ -275,10 +278,14 @@ def require_box(space, algo, env_name):
 def apply_sim(cfg):
     """``--sim`` goes to the environments as their ``sim`` kwarg (the farm expands it, see
     envs.SIM_PRESETS), unless ``--env-kwargs`` names one; 'default' adds nothing, so environments
-    that are not osim-rl's never see it."""
+    that are not osim-rl's never see it. ``--frame-skip`` likewise as ``frame_skip`` (envs.make
+    repeats the action for any environment), unless ``--env-kwargs`` names one; 1 adds nothing."""
     sim = getattr(cfg, 'sim', 'default')
     if sim != 'default' and 'sim' not in cfg.env_kwargs:
         cfg.env_kwargs = dict(cfg.env_kwargs, sim=sim)
+    frame_skip = getattr(cfg, 'frame_skip', 1)
+    if frame_skip != 1 and 'frame_skip' not in cfg.env_kwargs:
+        cfg.env_kwargs = dict(cfg.env_kwargs, frame_skip=frame_skip)
     return cfg
 
 

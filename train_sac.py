@@ -41,6 +41,9 @@ class Config:
     sim: str = 'default'
     """osim-rl simulator preset: exact (integrator accuracy 1e-5), default (osim-rl's 5e-5), fast
     (1e-3); an integrator_accuracy in --env-kwargs wins"""
+    frame_skip: int = 1
+    """simulator steps per agent step (the action repeated, the rewards summed); a frame_skip in
+    --env-kwargs wins"""
     n_envs: int = os.cpu_count() or 1
     """environments stepped in parallel on the farms"""
     stepping: str = 'async'
@@ -75,6 +78,15 @@ class Config:
     """initial entropy temperature (learned towards a target entropy of -|A|)"""
     memory_limit: int = 1000000
     """replay memory size, in transitions"""
+    normalize_obs: bool = True
+    """normalize observations with running statistics for the networks (agents/normalize.py; the
+    statistics are saved with the weights); --normalize-obs no feeds them raw"""
+    reward_scale: float = 1.0
+    """the updates learn from reward_scale * (r + reward_offset); returns, episodes.csv and
+    evaluations stay the environment's own rewards"""
+    reward_offset: float = 0.0
+    """see --reward-scale; Arm2DEnv (reward 1 - d^2 per simulator step): --reward-offset
+    -FRAME_SKIP --reward-scale 10 learns from -10 d^2"""
     seed: int = 1
     """seed of the networks, the warm-up actions, the replay sampling and the resets"""
     # --- the run
@@ -116,7 +128,8 @@ with runconfig.closing_on_error(farmer):  # a failed start-up releases the farms
                             gamma=cfg.gamma, tau=cfg.tau, batch_size=cfg.batch_size,
                             nb_steps_warmup=cfg.warmup, updates_per_step=cfg.updates_per_step,
                             initial_alpha=cfg.initial_alpha, memory_limit=cfg.memory_limit,
-                            seed=cfg.seed)
+                            seed=cfg.seed, normalize_obs=cfg.normalize_obs,
+                            reward_scale=cfg.reward_scale, reward_offset=cfg.reward_offset)
     agent.compile(adam(cfg.lr))
     run = session.Session(cfg, 'sac', agent, env, farmer, run_dir)
 

@@ -90,6 +90,7 @@ class _VecState(object):
         self.resetting = np.zeros(n, dtype=bool)
         self.returns = np.zeros(n)
         self.lengths = np.zeros(n, dtype=np.int64)
+        self.first_observations_count = True  # see _first_observations_count
 
 
 class _SigintToStop(object):
@@ -171,6 +172,15 @@ def _observe(agent, obs):
         observe(obs)
 
 
+def _first_observations_count(agent):
+    """Whether a new vectorized env's reset observations go to the statistics: only at the start
+    of a run (statistics empty). A run resumed on a new vectorized env gets there the episode
+    starts that the run it continues already counted (the next states of its last steps);
+    counting them twice would make it differ from a run never stopped."""
+    norm = getattr(agent, 'obs_norm', None)
+    return norm is None or norm.count == 0
+
+
 def _env_actions(agent, actions):
     env_actions = agent.to_env_action(actions)
     if agent.processor is not None:
@@ -247,7 +257,8 @@ def _record_received(agent, state, received, summary):
         if state.obs is None:  # the first results of all: now the shape is known
             state.obs = np.zeros((state.env.num_envs,) + fresh.shape[1:], dtype=np.float32)
         state.obs[ids] = fresh
-        _observe(agent, fresh)
+        if state.first_observations_count:
+            _observe(agent, fresh)
         state.returns[ids] = 0.0
         state.lengths[ids] = 0
         state.resetting[ids] = False
@@ -349,7 +360,8 @@ def _lockstep(agent, vec_env, state, seed, summary, limits, callback, stop, sigi
         state.mode = 'lockstep'
     if state is None:
         state = _VecState(vec_env, 'lockstep', _process_obs(agent, vec_env.reset(seed=seed)))
-        _observe(agent, state.obs)
+        if _first_observations_count(agent):
+            _observe(agent, state.obs)
         agent.reset_noise(None)
         agent._vec_state = state
     progress = _Logger(limits[2], started)
@@ -420,6 +432,7 @@ def _asynchronous(agent, vec_env, state, seed, summary, limits, callback, stop, 
             # an abandoned call left environments in flight: reset() discards their results
             vec_env.reset()
         state = _VecState(vec_env, 'async')
+        state.first_observations_count = _first_observations_count(agent)
         vec_env.async_reset(seed=seed)
         state.flying[:] = True
         state.resetting[:] = True

@@ -1,6 +1,9 @@
 """The cases of tests/test_resume.py, run in their own interpreters (Python 3.11, or the Python
 3.6 learner, which has no pytest): ``python tests/resume_cases.py case_first sac eager DIR``.
 
+``case_first ... DIR norm`` (a 5th argument) builds the agents with observation normalization
+and a reward scale and offset, whose statistics must continue exactly too.
+
 ``case_first`` trains the uninterrupted run and the first half (two agents built alike) and saves
 the half as a checkpoint; ``case_second`` loads it in a fresh process and trains the second half.
 Each writes what it ends with to a ``.npz`` (see :func:`_dump`) for the test to compare.
@@ -19,14 +22,17 @@ for _path in (ROOT, HERE):
 N_ENVS, HALF = 3, 150  # 5 episodes of 10 steps per environment in each half
 
 
-def _build(algo):
+def _build(algo, options='plain'):
     """An agent with the same initial weights in every process (drawn from a seeded numpy RNG,
-    not from TensorFlow's initializers)."""
+    not from TensorFlow's initializers); ``options`` 'norm': normalizing observations, rewards
+    scaled."""
     import agents_support
     from agents.noise import VectorNoise
     vec = agents_support.cheap_vec(N_ENVS)
     common = dict(hidden=agents_support.SMALL, batch_size=16, nb_steps_warmup=30,
                   updates_per_step=0.5, seed=3)
+    if options == 'norm':
+        common.update(normalize_obs=True, reward_scale=3.0, reward_offset=0.5)
     if algo == 'ddpg':
         from agents.ddpg import DDPG
         agent = DDPG.from_spaces(vec.observation_space, vec.action_space, nb_steps_random=30,
@@ -71,6 +77,9 @@ def _dump(agent, path):
         arrays['alpha'] = agent.alpha
     if hasattr(agent, 'noise'):
         arrays['noise_state'] = agent.noise.state
+    if agent.normalize_obs:
+        for key, value in agent.obs_norm.state().items():
+            arrays['obs_norm.' + key] = value
     np.savez(path, **arrays)
 
 
@@ -80,27 +89,27 @@ def _mode(mode):
         import rl.agents  # noqa: F401  (disables eager execution process-wide)
 
 
-def case_first(algo, mode, folder):
+def case_first(algo, mode, folder, options='plain'):
     """The uninterrupted run, then a first half saved as a checkpoint."""
     import checkpoints
     _mode(mode)
-    agent, vec = _build(algo)
+    agent, vec = _build(algo, options)
     agent.train_vec(vec, nb_steps=HALF, seed=100)
     agent.train_vec(vec, nb_steps=HALF)
     _dump(agent, os.path.join(folder, 'uninterrupted.npz'))
     vec.close()
-    agent, vec = _build(algo)
+    agent, vec = _build(algo, options)
     agent.train_vec(vec, nb_steps=HALF, seed=100)
     assert agent.counters()['episodes'] == HALF // 10  # every env at an episode boundary
     checkpoints.save(agent, os.path.join(folder, 'checkpoints'), 'half')
     vec.close()
 
 
-def case_second(algo, mode, folder):
+def case_second(algo, mode, folder, options='plain'):
     """A fresh process: load the checkpoint, train the second half on a new vectorized env."""
     import checkpoints
     _mode(mode)
-    agent, vec = _build(algo)
+    agent, vec = _build(algo, options)
     checkpoints.load(agent, os.path.join(folder, 'checkpoints'))
     agent.train_vec(vec, nb_steps=HALF)
     _dump(agent, os.path.join(folder, 'resumed.npz'))

@@ -23,7 +23,7 @@ ROOT = os.path.dirname(HERE)
 CASES = os.path.join(HERE, 'resume_cases.py')
 sys.path[:0] = [p for p in (ROOT, HERE) if p not in sys.path]
 
-from resume_cases import HALF, _build  # noqa: E402
+from resume_cases import HALF, N_ENVS, _build  # noqa: E402
 
 
 def _run(python, *args):
@@ -45,16 +45,22 @@ def _python(version):
 
 
 @pytest.mark.parametrize('python', ['this', '3.6'])
-@pytest.mark.parametrize('algo,mode', [('sac', 'eager'), ('sac', 'graph'), ('ddpg', 'graph')])
+@pytest.mark.parametrize('algo,mode,options', [
+    ('sac', 'eager', 'plain'), ('sac', 'graph', 'plain'), ('ddpg', 'graph', 'plain'),
+    ('sac', 'eager', 'norm'), ('ddpg', 'graph', 'norm')])
 def test_a_run_stopped_and_resumed_in_a_fresh_process_continues_as_if_never_stopped(
-        algo, mode, python, tmp_path):
+        algo, mode, options, python, tmp_path):
+    """``options`` 'norm': observation normalization on (its statistics continue exactly, and
+    with them every normalized state) and the rewards scaled."""
     python = _python(python)
-    _run(python, 'case_first', algo, mode, str(tmp_path))
-    _run(python, 'case_second', algo, mode, str(tmp_path))
+    _run(python, 'case_first', algo, mode, str(tmp_path), options)
+    _run(python, 'case_second', algo, mode, str(tmp_path), options)
     with np.load(str(tmp_path / 'uninterrupted.npz')) as a, \
             np.load(str(tmp_path / 'resumed.npz')) as b:
         assert sorted(a.files) == sorted(b.files)
         assert any(k.startswith('optimizer.') for k in a.files)
+        if options == 'norm':
+            assert int(a['obs_norm.count']) == N_ENVS + 2 * HALF + 2 * HALF // 10
         for key in sorted(a.files):
             np.testing.assert_allclose(b[key], a[key], rtol=1e-6, atol=1e-7, err_msg=key)
         # the second half trained: updates ran, with warm-up not repeated

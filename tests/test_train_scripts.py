@@ -119,12 +119,16 @@ def test_help_lists_every_field_with_its_docstring(script):
                                                ('train_sac.py', 'lockstep')])
 def test_a_script_run_trains_saves_and_stops_its_local_farm(script, stepping, tmp_path):
     port, run_dir = free_port(), tmp_path / 'run'
+    scaled = ['--reward-scale', '5', '--reward-offset', '1'] if stepping == 'lockstep' else []
     out = run_script([script, '--env', 'Pendulum-v1', '--env-kwargs',
                       '{"max_episode_steps": 50}', '--episodes', '4', '--checkpoint-every', '2',
-                      '--stepping', stepping] + tiny(script, port, run_dir))
+                      '--stepping', stepping] + scaled + tiny(script, port, run_dir))
     config = json.loads((run_dir / 'config.json').read_text())
     assert config['env'] == 'Pendulum-v1' and config['algo'] == script[6:-3]
     assert config['stepping'] == stepping
+    assert config['normalize_obs'] is True  # the scripts' default
+    assert (config['reward_scale'], config['reward_offset']) == ((5.0, 1.0) if scaled
+                                                                 else (1.0, 0.0))
     rows = read_csv(str(run_dir / 'episodes.csv'))
     n = len(rows)  # lockstep: 2 envs, 4 episodes; asynchronously the last batch may bring 5
     assert n == 4 if stepping == 'lockstep' else n in (4, 5)
@@ -143,6 +147,9 @@ def test_a_script_run_trains_saves_and_stops_its_local_farm(script, stepping, tm
         assert n * 50 <= saved['global_step'] < (n + 1) * 50
     assert (run_dir / 'checkpoints' / 'ep0000002' / 'ep0000002_state.json').exists()  # every 2
     assert len(list((run_dir / 'checkpoints' / name).glob(name + '_*.h5'))) >= 2
+    assert (run_dir / 'checkpoints' / name / (name + '_obsnorm.npz')).exists()
+    if scaled:  # the rewards the agent learnt from were scaled; the CSV keeps Pendulum's own
+        assert all(-1700 < float(r['return']) < 0 for r in rows)
     assert (run_dir / 'curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert_no_farm_left(port)
 
@@ -305,7 +312,42 @@ def test_sigterm_at_the_prompt_checkpoints_releases_the_farm_and_exits(tmp_path)
     assert_no_farm_left(port)
 
 
+@dataclass
+class Knobs:
+    env_kwargs: dict = field(default_factory=dict)
+    """kwargs"""
+    sim: str = 'default'
+    """preset"""
+    frame_skip: int = 1
+    """skip"""
+
+
+def test_frame_skip_and_sim_go_to_the_environments_unless_env_kwargs_name_them():
+    assert runconfig.apply_sim(Knobs()).env_kwargs == {}
+    assert runconfig.apply_sim(Knobs({}, 'fast', 2)).env_kwargs == {'sim': 'fast',
+                                                                     'frame_skip': 2}
+    assert runconfig.apply_sim(Knobs({'frame_skip': 4}, 'default', 2)).env_kwargs == {
+        'frame_skip': 4}
+
+
 # --- user errors: one line, non-zero exit, nothing left running ----------------------------------
+@pytest.mark.parametrize('script', SCRIPTS)
+@pytest.mark.parametrize('flags, message', [
+    (['--reward-scale', '0'], 'argument --reward-scale: 0.0 is not allowed: a finite number '
+                              'above 0'),
+    (['--reward-scale', 'inf'], 'argument --reward-scale: inf is not allowed'),
+    (['--reward-offset', 'nan'], 'argument --reward-offset: nan is not allowed: a finite number'),
+    (['--frame-skip', '0'], 'argument --frame-skip: 0 is not allowed: at least 1'),
+    (['--normalize-obs', 'yes', '--frame-skip', 'two'], "argument --frame-skip/--frame_skip: invalid int value: 'two'"),
+])
+def test_a_bad_knob_is_one_line(script, flags, message):
+    proc = subprocess.run([sys.executable, script] + flags, cwd=ROOT, timeout=TIMEOUT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        proc.stderr.strip().splitlines()[0]] and message in proc.stderr, proc.stderr
+
+
 def run_failing(args):
     proc = subprocess.run([sys.executable] + args, cwd=ROOT, timeout=TIMEOUT,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'),
