@@ -7,10 +7,13 @@
     python evaluate.py RUN --env Arm2DEnv --env-kwargs '{"integrator_accuracy": 1e-3}'
     python evaluate.py --random --env L2M2019Env --video l2m.mp4          # a baseline: no policy
 
-RUN is a run directory of train_sac.py / train_ddpg.py (its newest whole checkpoint) or one
-checkpoint inside it. The run's config.json says the algorithm, the environment and its kwargs,
+RUN is a run directory of train_sac.py / train_ddpg.py (its newest whole checkpoint), one
+checkpoint inside it, or an exported policy (:func:`export_policy`, ``bench/learn.py --export``:
+a folder of ``config.json``, ``actor.h5`` and, where the agent normalized its observations,
+``obs_norm.npz``; a few hundred KB, what acting needs and nothing more). The run's config.json says the algorithm, the environment and its kwargs,
 and the networks' sizes; the agent is built as the train script builds it, then the checkpoint's
-weights are loaded (not its replay memory nor optimizer states: acting needs neither). Episode k
+weights are loaded (not its replay memory nor optimizer states: acting needs neither), with the
+observation statistics saved beside them when the agent normalized its observations. Episode k
 is reset with seed S + k, and actions are deterministic (SAC: tanh of the policy's mean; DDPG:
 the actor, no noise), so the same command gives the same numbers. ``--env-kwargs`` are merged
 over the run's (a variant: another difficulty, a shorter episode); ``--env`` evaluates on another
@@ -107,7 +110,12 @@ def plan(args):
         return 'random', env, env_kwargs, ()
     if not args.run:
         raise errors.UserError('give a run directory or checkpoint (or --random --env NAME)')
-    checkpoints.find(args.run)  # a run with nothing loadable is said now, in one line
+    if is_policy_dir(args.run):
+        if not os.path.exists(os.path.join(args.run, POLICY_WEIGHTS)):
+            raise errors.UserError('%s: an exported policy without its %s; export it again'
+                                   % (args.run, POLICY_WEIGHTS))
+    else:
+        checkpoints.find(args.run)  # a run with nothing loadable is said now, in one line
     algo = config.get('algo')
     if algo not in ALGOS:
         raise errors.UserError('%s: config.json names algo %r; evaluate.py knows %s' % (
@@ -135,6 +143,39 @@ def read_config(path):
     except (ValueError, OSError) as e:
         raise errors.UserError('%s: unreadable (%s); give another run' % (newest, e))
     return config
+
+
+# --- exported policies ---------------------------------------------------------------------------
+POLICY_WEIGHTS = 'actor.h5'  # agents.base.OffPolicyAgent.POLICY_FILE
+
+
+def is_policy_dir(path):
+    """Whether ``path`` is a folder written by :func:`export_policy` (its config says so)."""
+    config = os.path.join(path, 'config.json')
+    if not (os.path.isdir(path) and os.path.exists(config)):
+        return False
+    try:
+        with open(config) as f:
+            return json.load(f).get('format') == 'policy'
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+def export_policy(agent, folder, algo, env, env_kwargs, hidden, **extra):
+    """Write ``agent``'s policy to ``folder``: the acting network's weights, the observation
+    statistics when it normalizes (agents.base ``save_policy``) and ``config.json`` (``format``
+    'policy', ``algo``, ``env``, ``env_kwargs``, ``hidden``, the agent's ``normalize_obs``,
+    ``reward_scale``, ``reward_offset``, and ``extra``: how it was trained, for people). Returns
+    the files written."""
+    written = agent.save_policy(folder)
+    config = dict(extra, format='policy', algo=algo, env=env, env_kwargs=dict(env_kwargs),
+                  hidden=list(hidden), normalize_obs=bool(agent.normalize_obs),
+                  reward_scale=agent.reward_scale, reward_offset=agent.reward_offset,
+                  counters=agent.counters())
+    path = os.path.join(folder, 'config.json')
+    with open(path, 'w') as f:
+        json.dump(config, f, indent=1, sort_keys=True)
+    return written + [path]
 
 
 # --- the policy and the environment --------------------------------------------------------------
@@ -169,14 +210,23 @@ def load_policy(algo, hidden, env, path, seed=0):
     agent.compile()
     # The weights are all acting needs: not checkpoints.load, which also restores the optimizers
     # and the replay memory (gigabytes, for a long run).
-    base = checkpoints.find(path)
+    exported = is_policy_dir(path)
+    base = path if exported else checkpoints.find(path)
     try:
-        agent.load_weights(base)
+        if exported:
+            agent.load_policy(path)
+        else:
+            agent.load_weights(base)
     except Exception as e:  # weights of other sizes: --env with other spaces, another run
         raise errors.UserError('%s: cannot load into a %s of hidden sizes %s for %s (%s)' % (
-            checkpoints.location(base), algo.upper(), ','.join(str(h) for h in hidden),
+            _where(base), algo.upper(), ','.join(str(h) for h in hidden),
             env.name, ' '.join(str(e).split())[:200]))
     return policy_of(agent), base
+
+
+def _where(base):
+    """What a loaded policy is called: an exported policy's folder, a checkpoint's location."""
+    return base if is_policy_dir(base) else checkpoints.location(base)
 
 
 def policy_of(agent):
@@ -279,7 +329,7 @@ def result(policy, base, env_name, env_kwargs, seed, returns, lengths, measures,
     """What the command prints (with ``--json``, as it is): the statistics both nested
     (``return``, ``length``) and flat (``mean_return`` ... ``max_length``), the task measures'
     means and per-episode values where the environment has them."""
-    out = {'policy': policy, 'checkpoint': base and checkpoints.location(base),
+    out = {'policy': policy, 'checkpoint': base and _where(base),
            'env': env_name, 'env_kwargs': env_kwargs, 'episodes': len(returns), 'seed': seed,
            'deterministic': policy != 'random', 'return': stats(returns),
            'length': stats(lengths), 'returns': returns, 'lengths': lengths,

@@ -74,6 +74,41 @@ def test_the_video_shows_the_same_deterministic_episodes(trained, evaluated, tmp
     assert os.path.getsize(gif) > 0
 
 
+EXPORT = """
+import sys
+import checkpoints, envs, evaluate, vecenv
+from agents.compat import tf
+from agents.%s import %s as Agent
+env = envs.make('Pendulum-v1')
+agent = Agent.from_spaces(vecenv.make_space(env.observation_space),
+                          vecenv.make_space(env.action_space), hidden=(16, 16), memory_limit=1)
+agent.compile()
+agent.load_weights(checkpoints.find(sys.argv[1]))
+assert agent.normalize_obs  # the train scripts' default, switched on by the checkpoint's file
+print(evaluate.export_policy(agent, sys.argv[2], %r, 'Pendulum-v1', {}, (16, 16), note='test'))
+"""
+
+
+def test_an_exported_policy_evaluates_as_its_checkpoint_did(trained, evaluated, tmp_path):
+    algo, run_dir = trained
+    folder = str(tmp_path / 'policy')
+    run(['-c', EXPORT % (algo, algo.upper(), algo), run_dir, folder])
+    assert sorted(os.listdir(folder)) == ['actor.h5', 'config.json', 'obs_norm.npz']
+    assert sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) < 10 ** 6
+    result = json.loads(run(['evaluate.py', folder] + EVALUATE).stdout)
+    assert result['policy'] == algo and result['checkpoint'] == folder
+    assert result['returns'] == evaluated['returns']  # the same policy, the same statistics
+    # without its statistics the same weights act otherwise: they were loaded, not ignored
+    os.remove(os.path.join(folder, 'obs_norm.npz'))
+    plain = json.loads(run(['evaluate.py', folder] + EVALUATE).stdout)
+    assert plain['returns'] != evaluated['returns']
+    os.remove(os.path.join(folder, 'actor.h5'))
+    proc = run(['evaluate.py', folder] + EVALUATE, check=False)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        'evaluate.py: %s: an exported policy without its actor.h5; export it again' % folder)
+
+
 def test_weights_that_do_not_fit_the_environment_are_one_line(trained):
     proc = run(['evaluate.py', trained[1], '--episodes', '1', '--env',
                 'MountainCarContinuous-v0'], check=False)  # 2 observations, not Pendulum's 3
