@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import farm
+import farm_books
 import wire
 from conftest import alive
 
@@ -21,12 +22,12 @@ GOOD = [0.5, 0.5]
 
 @pytest.fixture(params=['epoll', 'poll'])
 def watch_mode(request, monkeypatch):
-    """The recv's two ways of waiting (farm.Watch): epoll, where a send adds its pipe to the set
+    """The recv's two ways of waiting (farm_books.Watch): epoll, where a send adds its pipe to the set
     a waiting recv sleeps on, and poll (no epoll on this platform), where send wakes it."""
     if request.param == 'poll':
         without_epoll = types.SimpleNamespace(poll=select.poll, POLLIN=select.POLLIN,
                                               error=select.error)
-        monkeypatch.setattr(farm, 'select', without_epoll)
+        monkeypatch.setattr(farm_books, 'select', without_epoll)
     return request.param
 
 

@@ -268,3 +268,20 @@ def test_a_tls_farm_serves_a_tls_learner_with_the_key_and_refuses_others(process
     plain._pyroRelease()
     log = f.stop()
     assert 'with TLS' in log and 'TLS handshake failed' in log, log
+
+
+def test_only_the_verbs_can_be_called_over_the_wire(thread_farm):
+    """close() kills every learner's workers and disconnected() is the daemon's news of a closed
+    connection: neither may be called by a client (they were, with any key the farm accepted)."""
+    f = thread_farm(capacity=2)
+    p = f.proxy()
+    lease = p.open_lease()
+    env_id = p.make(lease, 'CheapEnv', {}, 1)['env_ids'][0]
+    for name, args in (('close', ()), ('disconnected', (1,)), ('_drop', ([env_id],))):
+        with pytest.raises(AttributeError):
+            getattr(p, name)(*args)
+    p.reset(lease, [env_id])
+    assert not isinstance(p.step(lease, [env_id], [[0.5, 0.5]])[0], dict)  # the farm still serves
+    assert sorted(p._pyroMethods) == sorted([
+        'info', 'open_lease', 'renew', 'close_lease', 'worker_pids', 'make', 'release', 'reset',
+        'step', 'set_params', 'send', 'send_reset', 'recv'])

@@ -11,6 +11,7 @@ import pytest
 
 import errors
 import farm
+import farm_core
 import farmer
 from conftest import ThreadFarm
 from host import settings
@@ -210,7 +211,7 @@ def test_reset_collects_what_is_in_flight_and_close_leaves_no_lease(thread_farm)
 def old_farm(monkeypatch):
     """A farm that speaks farm protocol 1."""
     with monkeypatch.context() as m:
-        m.setattr(farm, 'PROTOCOL', 1)
+        m.setattr(farm_core, 'PROTOCOL', 1)
         f = ThreadFarm(capacity=2)
     yield f
     f.close()

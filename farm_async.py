@@ -1,0 +1,246 @@
+"""farm_async.py: the farm's asynchronous verbs, ``send``, ``send_reset`` and ``recv``.
+
+A mixin of :class:`farm_core.Farm` (which provides the lease lookup, the ownership checks, the
+dispatching core's ``_settled``/``_shaped``/``_failure`` and worker replacement): an environment is
+*in flight* from ``send``/``send_reset`` until ``recv`` hands its result over, and its lease's
+:class:`farm_books.Watch` holds its worker's pipe meanwhile. What these verbs promise is in
+farm.py's docstring. Runs unmodified on Python 2.7 and 3.6+.
+"""
+from __future__ import absolute_import
+
+import numbers
+import time
+
+import Pyro4
+
+from envworker import SPIN_SECONDS, WorkerError, WorkerLost
+from farm_books import BUILD_TIMEOUT, CALL, Flight, Watch, is_number, yield_cpu
+
+
+class AsyncStepping(object):
+    """Farm's asynchronous verbs (see the module docstring)."""
+
+    @Pyro4.expose
+    def send(self, lease, env_ids, actions, auto_reset=True):
+        """Hands each environment its action and returns at once: one element per environment,
+        None (stepping now; its result comes from recv) or the error dict. A worker found dead
+        is replaced and its element is the 'lost' error at once."""
+        held = self._lease(lease)
+        slots = self._owned(held, env_ids)
+        actions = self._actions(slots, actions, 'send')
+        auto_reset = bool(auto_reset)
+        results = self._claim(held, slots, CALL)
+        flights = []
+        for k, slot in enumerate(slots):
+            if results[k] is not None:
+                continue
+            try:
+                if slot.needs_hello:
+                    raise WorkerError('input', 'environment was lost; reset it before stepping')
+                slot.worker.send_step(actions[k], auto_reset)
+                flights.append(Flight(slot, 'step', 'reply', time.time() + self.step_timeout))
+            except Exception as e:
+                self._unclaim(held, [slot])
+                results[k] = self._failure(slot, e)
+        self._launch(held, flights)
+        return results
+
+    @Pyro4.expose
+    def send_reset(self, lease, env_ids, seeds=None):
+        """Resets each environment without waiting; its first observation comes from recv.
+        A worker due for recycling, or replaced after a loss, is rebuilt first (also without
+        waiting: recv sends the reset once the new worker is up)."""
+        held = self._lease(lease)
+        slots = self._owned(held, env_ids)
+        seeds = list(seeds) if seeds is not None else [None] * len(slots)
+        if len(seeds) != len(slots):
+            raise ValueError('farm %s: %d seeds for %d environments' % (self.label, len(seeds),
+                                                                         len(slots)))
+        results = self._claim(held, slots, CALL)
+        flights = []
+        for k, slot in enumerate(slots):
+            if results[k] is not None:
+                continue
+            try:
+                self._recycle_if_due(slot)
+                now = time.time()
+                if slot.needs_hello:
+                    flights.append(Flight(slot, 'reset', 'hello', now + BUILD_TIMEOUT, seeds[k]))
+                else:
+                    slot.worker.send('reset', seeds[k])
+                    flights.append(Flight(slot, 'reset', 'reply', now + self.step_timeout))
+            except Exception as e:
+                self._unclaim(held, [slot])
+                results[k] = self._failure(slot, e)
+        self._launch(held, flights)
+        return results
+
+    def _launch(self, held, flights):
+        if not flights:
+            return
+        with held.state:
+            if held.ended:  # closed meanwhile: its workers are gone, nothing is in flight
+                return
+            if held.watch is None:
+                held.watch = Watch()
+            for flight in flights:
+                flight.slot.busy = flight
+                held.in_flight[flight.slot.env_id] = flight
+                self._watch(held, flight)
+
+    def _watch(self, held, flight):
+        """Watch ``flight``'s worker pipe (``state`` held); a closed one: its deadline is now."""
+        try:
+            flight.fd = flight.worker.conn.fileno()
+        except (IOError, OSError, ValueError):  # killed meanwhile: recv finds it late
+            flight.fd, flight.deadline = None, 0.0
+            held.watch.nudge()
+            return
+        held.watch.add(flight.fd, flight, held.receiving)
+
+    @Pyro4.expose
+    def recv(self, lease, min_count=1, timeout=1.0):
+        """``[[env_id, result], ...]`` of environments in flight, in the order they finished:
+        as soon as ``min(min_count, number in flight)`` are ready, with every other one ready by
+        then; at ``timeout`` seconds (None: no limit) with whatever is ready. A result is a
+        step's ``[obs, reward, terminated, truncated, info]``, a reset's ``obs``, or the error
+        dict (``'lost'`` past the step timeout: the worker is replaced; reset it)."""
+        held = self._lease(lease)
+        if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral) \
+                or min_count < 0:
+            raise ValueError('farm %s: recv: min_count must be an int >= 0, got %r'
+                             % (self.label, min_count))
+        if timeout is not None and (not is_number(timeout) or not timeout >= 0):
+            raise ValueError('farm %s: recv: timeout must be a number of seconds >= 0 or None, '
+                             'got %r' % (self.label, timeout))
+        with held.state:
+            if held.receiving:
+                raise ValueError('farm %s: recv: another recv is running on this lease (one at '
+                                 'a time)' % self.label)
+            if not held.in_flight:
+                return []
+            held.receiving = True
+        try:
+            return self._receive(held, min_count, timeout)
+        finally:
+            with held.state:
+                held.receiving = False
+                if held.ended and held.watch is not None:
+                    held.watch.close()
+                    held.watch = None
+
+    def _receive(self, held, min_count, timeout):
+        end = None if timeout is None else time.time() + timeout
+        out = []
+        watch = held.watch
+        while True:
+            now = time.time()
+            with held.state:
+                flights = list(held.in_flight.values())
+                if not flights:
+                    return out
+                late = [f for f in flights if f.deadline <= now]
+                for flight in late:
+                    if flight.fd is not None:
+                        watch.remove(flight.fd)
+                snapshot = None if watch.epoll is not None else list(watch.fds)
+            if late:
+                self._hand_over(held, late, out, True)
+                continue
+            # Enough: take every other result already there (a zero wait), then return.
+            sweep = len(out) >= min_count
+            soonest = min(f.deadline for f in flights)
+            if end is not None:
+                soonest = min(soonest, end)
+            if sweep:
+                fds = watch.wait(0, snapshot)
+            else:
+                fds = self._spin(watch, flights, now, snapshot)
+                if not fds:
+                    fds = watch.wait(max(0.0, soonest - time.time()), snapshot)
+            ready = []
+            with held.state:
+                for fd in fds:
+                    flight = watch.fds.get(fd)
+                    if flight is None:  # not ours any more: never report it again
+                        watch.forget(fd)
+                        continue
+                    watch.remove(fd)  # its answer is taken now
+                    ready.append(flight)
+            if ready:
+                self._hand_over(held, ready, out, False)
+            elif sweep or end is not None and time.time() >= end:
+                return out
+
+    def _spin(self, watch, flights, now, snapshot):
+        """Ready fds caught by a brief spin when an answer is due within SPIN_SECONDS (the
+        environments' last steps were that fast): an idle CPU's wake-up costs more than the
+        wait. Yields the CPU at every turn; never spins for slow environments."""
+        due = [f.sent + f.worker.last_seconds for f in flights
+               if f.stage == 'reply' and f.worker.last_seconds is not None]
+        if not due or min(due) > now + SPIN_SECONDS:
+            return []
+        until = min(min(due) + SPIN_SECONDS, now + 2 * SPIN_SECONDS)
+        while True:
+            fds = watch.wait(0, snapshot)
+            if fds or time.time() >= until:
+                return fds
+            yield_cpu()
+
+    def _hand_over(self, held, flights, out, late):
+        """Advance each flight (its worker answered, or ``late``); finished ones go to ``out``."""
+        for flight in flights:
+            env_id = flight.slot.env_id
+            with held.state:
+                if held.in_flight.get(env_id) is not flight:
+                    continue  # released meanwhile
+            result = self._advance(held, flight, late)
+            with held.state:
+                if held.in_flight.get(env_id) is not flight:
+                    continue
+                if result is None:  # on to its next stage: a new worker being built
+                    self._watch(held, flight)
+                    continue
+                del held.in_flight[env_id]
+                flight.slot.busy = None
+                out.append([env_id, result])
+
+    def _advance(self, held, flight, late):
+        """An in-flight environment's worker spoke (or ``late``: its deadline passed). Returns
+        its result, or None while it goes on to another stage."""
+        slot = flight.slot
+        if flight.stage == 'hello':
+            try:
+                if late:
+                    slot.worker.kill()
+                    raise WorkerLost('worker %s not built within %g s' % (slot.worker.pid,
+                                                                          BUILD_TIMEOUT))
+                self._hello(slot, max(0.0, flight.deadline - time.time()))
+                slot.worker.send('reset', flight.seed)
+            except Exception as e:
+                return self._failure(slot, e)
+            flight.stage, flight.worker = 'reply', slot.worker
+            flight.sent = time.time()
+            flight.deadline = flight.sent + self.step_timeout
+            return None
+        outcome = flight.worker._timed_out() if late else flight.worker._take()
+        if flight.outcome is not None:  # the reset after recycling: the episode's first obs
+            if isinstance(outcome, Exception):
+                return self._failure(slot, outcome)
+            slot.worker.resets += 1
+            result, flight.outcome = flight.outcome, None
+            result[0] = outcome
+            return self._shaped(held, 'step', result)
+        if flight.command == 'step' and not late:
+            flight.worker.last_seconds = time.time() - flight.sent
+        result, due = self._settled(slot, flight.command, outcome)
+        if not due:
+            return self._shaped(held, flight.command, result)
+        try:
+            self._recycle_if_due(slot)  # its successor builds while the others step
+        except Exception as e:
+            return self._failure(slot, e)
+        flight.stage, flight.seed, flight.outcome, flight.worker = 'hello', None, result, \
+            slot.worker
+        flight.deadline = time.time() + BUILD_TIMEOUT
+        return None
