@@ -10,13 +10,14 @@
 RUN is a run directory of train_sac.py / train_ddpg.py (its newest whole checkpoint), one
 checkpoint inside it, or an exported policy (:func:`export_policy`, ``bench/learn.py --export``:
 a folder of ``config.json``, ``actor.h5`` and, where the agent normalized its observations,
-``obs_norm.npz``; a few hundred KB, what acting needs and nothing more). The run's config.json says the algorithm, the environment and its kwargs,
-and the networks' sizes; the agent is built as the train script builds it, then the checkpoint's
-weights are loaded (not its replay memory nor optimizer states: acting needs neither), with the
-observation statistics saved beside them when the agent normalized its observations. Episode k
-is reset with seed S + k, and actions are deterministic (SAC: tanh of the policy's mean; DDPG:
-the actor, no noise), so the same command gives the same numbers. ``--env-kwargs`` are merged
-over the run's (a variant: another difficulty, a shorter episode); ``--env`` evaluates on another
+``obs_norm.npz``; a few hundred KB, what acting needs and nothing more). The run's config.json
+says the algorithm, the environment and its kwargs, and the networks' sizes; the agent is built as
+the train script builds it, then the checkpoint's (or the exported policy's) weights are loaded
+(not its replay memory nor optimizer states: acting needs neither), with the observation
+statistics saved beside them when the agent normalized its observations. Episode k is reset
+with seed S + k, and actions are deterministic (SAC: tanh of the policy's mean; DDPG: the actor,
+no noise), so the same command gives the same numbers. ``--env-kwargs`` are merged over the
+run's (a variant: another difficulty, a shorter episode); ``--env`` evaluates on another
 environment (with none of the run's kwargs).
 
 Besides returns and lengths, the environment's own task measure where it has one (osim-rl's state,

@@ -41,7 +41,6 @@ Output: one JSON object (per seed and over seeds: ``final_mean_return``, ``final
 :func:`make_vec_env`: farm-backed (a local farm on a free port) when farmer.py is there, else
 ``vecenv.InProcessVecEnv``; ``--backend`` forces one.
 """
-import argparse
 import csv
 import json
 import logging
@@ -132,7 +131,7 @@ def build_agent(args, vec, seed):
     return agent
 
 
-# --- evaluation: evaluate.py's code ----------------------------------------------------------------
+# --- evaluation: evaluate.py's code ---------------------------------------------------------------
 def evaluation(act, env, args):
     """evaluate.py's result for ``act`` on ``--eval-episodes`` episodes from EVAL_SEED."""
     import evaluate
@@ -170,7 +169,7 @@ def random_baseline(args, env_kwargs):
     return outcome
 
 
-# --- one seed --------------------------------------------------------------------------------------
+# --- one seed -------------------------------------------------------------------------------------
 def run_seed(args, seed, env_kwargs, frame_skip, measure_key=None):
     """Train (or continue) one seed; returns its result dict and its curve rows.
     ``measure_key``: the env's task measure (``mean_distance``...), None where it has none."""
@@ -332,7 +331,7 @@ def _write_json(path, data):
     os.replace(tmp, path)
 
 
-# --- output ----------------------------------------------------------------------------------------
+# --- output ---------------------------------------------------------------------------------------
 def write_curves(args, rows, target, baseline):
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, '%s_%s_curves' % (args.algo, args.env))
@@ -401,7 +400,7 @@ def _reaches(args, result, target, baseline):
     return all(checks) if checks else None
 
 
-# --- the command -----------------------------------------------------------------------------------
+# --- the command ----------------------------------------------------------------------------------
 def _yes_no(text):
     if text.lower() in ('yes', 'true', '1', 'on'):
         return True

@@ -338,7 +338,8 @@ def test_frame_skip_and_sim_go_to_the_environments_unless_env_kwargs_name_them()
     (['--reward-scale', 'inf'], 'argument --reward-scale: inf is not allowed'),
     (['--reward-offset', 'nan'], 'argument --reward-offset: nan is not allowed: a finite number'),
     (['--frame-skip', '0'], 'argument --frame-skip: 0 is not allowed: at least 1'),
-    (['--normalize-obs', 'yes', '--frame-skip', 'two'], "argument --frame-skip/--frame_skip: invalid int value: 'two'"),
+    (['--normalize-obs', 'yes', '--frame-skip', 'two'],
+     "argument --frame-skip/--frame_skip: invalid int value: 'two'"),
 ])
 def test_a_bad_knob_is_one_line(script, flags, message):
     proc = subprocess.run([sys.executable, script] + flags, cwd=ROOT, timeout=TIMEOUT,
