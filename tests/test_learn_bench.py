@@ -13,19 +13,9 @@ import time
 import pytest
 
 from conftest import ROOT
+from test_evaluate import TIMEOUT, run  # a script in a subprocess, its output kept
 
-TIMEOUT = 240
 LEARN = os.path.join(ROOT, 'bench', 'learn.py')
-
-
-def run(args, check=True):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, timeout=TIMEOUT,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc
 
 
 def test_a_tiny_run_reports_its_keys_and_its_export_evaluates_to_the_same_figures(tmp_path):
