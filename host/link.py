@@ -129,6 +129,11 @@ class FarmLink(object):
         self._proxies_lock = threading.Lock()
         self._busy = set()     # ids of the proxies in a call now
         self._closed = False
+        # Bumped when the farm is marked down: every thread's connection is then to a process
+        # that is gone (or was frozen), and is replaced at that thread's next call; otherwise a
+        # thread that made no call meanwhile (the learner's) would fail once on a restarted
+        # farm and mark it down again.
+        self._generation = 0
         self._worker = None
         self._worker_lock = threading.Lock()
 
@@ -138,12 +143,16 @@ class FarmLink(object):
 
     def _proxy(self, timeout):
         proxy = getattr(self._local, 'proxy', None)
+        if proxy is not None and self._local.generation != self._generation:
+            self._drop_proxy()
+            proxy = None
         if proxy is None:
             proxy = Pyro4.Proxy(wire.uri(self.host, self.port))
             proxy._pyroMaxRetries = 0  # never replay a step: environments are not idempotent
             if self.key:
                 proxy._pyroHmacKey = self.key.encode('utf-8')
             self._local.proxy = proxy
+            self._local.generation = self._generation
         if id(proxy) not in self._proxies:  # new, or released by close() and used again
             with self._proxies_lock:
                 self._proxies[id(proxy)] = proxy
@@ -273,6 +282,7 @@ class FarmLink(object):
         self.up, self.error, self.cause = False, describe(error), classify(error)
         self.down_since = self.down_since or time.time()
         self.retry_at = time.time() + settings.RETRY_EVERY
+        self._generation += 1
         self.abandon()
 
     def close(self):

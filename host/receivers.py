@@ -1,8 +1,10 @@
 """The asynchronous mode of :class:`host.farm_vec_env.FarmVecEnv`: who sends, who receives, and
 what happens to an environment between its ``send`` and the ``recv`` that hands its result over.
 
-- Sending happens in the learner's thread, on its own connection: one farm ``send`` (or
-  ``send_reset``) per farm touched, which returns as soon as the workers have the actions.
+- Sending: one farm ``send`` (or ``send_reset``) per farm touched, handed to that farm's call
+  thread (host/link.py) without waiting for its answer: through a far link the round trip
+  overlaps the learner's work. The farm's answer (the accepted ones counted for the receiver,
+  refusals and lost workers) comes back as an event the learner's thread handles in ``recv``.
 - Receiving: one :class:`Receiver` per farm (per lease of this vector env there, which is one),
   a daemon thread with a connection of its own that waits in the farm's ``recv`` while that farm
   has environments of ours in flight, and puts what comes back on one queue.
@@ -22,6 +24,8 @@ what happens to an environment between its ``send`` and the ``recv`` that hands 
 
 Python 3.6 compatible.
 """
+import concurrent.futures
+import functools
 import logging
 import queue
 import threading
@@ -229,10 +233,12 @@ class AsyncState(object):
     # --- sending ----------------------------------------------------------------------------------
     def dispatch(self, kind, indices, actions=None, seeds=None):
         """One farm ``send`` (kind STEP, with ``actions`` row k for ``indices[k]``) or
-        ``send_reset`` (RESET, with ``seeds``) per farm for ``indices``, from this thread; marks
-        them in flight. An 'input' refusal is a ValueError once the other farms have theirs."""
+        ``send_reset`` (RESET, with ``seeds``) per farm for ``indices``; marks them in flight.
+        Returns without waiting for the farms: each call goes out on its farm's call thread
+        (in order, after that farm's earlier calls), so a far farm's round trip overlaps the
+        learner's work instead of delaying it. What the farm answers arrives as an event
+        (:meth:`_sent`): an 'input' refusal is then a ValueError from the next recv."""
         env = self.env
-        refused = []
         for (link, lease), (ks, ids) in env.groups_of(indices).items():
             idx = [indices[k] for k in ks]
             lost = not link.up or env.allocation.lease(link, open_new=False) != lease
@@ -243,32 +249,51 @@ class AsyncState(object):
                 self._lose(idx, *self.gone.get((link, lease), (
                     'farm %s lost: %s' % (link.name, link.error), 'farm')))
                 continue
-            try:
-                if kind == STEP:
-                    answers = link.call('send', lease, ids, wire.pack(actions[ks]), True,
-                                        timeout=env.call_timeout(link))
-                else:
-                    answers = link.call('send_reset', lease, ids,
-                                        None if seeds is None else [seeds[k] for k in ks],
-                                        timeout=env.call_timeout(link))
-            except BaseException as e:
-                if isinstance(e, FARM_DOWN) or no_such_lease(e):
-                    self._failed(receiver, e)
-                    continue
-                for i in idx:
-                    del self.flight[i]
-                raise
-            # Counted once the farm has them (not before: the receiver would find none in
-            # flight there and call again at once).
-            receiver.expect(sum(1 for answer in answers if answer is None))
-            for i, answer in zip(idx, answers):
-                if answer is None:
-                    continue
-                if answer.get('kind') == 'input':
-                    del self.flight[i]
-                    refused.append(answer['error'])
-                else:
-                    self._worker_lost(i, answer['error'])
+            if kind == STEP:
+                future = link.submit('send', lease, ids, wire.pack(actions[ks]), True,
+                                     timeout=env.call_timeout(link))
+            else:
+                future = link.submit('send_reset', lease, ids,
+                                     None if seeds is None else [seeds[k] for k in ks],
+                                     timeout=env.call_timeout(link))
+            future.add_done_callback(functools.partial(self._sent, receiver, idx))
+
+    def _sent(self, receiver, idx, future):
+        """A farm answered a send (on its call thread): the accepted environments are counted
+        for its receiver; refusals and failures go to the learner's thread as events."""
+        try:
+            answers = future.result()
+        except BaseException as e:  # (a cancelled call too: its farm was abandoned)
+            self.events.put(('send failed', receiver, idx, e))
+            return
+        # Counted once the farm has them (not before: the receiver would find none in flight
+        # there and call again at once).
+        receiver.expect(sum(1 for answer in answers if answer is None))
+        if any(answer is not None for answer in answers):
+            self.events.put(('refused', receiver, idx, answers))
+
+    def _send_failed(self, receiver, idx, error):
+        if isinstance(error, FARM_DOWN) or no_such_lease(error):
+            self._failed(receiver, error)
+        elif isinstance(error, concurrent.futures.CancelledError):
+            # Abandoned with its farm (marked down, or a stall given up on): as a lost farm.
+            self._lose([i for i in idx if self.flight.get(i) not in (None, REBUILDING)],
+                       'farm %s lost: %s' % (receiver.link.name, receiver.link.error), 'farm')
+        else:
+            for i in idx:
+                self.flight.pop(i, None)
+            raise error
+
+    def _refused(self, idx, answers):
+        refused = []
+        for i, answer in zip(idx, answers):
+            if answer is None or i not in self.flight:
+                continue
+            if answer.get('kind') == 'input':
+                del self.flight[i]
+                refused.append(answer['error'])
+            else:
+                self._worker_lost(i, answer['error'])
         if refused:
             raise ValueError(refused[0])
 
@@ -307,6 +332,10 @@ class AsyncState(object):
             self._results(event[1], event[2])
         elif kind == 'failed':
             self._failed(event[1], event[2])
+        elif kind == 'send failed':
+            self._send_failed(event[1], event[2], event[3])
+        elif kind == 'refused':
+            self._refused(event[2], event[3])
         elif kind == 'rebuilt':
             idx = [i for i in event[1] if self.flight.get(i) == REBUILDING]
             if idx and not self.env.closed:
