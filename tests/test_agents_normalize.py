@@ -86,6 +86,24 @@ def test_training_learns_from_every_observation_received_and_the_replay_stays_ra
     vec.close()
 
 
+def test_keras_rl_s_single_env_protocol_learns_while_training_and_acts_normalized():
+    agent, vec = _sac(nb_steps_warmup=0)
+    agent.obs_norm.update([[0.0, 0.0, 0.0], [2.0, 4.0, 6.0]])
+    x = np.array([1.0, 2.0, 3.0])
+    agent.training = False  # keras-rl's test(): statistics left alone
+    acted = agent.forward(x)
+    assert agent.obs_norm.count == 2
+    expected = agent.to_env_action(agent.select_actions(
+        agent.obs_norm.normalize(x[None]), explore=False))[0]
+    np.testing.assert_array_equal(acted, expected)
+    agent.training = True  # keras-rl's fit()
+    agent.forward(x)
+    agent.backward(0.0)
+    agent.forward(x + 1)
+    assert agent.obs_norm.count == 4
+    vec.close()
+
+
 def test_evaluation_does_not_move_the_statistics():
     agent, vec = _sac()
     agent.train_vec(vec, nb_steps=30, seed=0)
