@@ -99,12 +99,15 @@ class AsyncStepping(object):
         held.watch.add(flight.fd, flight, held.receiving)
 
     @Pyro4.expose
-    def recv(self, lease, min_count=1, timeout=1.0):
+    def recv(self, lease, min_count=1, timeout=1.0, wait=False):
         """``[[env_id, result], ...]`` of environments in flight, in the order they finished:
         as soon as ``min(min_count, number in flight)`` are ready, with every other one ready by
         then; at ``timeout`` seconds (None: no limit) with whatever is ready. A result is a
         step's ``[obs, reward, terminated, truncated, info]``, a reset's ``obs``, or the error
-        dict (``'lost'`` past the step timeout: the worker is replaced; reset it)."""
+        dict (``'lost'`` past the step timeout: the worker is replaced; reset it).
+        ``wait``: with nothing in flight, wait (up to ``timeout``) for what is sent meanwhile
+        instead of returning [] at once: a learner's receiver asks before its send, made on
+        another connection, has arrived, so that a far link's round trip is paid once."""
         held = self._lease(lease)
         if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral) \
                 or min_count < 0:
@@ -117,11 +120,13 @@ class AsyncStepping(object):
             if held.receiving:
                 raise ValueError('farm %s: recv: another recv is running on this lease (one at '
                                  'a time)' % self.label)
-            if not held.in_flight:
+            if held.ended or not (held.in_flight or wait):
                 return []
+            if held.watch is None:
+                held.watch = Watch()
             held.receiving = True
         try:
-            return self._receive(held, min_count, timeout)
+            return self._receive(held, min_count, timeout, bool(wait))
         finally:
             with held.state:
                 held.receiving = False
@@ -129,7 +134,7 @@ class AsyncStepping(object):
                     held.watch.close()
                     held.watch = None
 
-    def _receive(self, held, min_count, timeout):
+    def _receive(self, held, min_count, timeout, wait):
         end = None if timeout is None else time.time() + timeout
         out = []
         watch = held.watch
@@ -137,7 +142,7 @@ class AsyncStepping(object):
             now = time.time()
             with held.state:
                 flights = list(held.in_flight.values())
-                if not flights:
+                if not flights and (out or not wait or held.ended):
                     return out
                 late = [f for f in flights if f.deadline <= now]
                 for flight in late:
@@ -149,15 +154,15 @@ class AsyncStepping(object):
                 continue
             # Enough: take every other result already there (a zero wait), then return.
             sweep = len(out) >= min_count
-            soonest = min(f.deadline for f in flights)
-            if end is not None:
-                soonest = min(soonest, end)
+            deadlines = [f.deadline for f in flights] + ([] if end is None else [end])
+            soonest = min(deadlines) if deadlines else None  # None: nothing flies, no limit
             if sweep:
                 fds = watch.wait(0, snapshot)
             else:
                 fds = self._spin(watch, flights, now, snapshot)
                 if not fds:
-                    fds = watch.wait(max(0.0, soonest - time.time()), snapshot)
+                    fds = watch.wait(None if soonest is None
+                                     else max(0.0, soonest - time.time()), snapshot)
             ready = []
             with held.state:
                 for fd in fds:

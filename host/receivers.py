@@ -102,8 +102,10 @@ class Receiver(object):
                     if self._stopped:
                         return
                 try:
+                    # wait=True: the farm waits for sends that have not reached it yet
+                    # (they travel on another connection), so the round trip is paid once.
                     results = self.link.call(
-                        'recv', self.lease, 1, settings.RECV_WAIT,
+                        'recv', self.lease, 1, settings.RECV_WAIT, True,
                         timeout=settings.RECV_WAIT + self._call_timeout(self.link))
                 except BaseException as e:
                     if not self._stopped:
@@ -114,8 +116,8 @@ class Receiver(object):
                         self.expected -= len(results)
                     self._events.put(('results', self, results))
                 elif not self._stopped:
-                    # Nothing came back: normally the farm waited RECV_WAIT; at once, it has
-                    # none of ours in flight (a result it dropped), so do not spin on it.
+                    # Nothing came back: the farm waited RECV_WAIT (it waits even with none of
+                    # ours in flight yet); a farm that answered at once must not be spun on.
                     self._cond.acquire()
                     self._cond.wait(0.01)
                     self._cond.release()
@@ -256,6 +258,9 @@ class AsyncState(object):
                 future = link.submit('send_reset', lease, ids,
                                      None if seeds is None else [seeds[k] for k in ks],
                                      timeout=env.call_timeout(link))
+            # Counted now, so that the receiver asks at once: the farm's recv waits for what
+            # has not reached it yet (wait=True); refusals are taken off when the answer comes.
+            receiver.expect(len(idx))
             future.add_done_callback(functools.partial(self._sent, receiver, idx))
 
     def _sent(self, receiver, idx, future):
@@ -266,13 +271,12 @@ class AsyncState(object):
         except BaseException as e:  # (a cancelled call too: its farm was abandoned)
             self.events.put(('send failed', receiver, idx, e))
             return
-        # Counted once the farm has them (not before: the receiver would find none in flight
-        # there and call again at once).
-        receiver.expect(sum(1 for answer in answers if answer is None))
+        receiver.expect(-sum(1 for answer in answers if answer is not None))
         if any(answer is not None for answer in answers):
             self.events.put(('refused', receiver, idx, answers))
 
     def _send_failed(self, receiver, idx, error):
+        receiver.expect(-len(idx))  # none of them reached the farm
         if isinstance(error, FARM_DOWN) or no_such_lease(error):
             self._failed(receiver, error)
         elif isinstance(error, concurrent.futures.CancelledError):

@@ -235,6 +235,26 @@ def test_send_on_one_connection_while_recv_waits_on_another(thread_farm, watch_m
     assert recv_all(receiver, lease, 1)[0][0] == slow
 
 
+def test_a_recv_with_wait_asks_before_the_send_arrives(thread_farm, watch_mode):
+    """recv(wait=True) with nothing in flight waits for what is sent meanwhile on another
+    connection (a learner's receiver asks before its send has arrived: through a far link the
+    round trip is then paid once); without wait it answers [] at once, as before."""
+    f = thread_farm()
+    sender, receiver = f.proxy(), f.proxy()
+    lease = sender.open_lease(30)
+    env_id = make(sender, lease, 1)[0]
+    sender.reset(lease, [env_id])
+    assert receiver.recv(lease, 1, 30) == []  # nothing in flight, no wait: at once
+    assert receiver.recv(lease, 1, 0.2, True) == []  # waited, nothing came
+    got = []
+    waiting = threading.Thread(target=lambda: got.append(receiver.recv(lease, 1, 30, True)))
+    waiting.start()
+    wait_until_receiving(f, lease)
+    assert sender.send(lease, [env_id], [GOOD]) == [None]
+    waiting.join(30)
+    assert [e for e, _ in got[0]] == [env_id] and got[0][0][1][0][0] == 1  # CheapEnv's t
+
+
 def test_packed_observations_and_actions_equal_the_list_ones(thread_farm):
     p = thread_farm(capacity=4).proxy()
     plain, packed = p.open_lease(30), p.open_lease(30, True)
