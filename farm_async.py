@@ -29,21 +29,13 @@ class AsyncStepping(object):
         slots = self._owned(held, env_ids)
         actions = self._actions(slots, actions, 'send')
         auto_reset = bool(auto_reset)
-        results = self._claim(held, slots, CALL)
-        flights = []
-        for k, slot in enumerate(slots):
-            if results[k] is not None:
-                continue
-            try:
-                if slot.needs_hello:
-                    raise WorkerError('input', 'environment was lost; reset it before stepping')
-                slot.worker.send_step(actions[k], auto_reset)
-                flights.append(Flight(slot, 'step', 'reply', time.time() + self.step_timeout))
-            except Exception as e:
-                self._unclaim(held, [slot])
-                results[k] = self._failure(slot, e)
-        self._launch(held, flights)
-        return results
+
+        def start(k, slot):
+            if slot.needs_hello:
+                raise WorkerError('input', 'environment was lost; reset it before stepping')
+            slot.worker.send_step(actions[k], auto_reset)
+            return Flight(slot, 'step', 'reply', time.time() + self.step_timeout)
+        return self._dispatch(held, slots, start)
 
     @Pyro4.expose
     def send_reset(self, lease, env_ids, seeds=None):
@@ -52,23 +44,28 @@ class AsyncStepping(object):
         waiting: recv sends the reset once the new worker is up)."""
         held = self._lease(lease)
         slots = self._owned(held, env_ids)
-        seeds = list(seeds) if seeds is not None else [None] * len(slots)
-        if len(seeds) != len(slots):
-            raise ValueError('farm %s: %d seeds for %d environments' % (self.label, len(seeds),
-                                                                         len(slots)))
+        seeds = self._seeds(slots, seeds)
+
+        def start(k, slot):
+            self._recycle_if_due(slot)
+            now = time.time()
+            if slot.needs_hello:
+                return Flight(slot, 'reset', 'hello', now + BUILD_TIMEOUT, seeds[k])
+            slot.worker.send('reset', seeds[k])
+            return Flight(slot, 'reset', 'reply', now + self.step_timeout)
+        return self._dispatch(held, slots, start)
+
+    def _dispatch(self, held, slots, start):
+        """Claims ``slots`` and sets each off with ``start(k, slot)`` -> its Flight; one element
+        per environment: None (in flight now), or the error dict (refused, or its worker lost:
+        replaced)."""
         results = self._claim(held, slots, CALL)
         flights = []
         for k, slot in enumerate(slots):
             if results[k] is not None:
                 continue
             try:
-                self._recycle_if_due(slot)
-                now = time.time()
-                if slot.needs_hello:
-                    flights.append(Flight(slot, 'reset', 'hello', now + BUILD_TIMEOUT, seeds[k]))
-                else:
-                    slot.worker.send('reset', seeds[k])
-                    flights.append(Flight(slot, 'reset', 'reply', now + self.step_timeout))
+                flights.append(start(k, slot))
             except Exception as e:
                 self._unclaim(held, [slot])
                 results[k] = self._failure(slot, e)

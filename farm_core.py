@@ -243,12 +243,16 @@ class Farm(AsyncStepping):
     def reset(self, lease, env_ids, seeds=None):
         held = self._lease(lease)
         slots = self._owned(held, env_ids)
+        seeds = self._seeds(slots, seeds)
+        with held.lock:
+            return self._call_all(held, slots, 'reset', seeds)
+
+    def _seeds(self, slots, seeds):
         seeds = list(seeds) if seeds is not None else [None] * len(slots)
         if len(seeds) != len(slots):
             raise ValueError('farm %s: %d seeds for %d environments' % (self.label, len(seeds),
                                                                          len(slots)))
-        with held.lock:
-            return self._call_all(held, slots, 'reset', seeds)
+        return seeds
 
     @Pyro4.expose
     def step(self, lease, env_ids, actions, auto_reset=False):

@@ -75,7 +75,9 @@ def test_a_python36_learner_trains_on_a_python311_farm(script, process_farm, tmp
     config = json.loads((run_dir / 'config.json').read_text())
     assert config['python'].startswith('3.6.')
     saved = json.loads((run_dir / 'checkpoint.json').read_text())
-    assert saved['episodes'] == 4 and saved['global_step'] == 400  # a few hundred env steps
+    # 4 episodes of 100 steps; stepping asynchronously (the default), the other environment
+    # may be part-way into its next episode when the 4th ends
+    assert saved['episodes'] == 4 and 400 <= saved['global_step'] < 500
     assert saved['updates'] > 0
     assert len((run_dir / 'episodes.csv').read_text().strip().splitlines()) == 5
     assert (run_dir / 'curve.png').exists()
