@@ -96,7 +96,7 @@ class AsyncStepping(object):
         held.watch.add(flight.fd, flight, held.receiving)
 
     @Pyro4.expose
-    def recv(self, lease, min_count=1, timeout=1.0, wait=False):
+    def recv(self, lease, min_count=1, timeout=1.0, wait=False, linger=0.0):
         """``[[env_id, result], ...]`` of environments in flight, in the order they finished:
         as soon as ``min(min_count, number in flight)`` are ready, with every other one ready by
         then; at ``timeout`` seconds (None: no limit) with whatever is ready. A result is a
@@ -104,12 +104,18 @@ class AsyncStepping(object):
         dict (``'lost'`` past the step timeout: the worker is replaced; reset it).
         ``wait``: with nothing in flight, wait (up to ``timeout``) for what is sent meanwhile
         instead of returning [] at once: a learner's receiver asks before its send, made on
-        another connection, has arrived, so that a far link's round trip is paid once."""
+        another connection, has arrived, so that a far link's round trip is paid once.
+        ``linger``: with ``min_count`` results in hand, wait up to that many seconds more for
+        environments due by then (their last step took about as long): through a far link a
+        result that just misses an answer costs the learner a whole round trip."""
         held = self._lease(lease)
         if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral) \
                 or min_count < 0:
             raise ValueError('farm %s: recv: min_count must be an int >= 0, got %r'
                              % (self.label, min_count))
+        if not is_number(linger) or not 0 <= linger <= 1:
+            raise ValueError('farm %s: recv: linger must be seconds between 0 and 1, got %r'
+                             % (self.label, linger))
         if timeout is not None and (not is_number(timeout) or not timeout >= 0):
             raise ValueError('farm %s: recv: timeout must be a number of seconds >= 0 or None, '
                              'got %r' % (self.label, timeout))
@@ -123,7 +129,7 @@ class AsyncStepping(object):
                 held.watch = Watch()
             held.receiving = True
         try:
-            return self._receive(held, min_count, timeout, bool(wait))
+            return self._receive(held, min_count, timeout, bool(wait), float(linger))
         finally:
             with held.state:
                 held.receiving = False
@@ -131,8 +137,9 @@ class AsyncStepping(object):
                     held.watch.close()
                     held.watch = None
 
-    def _receive(self, held, min_count, timeout, wait):
+    def _receive(self, held, min_count, timeout, wait, linger):
         end = None if timeout is None else time.time() + timeout
+        linger_end = None  # set once min_count results are in hand
         out = []
         watch = held.watch
         while True:
@@ -155,6 +162,10 @@ class AsyncStepping(object):
             soonest = min(deadlines) if deadlines else None  # None: nothing flies, no limit
             if sweep:
                 fds = watch.wait(0, snapshot)
+                if not fds and linger:
+                    if linger_end is None:
+                        linger_end = now + linger
+                    fds = self._linger(watch, flights, linger_end, snapshot)
             else:
                 fds = self._spin(watch, flights, now, snapshot)
                 if not fds:
@@ -188,6 +199,17 @@ class AsyncStepping(object):
             if fds or time.time() >= until:
                 return fds
             yield_cpu()
+
+    def _linger(self, watch, flights, until, snapshot):
+        """Ready fds of flights due before ``until`` (the time their environment's last step
+        took has nearly passed), waited for until then at most; [] when none is due."""
+        now = time.time()
+        due = [f.sent + f.worker.last_seconds for f in flights
+               if f.stage == 'reply' and f.worker.last_seconds is not None]
+        soon = [d for d in due if d <= until]
+        if not soon or now >= until:
+            return []
+        return watch.wait(max(0.0, min(max(soon) + SPIN_SECONDS, until) - now), snapshot)
 
     def _hand_over(self, held, flights, out, late):
         """Advance each flight (its worker answered, or ``late``); finished ones go to ``out``."""

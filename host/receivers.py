@@ -105,7 +105,7 @@ class Receiver(object):
                     # wait=True: the farm waits for sends that have not reached it yet
                     # (they travel on another connection), so the round trip is paid once.
                     results = self.link.call(
-                        'recv', self.lease, 1, settings.RECV_WAIT, True,
+                        'recv', self.lease, 1, settings.RECV_WAIT, True, settings.RECV_LINGER,
                         timeout=settings.RECV_WAIT + self._call_timeout(self.link))
                 except BaseException as e:
                     if not self._stopped:

@@ -30,3 +30,6 @@ BUILD_SECONDS = 120.0     # a farm's time to build environments (its BUILD_TIMEO
 OVERCOMMIT = 2            # a farm taking over a lost farm's environments runs up to this x capacity
 RECV_WAIT = 1.0           # asynchronous mode: how long one farm.recv waits on the farm (the
 #                           receiver then checks whether it should stop, and calls again)
+RECV_LINGER = 0.002       # asynchronous mode: how long a farm's recv waits, results in hand, for
+#                           environments due within it (each one that misses the answer waits
+#                           a round trip more: 40 ms through a 20 ms link)

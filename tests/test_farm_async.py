@@ -255,6 +255,26 @@ def test_a_recv_with_wait_asks_before_the_send_arrives(thread_farm, watch_mode):
     assert [e for e, _ in got[0]] == [env_id] and got[0][0][1][0][0] == 1  # CheapEnv's t
 
 
+def test_a_recv_with_linger_waits_for_results_due_soon(thread_farm, watch_mode):
+    """With its first result in hand, recv(linger=S) waits up to S for environments whose last
+    step took about as long as theirs is taking (through a far link, a result that just misses
+    an answer waits a whole round trip more); without linger it answers at once."""
+    f = thread_farm()
+    p = f.proxy()
+    lease = p.open_lease(30)
+    fast = make(p, lease, 1, 'SlowEnv', step_seconds=0.0, obs_size=3, act_size=2)[0]
+    slow = make(p, lease, 1, 'SlowEnv', step_seconds=0.3, obs_size=3, act_size=2)[0]
+    p.reset(lease, [fast, slow])
+    for linger, expected in ((0.0, [[fast], [slow]]), (1.0, [[fast, slow]])):
+        p.send(lease, [fast, slow], [GOOD, GOOD])  # (the first round teaches the step times)
+        got = []
+        while sum(len(g) for g in got) < 2:
+            got.append([env_id for env_id, _ in p.recv(lease, 1, 30, False, linger)])
+        assert got == expected, (linger, got)
+    with pytest.raises(Exception, match='linger'):
+        p.recv(lease, 1, 0, False, 5)
+
+
 def test_packed_observations_and_actions_equal_the_list_ones(thread_farm):
     p = thread_farm(capacity=4).proxy()
     plain, packed = p.open_lease(30), p.open_lease(30, True)
