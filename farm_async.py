@@ -201,15 +201,15 @@ class AsyncStepping(object):
             yield_cpu()
 
     def _linger(self, watch, flights, until, snapshot):
-        """Ready fds of flights due before ``until`` (the time their environment's last step
-        took has nearly passed), waited for until then at most; [] when none is due."""
+        """Ready fds, waited for until ``until`` at most while a flight is due before then (its
+        environment's last step took about as long as this one has so far); [] when none is.
+        Not just until the due time: a step may run a little longer than the last one did."""
         now = time.time()
         due = [f.sent + f.worker.last_seconds for f in flights
                if f.stage == 'reply' and f.worker.last_seconds is not None]
-        soon = [d for d in due if d <= until]
-        if not soon or now >= until:
+        if now >= until or not any(d <= until for d in due):
             return []
-        return watch.wait(max(0.0, min(max(soon) + SPIN_SECONDS, until) - now), snapshot)
+        return watch.wait(until - now, snapshot)
 
     def _hand_over(self, held, flights, out, late):
         """Advance each flight (its worker answered, or ``late``); finished ones go to ``out``."""
