@@ -166,13 +166,13 @@ def export_policy(agent, folder, algo, env, env_kwargs, hidden, **extra):
     """Write ``agent``'s policy to ``folder``: the acting network's weights, the observation
     statistics when it normalizes (agents.base ``save_policy``) and ``config.json`` (``format``
     'policy', ``algo``, ``env``, ``env_kwargs``, ``hidden``, the agent's ``normalize_obs``,
-    ``reward_scale``, ``reward_offset``, and ``extra``: how it was trained, for people). Returns
+    ``reward_scale``, ``reward_offset``, ``reward_root``, and ``extra``: how it was trained, for people). Returns
     the files written."""
     written = agent.save_policy(folder)
     config = dict(extra, format='policy', algo=algo, env=env, env_kwargs=dict(env_kwargs),
                   hidden=list(hidden), normalize_obs=bool(agent.normalize_obs),
                   reward_scale=agent.reward_scale, reward_offset=agent.reward_offset,
-                  counters=agent.counters())
+                  reward_root=agent.reward_root, counters=agent.counters())
     path = os.path.join(folder, 'config.json')
     with open(path, 'w') as f:
         json.dump(config, f, indent=1, sort_keys=True)

@@ -93,6 +93,10 @@ class Config:
     reward_offset: float = 0.0
     """see --reward-scale; Arm2DEnv (reward 1 - d^2 per simulator step): --reward-offset
     -FRAME_SKIP --reward-scale 10 learns from -10 d^2"""
+    reward_root: bool = False
+    """the updates learn from -reward_scale * sqrt(max(0, -(r + reward_offset))): a squared
+    penalty made linear (Arm2DEnv: --reward-offset -FRAME_SKIP --reward-root yes learns from
+    about the hand's distance to the target; agents/base.py)"""
     seed: int = 1
     """seed of the networks, the noise, the random actions, the replay sampling and the resets"""
     # --- the run
@@ -139,7 +143,7 @@ with runconfig.closing_on_error(farmer):  # a failed start-up releases the farms
                              updates_per_step=cfg.updates_per_step,
                              memory_limit=cfg.memory_limit, seed=cfg.seed,
                              normalize_obs=cfg.normalize_obs, reward_scale=cfg.reward_scale,
-                             reward_offset=cfg.reward_offset)
+                             reward_offset=cfg.reward_offset, reward_root=cfg.reward_root)
     agent.compile([adam(cfg.actor_lr), adam(cfg.critic_lr)])
     run = session.Session(cfg, 'ddpg', agent, env, farmer, run_dir)
 

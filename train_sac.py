@@ -87,6 +87,10 @@ class Config:
     reward_offset: float = 0.0
     """see --reward-scale; Arm2DEnv (reward 1 - d^2 per simulator step): --reward-offset
     -FRAME_SKIP --reward-scale 10 learns from -10 d^2"""
+    reward_root: bool = False
+    """the updates learn from -reward_scale * sqrt(max(0, -(r + reward_offset))): a squared
+    penalty made linear (Arm2DEnv: --reward-offset -FRAME_SKIP --reward-root yes learns from
+    about the hand's distance to the target; agents/base.py)"""
     seed: int = 1
     """seed of the networks, the warm-up actions, the replay sampling and the resets"""
     # --- the run
@@ -129,7 +133,8 @@ with runconfig.closing_on_error(farmer):  # a failed start-up releases the farms
                             nb_steps_warmup=cfg.warmup, updates_per_step=cfg.updates_per_step,
                             initial_alpha=cfg.initial_alpha, memory_limit=cfg.memory_limit,
                             seed=cfg.seed, normalize_obs=cfg.normalize_obs,
-                            reward_scale=cfg.reward_scale, reward_offset=cfg.reward_offset)
+                            reward_scale=cfg.reward_scale, reward_offset=cfg.reward_offset,
+                            reward_root=cfg.reward_root)
     agent.compile(adam(cfg.lr))
     run = session.Session(cfg, 'sac', agent, env, farmer, run_dir)
 

@@ -52,18 +52,20 @@ class DDPG(OffPolicyAgent, DDPGAgent):
                  gamma=0.99, tau=0.005, batch_size=256, nb_steps_warmup=1000,
                  nb_steps_random=1000, updates_per_step=1.0, memory_limit=1000000, seed=None,
                  processor=None, normalize_obs=False, reward_scale=1.0, reward_offset=0.0,
+                 reward_root=False,
                  **kwargs):
         """``tau`` is keras-rl's ``target_model_update`` (< 1: soft; >= 1: hard, every ``tau``
         updates). ``nb_steps_warmup``: env steps before the first update (keras-rl's critic and
         actor warm-ups). ``nb_steps_random``: env steps of uniform random actions first.
         ``noise``: a :class:`VectorNoise` (default Gaussian, sigma 0.1). ``normalize_obs``,
-        ``reward_scale``, ``reward_offset``: see :mod:`agents.base`."""
+        ``reward_scale``, ``reward_offset``, ``reward_root``: see :mod:`agents.base`."""
         nb_actions = int(actor.outputs[0].shape[-1])
         self.obs_dim = int(actor.inputs[0].shape[-1])
         self._init_off_policy(np.broadcast_to(action_low, (nb_actions,)),
                               np.broadcast_to(action_high, (nb_actions,)),
                               updates_per_step, seed=seed, normalize_obs=normalize_obs,
-                              reward_scale=reward_scale, reward_offset=reward_offset)
+                              reward_scale=reward_scale, reward_offset=reward_offset,
+                              reward_root=reward_root)
         self.noise = noise if noise is not None else VectorNoise(nb_actions, 'gaussian', 0.1,
                                                                   seed=seed)
         if memory is None:

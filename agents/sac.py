@@ -44,14 +44,17 @@ class SAC(OffPolicyAgent, Agent):
                  gamma=0.99, tau=0.005, batch_size=256, nb_steps_warmup=1000,
                  updates_per_step=1.0, initial_alpha=1.0, target_entropy=None, learn_alpha=True,
                  memory_limit=1000000, seed=None, processor=None, normalize_obs=False,
-                 reward_scale=1.0, reward_offset=0.0):
-        """``normalize_obs``, ``reward_scale``, ``reward_offset``: see :mod:`agents.base`."""
+                 reward_scale=1.0, reward_offset=0.0,
+                 reward_root=False):
+        """``normalize_obs``, ``reward_scale``, ``reward_offset``, ``reward_root``: see
+        :mod:`agents.base`."""
         self.nb_actions = int(policy.outputs[0].shape[-1])
         self.obs_dim = int(policy.inputs[0].shape[-1])
         self._init_off_policy(np.broadcast_to(action_low, (self.nb_actions,)),
                               np.broadcast_to(action_high, (self.nb_actions,)),
                               updates_per_step, seed=seed, normalize_obs=normalize_obs,
-                              reward_scale=reward_scale, reward_offset=reward_offset)
+                              reward_scale=reward_scale, reward_offset=reward_offset,
+                              reward_root=reward_root)
         Agent.__init__(self, processor=processor)
         self.policy = policy
         self.critic1 = critic1
@@ -89,6 +92,7 @@ class SAC(OffPolicyAgent, Agent):
                 'initial_alpha': self.initial_alpha, 'target_entropy': self.target_entropy,
                 'learn_alpha': self.learn_alpha, 'normalize_obs': self.normalize_obs,
                 'reward_scale': self.reward_scale, 'reward_offset': self.reward_offset,
+                'reward_root': self.reward_root,
                 'memory': self.memory.get_config()}
 
     # -- compile: target critics, optimizers, the two TensorFlow functions ----------------------

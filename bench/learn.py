@@ -75,7 +75,8 @@ TARGET_LENGTH_FACTOR = {'L2M2019Env': 2.0}
 
 # What must not change when a run directory is continued: it shapes what was trained.
 SAME_ON_RESUME = ('algo', 'env', 'env_kwargs', 'envs', 'hidden', 'normalize_obs', 'reward_scale',
-                  'reward_offset', 'updates_per_step', 'warmup', 'batch_size', 'memory_limit')
+                  'reward_offset', 'reward_root', 'updates_per_step', 'warmup', 'batch_size',
+                  'memory_limit')
 
 _FARMER = []  # the one Farmer of this process, when farm-backed (closed in main)
 BACKEND = {'name': 'auto', 'capacity': 16}
@@ -114,7 +115,7 @@ def build_agent(args, vec, seed):
     """The agent with its library defaults (the SAC paper's for SAC) and this run's knobs."""
     options = dict(hidden=args.hidden, seed=seed, normalize_obs=args.normalize_obs,
                    reward_scale=args.reward_scale, reward_offset=args.reward_offset,
-                   updates_per_step=args.updates_per_step, memory_limit=args.memory_limit)
+                   reward_root=args.reward_root, updates_per_step=args.updates_per_step, memory_limit=args.memory_limit)
     if args.warmup is not None:
         options['nb_steps_warmup'] = args.warmup
     if args.batch_size is not None:
@@ -437,6 +438,9 @@ def parse_args(argv=None):
     parser.add_argument('--reward-scale', type=float, default=1.0,
                         help='updates learn from reward_scale * (r + reward_offset)')
     parser.add_argument('--reward-offset', type=float, default=0.0)
+    parser.add_argument('--reward-root', type=_yes_no, default=False, metavar='yes|no',
+                        help='updates learn from -reward_scale * sqrt(max(0, -(r + '
+                        'reward_offset))): a squared penalty made linear (default no)')
     parser.add_argument('--updates-per-step', type=float, default=1.0,
                         help='gradient updates per agent step')
     parser.add_argument('--hidden', type=_hidden, default=(256, 256),
@@ -554,7 +558,8 @@ def main(argv=None):
     result = {'algo': args.algo, 'env': args.env, 'env_kwargs': env_kwargs,
               'frame_skip': frame_skip, 'envs': args.envs, 'steps': args.steps,
               'normalize_obs': args.normalize_obs, 'reward_scale': args.reward_scale,
-              'reward_offset': args.reward_offset, 'updates_per_step': args.updates_per_step,
+              'reward_offset': args.reward_offset, 'reward_root': args.reward_root,
+              'updates_per_step': args.updates_per_step,
               'hidden': list(args.hidden), 'eval_episodes': args.eval_episodes,
               'eval_seed': EVAL_SEED, 'backend': BACKEND['name'], 'target': target,
               'seeds': seeds, 'csv': csv_path, 'png': png_path, 'command': ' '.join(sys.argv)}

@@ -161,6 +161,19 @@ def test_scaled_rewards_are_learnt_from_but_returns_and_the_replay_stay_the_env_
     assert all(r <= 0 for r in runs[1][1])  # CheapEnv's own: -sum((a - 0.5)^2)
 
 
+def test_the_root_turns_a_squared_penalty_into_a_linear_one_and_is_kept_in_the_config():
+    agent, vec = _sac(reward_scale=3.0, reward_offset=-2.0, reward_root=True)
+    vec.close()
+    # Arm2DEnv with frame skip 2: r = 2 - sum(d^2); the root learns from -3 * sqrt(sum(d^2))
+    raw = np.array([2.0, 1.96, 1.5, 2.1], dtype=np.float32)
+    np.testing.assert_allclose(agent.learning_rewards(raw),
+                               [0.0, -3.0 * 0.2, -3.0 * np.sqrt(0.5), 0.0], rtol=1e-5, atol=1e-6)
+    assert agent.get_config()['reward_root'] is True
+    plain, vec = _sac(reward_scale=3.0, reward_offset=-2.0)
+    vec.close()
+    np.testing.assert_allclose(plain.learning_rewards(raw), 3.0 * (raw - 2.0), rtol=1e-6)
+
+
 def test_the_statistics_are_saved_beside_the_weights_and_loading_switches_them_on(tmp_path):
     agent, vec = _sac()
     agent.train_vec(vec, nb_steps=30, seed=0)

@@ -24,7 +24,8 @@ def test_a_tiny_run_reports_its_keys_and_its_export_evaluates_to_the_same_figure
                           '{"max_episode_steps": 20}', '--envs', '2', '--steps', '400',
                           '--frame-skip', '2', '--eval-every', '200', '--eval-episodes', '3',
                           '--hidden', '16,16', '--warmup', '20', '--batch-size', '16',
-                          '--reward-scale', '2', '--reward-offset', '1', '--seeds', '0',
+                          '--reward-scale', '2', '--reward-offset', '1', '--reward-root', 'yes',
+                          '--seeds', '0',
                           '--backend', 'inprocess', '--out', str(tmp_path / 'out'),
                           '--export', policy, '--json']).stdout)
     for key in ('final_mean_return', 'final_mean_length', 'random_policy_mean_return',
@@ -32,7 +33,8 @@ def test_a_tiny_run_reports_its_keys_and_its_export_evaluates_to_the_same_figure
         assert key in out, key
     assert 'random_policy_mean_distance' not in out  # Pendulum has no task measure
     assert out['env_kwargs'] == {'max_episode_steps': 20, 'frame_skip': 2}
-    assert (out['normalize_obs'], out['reward_scale'], out['reward_offset']) == (True, 2.0, 1.0)
+    assert (out['normalize_obs'], out['reward_scale'], out['reward_offset'],
+            out['reward_root']) == (True, 2.0, 1.0, True)
     seed = out['seeds'][0]
     assert (seed['agent_steps'], seed['sim_steps']) == (200, 400)  # frame skip 2
     assert seed['updates'] > 0 and seed['replay_size'] == 200
