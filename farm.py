@@ -48,6 +48,10 @@ The verbs, all taking and returning plain data (msgpack; pickle is never accepte
   hands its result over; any other call naming it gets an 'input' error element, release and
   close_lease drop it anyway. send and recv may run at the same time on different connections
   (recv wakes for what is sent while it waits); one recv per lease at a time.
+  ``post`` and ``post_reset`` (same arguments) are send and send_reset as Pyro4 one-way calls:
+  no answer, so a far learner pays no round trip per send; their error elements come from
+  the lease's next recv as ``[env_id, error]``, and a malformed call's error is raised by it.
+  The learner uses these.
 - ``set_params(lease, env_ids, params)``: environment parameters changed without rebuilding the
   environments (a curriculum: a target speed, a difficulty). ``params`` is a dict of str -> number,
   str, bool or list of those; each environment's adapter declares the names it accepts (others are
@@ -106,6 +110,10 @@ def configure_pyro():
     Pyro4.config.THREADPOOL_SIZE = 128
     Pyro4.config.THREADPOOL_SIZE_MIN = 8
     Pyro4.config.DETAILED_TRACEBACK = False
+    # One-way calls (post, post_reset) run on their connection's thread, in order with that
+    # connection's other calls, instead of on a new thread each (Pyro4's default): a post
+    # must reach its environments before the next post for them, and a thread per step costs.
+    Pyro4.config.ONEWAY_THREADED = False
 
 
 # --- serving -------------------------------------------------------------------------------------

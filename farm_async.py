@@ -55,6 +55,40 @@ class AsyncStepping(object):
             return Flight(slot, 'reset', 'reply', now + self.step_timeout)
         return self._dispatch(held, slots, start)
 
+    @Pyro4.expose
+    @Pyro4.oneway
+    def post(self, lease, env_ids, actions, auto_reset=True):
+        """``send`` as a one-way call: the learner does not wait for an answer, so a far farm's
+        round trip is not paid per send. Each environment's error element comes from recv as
+        ``[env_id, error]``; an error of the call as a whole (a malformed call) is raised by
+        the lease's next recv. Order with the connection's other calls is kept: farm.py runs
+        one-way calls on the connection's own thread (Pyro4's ONEWAY_THREADED off)."""
+        self._post(lease, self.send, env_ids, actions, auto_reset)
+
+    @Pyro4.expose
+    @Pyro4.oneway
+    def post_reset(self, lease, env_ids, seeds=None):
+        """``send_reset`` as a one-way call, answered through recv as ``post`` is."""
+        self._post(lease, self.send_reset, env_ids, seeds)
+
+    def _post(self, lease, verb, env_ids, *args):
+        held = self._lease(lease)  # an unknown lease: its recv says so
+        try:
+            results = verb(lease, env_ids, *args)
+            refused = [[env_ids[k], result] for k, result in enumerate(results)
+                       if result is not None]
+            error = None
+        except Exception as e:
+            refused, error = [], e
+        if not (refused or error):
+            return
+        with held.state:
+            held.posted.extend(refused)
+            if error is not None and held.post_error is None:
+                held.post_error = error
+            if held.watch is not None:
+                held.watch.nudge()  # a recv waiting wakes to hand them over
+
     def _dispatch(self, held, slots, start):
         """Claims ``slots`` and sets each off with ``start(k, slot)`` -> its Flight; one element
         per environment: None (in flight now), or the error dict (refused, or its worker lost:
@@ -107,7 +141,9 @@ class AsyncStepping(object):
         another connection, has arrived, so that a far link's round trip is paid once.
         ``linger``: with ``min_count`` results in hand, wait up to that many seconds more for
         environments due by then (their last step took about as long): through a far link a
-        result that just misses an answer costs the learner a whole round trip."""
+        result that just misses an answer costs the learner a whole round trip.
+        The refusals of ``post``/``post_reset`` come first; a malformed post's error is
+        raised here."""
         held = self._lease(lease)
         if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral) \
                 or min_count < 0:
@@ -123,7 +159,10 @@ class AsyncStepping(object):
             if held.receiving:
                 raise ValueError('farm %s: recv: another recv is running on this lease (one at '
                                  'a time)' % self.label)
-            if held.ended or not (held.in_flight or wait):
+            error, held.post_error = held.post_error, None
+            if error is not None:
+                raise error
+            if held.ended or not (held.in_flight or held.posted or wait):
                 return []
             if held.watch is None:
                 held.watch = Watch()
@@ -145,6 +184,9 @@ class AsyncStepping(object):
         while True:
             now = time.time()
             with held.state:
+                if held.posted:
+                    out.extend(held.posted)
+                    held.posted = []
                 flights = list(held.in_flight.values())
                 if not flights and (out or not wait or held.ended):
                     return out

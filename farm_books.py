@@ -102,6 +102,8 @@ class Lease(object):
         self.receiving = False        # a recv is running (one at a time)
         self.watch = None             # the Watch of in-flight pipes (made at the first send)
         self.ended = False            # closed, released whole or reaped
+        self.posted = []              # [env_id, error] of one-way sends, for the next recv
+        self.post_error = None        # a malformed one-way send's error, for the next recv
 
     def frees_at(self, release_after):
         """When this lease is released if its learner never calls again."""

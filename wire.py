@@ -18,9 +18,10 @@ from __future__ import absolute_import
 
 import sys
 
-PROTOCOL = 2                 # the farm's verbs and their shapes; bump when one changes
+PROTOCOL = 3                 # the farm's verbs and their shapes; bump when one changes
 DEFAULT_PORT = 20099
 OBJECT_ID = 'farm'
+ONEWAY = ('post', 'post_reset')  # the farm's one-way verbs: no answer is waited for
 KEY_ENV = 'FARM_KEY'         # the shared key (Pyro4's HMAC), same on farm and learner
 TLS_CA_ENV = 'FARM_TLS_CA'   # the CA file a learner trusts for farms serving TLS
 # The kinds of a per-environment error element {'error': text, 'kind': kind}:

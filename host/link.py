@@ -149,6 +149,9 @@ class FarmLink(object):
         if proxy is None:
             proxy = Pyro4.Proxy(wire.uri(self.host, self.port))
             proxy._pyroMaxRetries = 0  # never replay a step: environments are not idempotent
+            # (Pyro4 also learns these from the farm's metadata on connecting; stated here so
+            # that a post never waits for an answer whatever the metadata says.)
+            proxy._pyroOneway.update(wire.ONEWAY)
             if self.key:
                 proxy._pyroHmacKey = self.key.encode('utf-8')
             self._local.proxy = proxy

@@ -1,10 +1,11 @@
 """The asynchronous mode of :class:`host.farm_vec_env.FarmVecEnv`: who sends, who receives, and
 what happens to an environment between its ``send`` and the ``recv`` that hands its result over.
 
-- Sending: one farm ``send`` (or ``send_reset``) per farm touched, handed to that farm's call
-  thread (host/link.py) without waiting for its answer: through a far link the round trip
-  overlaps the learner's work. The farm's answer (the accepted ones counted for the receiver,
-  refusals and lost workers) comes back as an event the learner's thread handles in ``recv``.
+- Sending: one farm ``post`` (or ``post_reset``) per farm touched: the farm's one-way send,
+  handed to that farm's call thread (host/link.py), which writes it and goes on: no answer is
+  waited for, so through a far link sends do not queue behind round trips. Refusals and lost
+  workers come back through the farm's ``recv`` like results; a post that could not be written
+  (a lost farm) comes back as an event the learner's thread handles in ``recv``.
 - Receiving: one :class:`Receiver` per farm (per lease of this vector env there, which is one),
   a daemon thread with a connection of its own that waits in the farm's ``recv`` while that farm
   has environments of ours in flight, and puts what comes back on one queue.
@@ -14,7 +15,7 @@ what happens to an environment between its ``send`` and the ``recv`` that hands 
   touches its placement, which is what lets a recovery thread rebuild it off the learner's
   thread.
 - A lost worker (a ``'lost'`` or ``'env'`` element): the farm has replaced it; it is reset with
-  ``send_reset`` at once and its result, delivered when the reset's comes back, is the lost one:
+  ``post_reset`` at once and its result, delivered when the reset's comes back, is the lost one:
   truncated, ``info['lost']``/``['lost_cause']``, ``terminal_observation`` its last observation,
   ``obs`` the new episode's first. Other environments never wait for it.
 - A lost farm (the sender's or receiver's call raises ``FARM_DOWN``) or a lease the farm forgot:
@@ -234,12 +235,12 @@ class AsyncState(object):
 
     # --- sending ----------------------------------------------------------------------------------
     def dispatch(self, kind, indices, actions=None, seeds=None):
-        """One farm ``send`` (kind STEP, with ``actions`` row k for ``indices[k]``) or
-        ``send_reset`` (RESET, with ``seeds``) per farm for ``indices``; marks them in flight.
-        Returns without waiting for the farms: each call goes out on its farm's call thread
-        (in order, after that farm's earlier calls), so a far farm's round trip overlaps the
-        learner's work instead of delaying it. What the farm answers arrives as an event
-        (:meth:`_sent`): an 'input' refusal is then a ValueError from the next recv."""
+        """One farm ``post`` (kind STEP, with ``actions`` row k for ``indices[k]``) or
+        ``post_reset`` (RESET, with ``seeds``) per farm for ``indices``; marks them in flight.
+        Returns without waiting for the farms: each call goes out one-way on its farm's call
+        thread (in order, after that farm's earlier calls), so a far farm's round trip never
+        delays the learner. A refusal comes back through the farm's recv: an 'input' one is
+        then a ValueError from the next recv."""
         env = self.env
         for (link, lease), (ks, ids) in env.groups_of(indices).items():
             idx = [indices[k] for k in ks]
@@ -252,28 +253,24 @@ class AsyncState(object):
                     'farm %s lost: %s' % (link.name, link.error), 'farm')))
                 continue
             if kind == STEP:
-                future = link.submit('send', lease, ids, wire.pack(actions[ks]), True,
+                future = link.submit('post', lease, ids, wire.pack(actions[ks]), True,
                                      timeout=env.call_timeout(link))
             else:
-                future = link.submit('send_reset', lease, ids,
+                future = link.submit('post_reset', lease, ids,
                                      None if seeds is None else [seeds[k] for k in ks],
                                      timeout=env.call_timeout(link))
             # Counted now, so that the receiver asks at once: the farm's recv waits for what
-            # has not reached it yet (wait=True); refusals are taken off when the answer comes.
+            # has not reached it yet (wait=True). Refusals come back through recv too.
             receiver.expect(len(idx))
             future.add_done_callback(functools.partial(self._sent, receiver, idx))
 
     def _sent(self, receiver, idx, future):
-        """A farm answered a send (on its call thread): the accepted environments are counted
-        for its receiver; refusals and failures go to the learner's thread as events."""
+        """A post went out (on its farm's call thread) or failed to: a failure goes to the
+        learner's thread as an event."""
         try:
-            answers = future.result()
+            future.result()
         except BaseException as e:  # (a cancelled call too: its farm was abandoned)
             self.events.put(('send failed', receiver, idx, e))
-            return
-        receiver.expect(-sum(1 for answer in answers if answer is not None))
-        if any(answer is not None for answer in answers):
-            self.events.put(('refused', receiver, idx, answers))
 
     def _send_failed(self, receiver, idx, error):
         receiver.expect(-len(idx))  # none of them reached the farm
@@ -287,19 +284,6 @@ class AsyncState(object):
             for i in idx:
                 self.flight.pop(i, None)
             raise error
-
-    def _refused(self, idx, answers):
-        refused = []
-        for i, answer in zip(idx, answers):
-            if answer is None or i not in self.flight:
-                continue
-            if answer.get('kind') == 'input':
-                del self.flight[i]
-                refused.append(answer['error'])
-            else:
-                self._worker_lost(i, answer['error'])
-        if refused:
-            raise ValueError(refused[0])
 
     def _receiver(self, link, lease):
         """The receiver of ``lease`` on ``link``; a new one expects what is in flight there
@@ -338,8 +322,6 @@ class AsyncState(object):
             self._failed(event[1], event[2])
         elif kind == 'send failed':
             self._send_failed(event[1], event[2], event[3])
-        elif kind == 'refused':
-            self._refused(event[2], event[3])
         elif kind == 'rebuilt':
             idx = [i for i in event[1] if self.flight.get(i) == REBUILDING]
             if idx and not self.env.closed:

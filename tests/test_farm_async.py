@@ -53,9 +53,9 @@ def wait_until_receiving(f, lease):
     assert f.farm._leases[lease].receiving
 
 
-def test_protocol_2_is_in_info(thread_farm):
+def test_protocol_3_is_in_info(thread_farm):
     info = thread_farm().proxy().info()
-    assert info['versions']['farm_protocol'] == wire.PROTOCOL == farm.PROTOCOL == 2
+    assert info['versions']['farm_protocol'] == wire.PROTOCOL == farm.PROTOCOL == 3
     assert wire.protocol_mismatch(info) is None
 
 
@@ -253,6 +253,50 @@ def test_a_recv_with_wait_asks_before_the_send_arrives(thread_farm, watch_mode):
     assert sender.send(lease, [env_id], [GOOD]) == [None]
     waiting.join(30)
     assert [e for e, _ in got[0]] == [env_id] and got[0][0][1][0][0] == 1  # CheapEnv's t
+
+
+def test_post_is_one_way_and_its_results_and_refusals_come_from_recv(thread_farm, watch_mode):
+    """post/post_reset: the caller gets no answer (Pyro4 one-way, learnt from the farm's
+    metadata); results come from recv as send's do, and so do refusals, as [env_id, error]."""
+    f = thread_farm()
+    p = f.proxy()
+    lease = p.open_lease(30)
+    slow = make(p, lease, 1, 'SlowEnv', step_seconds=3.0, obs_size=3, act_size=2)[0]
+    fast = make(p, lease, 1)[0]
+    assert {'post', 'post_reset'} <= p._pyroOneway  # the farm's metadata says so
+    assert p.post_reset(lease, [slow, fast], [1, 2]) is None
+    assert sorted(e for e, _ in recv_all(p, lease, 2)) == sorted([slow, fast])
+    p.post(lease, [slow], [GOOD])
+    # The same connection, at once: it reaches the farm after the first post (one-way calls
+    # run in order on the connection's thread), so the slow env is in flight and refused.
+    p.post(lease, [slow, fast], [GOOD, GOOD])
+    got = dict(recv_all(p, lease, 2))  # the refusal and the fast env's step
+    assert got[slow]['kind'] == 'input' and 'in flight' in got[slow]['error']
+    assert got[fast][0][0] == 1
+    (env_id, result), = recv_all(p, lease, 1)  # then the slow env's own step
+    assert env_id == slow and len(result) == 5
+
+
+def test_a_refused_post_wakes_a_waiting_recv_and_a_malformed_one_is_raised_by_the_next_recv(
+        thread_farm, watch_mode):
+    f = thread_farm()
+    sender, receiver = f.proxy(), f.proxy()
+    lease = sender.open_lease(30)
+    env_id = make(sender, lease, 1)[0]
+    sender.reset(lease, [env_id])
+    got = []
+    waiting = threading.Thread(target=lambda: got.append(receiver.recv(lease, 1, 30, True)))
+    waiting.start()
+    wait_until_receiving(f, lease)
+    sender.post(lease, [env_id], [[0.5, 0.5, 0.5]])  # a wrong action size: refused
+    waiting.join(30)
+    (refused_id, error), = got[0]
+    assert refused_id == env_id and error['kind'] == 'input', error
+    sender.post(lease, [env_id, env_id], [GOOD, GOOD])  # an id twice: the whole call is wrong
+    with pytest.raises(ValueError, match='more than once'):
+        recv_all(receiver, lease, 1)
+    sender.post(lease, [env_id], [GOOD])  # the lease goes on
+    assert recv_all(receiver, lease, 1)[0][0] == env_id
 
 
 def test_a_recv_with_linger_waits_for_results_due_soon(thread_farm, watch_mode):

@@ -284,4 +284,4 @@ def test_only_the_verbs_can_be_called_over_the_wire(thread_farm):
     assert not isinstance(p.step(lease, [env_id], [[0.5, 0.5]])[0], dict)  # the farm still serves
     assert sorted(p._pyroMethods) == sorted([
         'info', 'open_lease', 'renew', 'close_lease', 'worker_pids', 'make', 'release', 'reset',
-        'step', 'set_params', 'send', 'send_reset', 'recv'])
+        'step', 'set_params', 'send', 'send_reset', 'post', 'post_reset', 'recv'])

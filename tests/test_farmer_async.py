@@ -13,6 +13,7 @@ import errors
 import farm
 import farm_core
 import farmer
+import wire
 from conftest import ThreadFarm
 from host import settings
 from test_vecenv import CONTRACT_CHECKS, _recv_all
@@ -209,9 +210,9 @@ def test_reset_collects_what_is_in_flight_and_close_leaves_no_lease(thread_farm)
 
 @pytest.fixture
 def old_farm(monkeypatch):
-    """A farm that speaks farm protocol 1."""
+    """A farm that speaks the previous farm protocol."""
     with monkeypatch.context() as m:
-        m.setattr(farm_core, 'PROTOCOL', 1)
+        m.setattr(farm_core, 'PROTOCOL', wire.PROTOCOL - 1)
         f = ThreadFarm(capacity=2)
     yield f
     f.close()
@@ -221,7 +222,7 @@ def test_a_farm_of_another_protocol_is_one_clear_line(old_farm):
     with pytest.raises(errors.ProtocolMismatchError) as caught:
         make_farmer([(old_farm, 2)])
     text = str(caught.value)
-    assert 'farm protocol 1, this learner 2' in text and '\n' not in text
+    assert 'farm protocol %d, this learner %d' % (wire.PROTOCOL - 1, wire.PROTOCOL) in text and '\n' not in text
     assert '127.0.0.1:%d' % old_farm.port in text
 
 
@@ -230,12 +231,12 @@ def test_a_farm_of_another_protocol_beside_good_ones_is_marked_unusable(old_farm
     good = thread_farm(capacity=2)
     with make_farmer([(old_farm, 2), (good, 2)]) as fm:
         status = fm.status()
-        assert not status[0]['up'] and 'farm protocol 1' in status[0]['error']
+        assert not status[0]['up'] and 'farm protocol %d' % (wire.PROTOCOL - 1) in status[0]['error']
         assert status[1]['up']
         env = fm.vec_env('CheapEnv', 2, {})
         assert {p.link.port for p in env.places} == {good.port}
         farmer.print_status(status)
-    assert 'farm protocol 1, this learner 2' in capsys.readouterr().out
+    assert 'farm protocol %d, this learner %d' % (wire.PROTOCOL - 1, wire.PROTOCOL) in capsys.readouterr().out
 
 
 def test_settings_take_the_shared_names_from_wire():

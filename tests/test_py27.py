@@ -72,7 +72,7 @@ def test_python27_farm_refuses_a_wrong_key_and_pickle(process_farm):
 
 
 def test_python27_farm_steps_asynchronously_with_packed_arrays(process_farm):
-    """send/send_reset/recv and packed observations and actions between a Python 2.7 farm and
+    """send/send_reset/post/recv and packed observations and actions between a Python 2.7 farm and
     this Python 3 learner: raw bytes cross as msgpack bin both ways (farm_compat, wire.Bin)."""
     import Pyro4
     import wire
@@ -108,6 +108,14 @@ def test_python27_farm_steps_asynchronously_with_packed_arrays(process_farm):
     p.send(packed, slow, wire.pack(np.zeros((1, 22))))
     (env_id, (obs, _, _, _, _)), = p.recv(packed, 1, 30)
     assert env_id == slow[0] and wire.unpack(obs).shape == first.shape == (339,)
+    # One-way posts (what the learner sends with): no answer; results and refusals via recv.
+    assert {'post', 'post_reset'} <= p._pyroOneway
+    assert p.post(packed, slow, wire.pack(np.zeros((1, 22)))) is None
+    p.post(packed, slow, wire.pack(np.zeros((1, 22))))  # in flight still: refused, in order
+    got = p.recv(packed, 2, 30)
+    got += p.recv(packed, 2 - len(got), 30) if len(got) < 2 else []
+    assert [env_id for env_id, _ in got] == slow * 2
+    assert got[0][1]['kind'] == 'input' and len(got[1][1]) == 5
     p.close_lease(plain)
     p.close_lease(packed)
     p._pyroRelease()

@@ -8,7 +8,7 @@ import wire
 
 
 def test_the_shared_facts():
-    assert (wire.PROTOCOL, wire.DEFAULT_PORT, wire.OBJECT_ID) == (2, 20099, 'farm')
+    assert (wire.PROTOCOL, wire.DEFAULT_PORT, wire.OBJECT_ID) == (3, 20099, 'farm')
     assert (wire.KEY_ENV, wire.TLS_CA_ENV) == ('FARM_KEY', 'FARM_TLS_CA')
     assert wire.ERROR_KINDS == ('input', 'env', 'lost')
     assert wire.uri('10.0.0.2', 20100) == 'PYRO:farm@10.0.0.2:20100'
@@ -60,9 +60,9 @@ def test_unpack_refuses_what_is_not_a_well_formed_packed_array():
 
 
 def test_protocol_mismatch_says_what_differs_and_what_to_do():
-    assert wire.protocol_mismatch({'farm': 'a:1', 'versions': {'farm_protocol': 2}}) is None
-    text = wire.protocol_mismatch({'farm': 'vm:20099', 'versions': {'farm_protocol': 1}})
-    assert text == ('farm vm:20099 speaks farm protocol 1, this learner 2: run the same version '
+    assert wire.protocol_mismatch({'farm': 'a:1', 'versions': {'farm_protocol': 3}}) is None
+    text = wire.protocol_mismatch({'farm': 'vm:20099', 'versions': {'farm_protocol': 2}})
+    assert text == ('farm vm:20099 speaks farm protocol 2, this learner 3: run the same version '
                     'of this project on both')
     assert 'no farm protocol version' in wire.protocol_mismatch({'farm': 'old:1'})
     assert wire.protocol_mismatch(None).startswith('farm ? speaks no farm protocol')
