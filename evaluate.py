@@ -48,6 +48,7 @@ import numpy as np  # noqa: E402
 import checkpoints  # noqa: E402  (no TensorFlow: mistakes are found before it starts)
 import errors  # noqa: E402
 import runconfig  # noqa: E402
+from envs.measures import MEASURES, episode_measures  # noqa: E402,F401  (bench/learn.py's too)
 
 log = logging.getLogger('evaluate')
 ALGOS = ('sac', 'ddpg')
@@ -239,13 +240,6 @@ def policy_of(agent):
     return act
 
 
-# How a task measure read after every step (envs/osim.py's task_measures) becomes one figure per
-# episode: the arm must reach and then hold, so its distance counts over the last half of the
-# episode (the first steps are the reach); a walker's distance is where it got to.
-MEASURES = {'distance': ('mean_distance', 'distances', 'last_half'),
-            'forward_distance': ('mean_forward_distance', 'forward_distances', 'end')}
-
-
 def task_measures_of(env):
     """``env``'s ``task_measures`` method, through the wrappers envs.make puts around the
     adapter (each holds the next as ``inner``); None when the environment has none."""
@@ -255,17 +249,6 @@ def task_measures_of(env):
             return method
         env = getattr(env, 'inner', None)
     return None
-
-
-def episode_measures(readings):
-    """One figure per task measure from the per-step readings of one episode (a list of dicts)."""
-    figures = {}
-    for name, (_, _, how) in MEASURES.items():
-        values = [r[name] for r in readings if name in r]
-        if values:
-            figures[name] = float(values[-1] if how == 'end'
-                                  else np.mean(values[len(values) // 2:]))
-    return figures
 
 
 def run_episodes(act, env, episodes, seed, writer=None, renderer=None, label=''):

@@ -73,6 +73,7 @@ import errors
 import runconfig
 import tblog
 from curriculum import Curriculum
+from envs.measures import MEASURES
 from runconfig import TERM_EXIT
 
 log = logging.getLogger('session')
@@ -80,7 +81,7 @@ log = logging.getLogger('session')
 CSV_COLUMNS = ('episode', 'global_step', 'return', 'length', 'terminated', 'lost', 'env',
                'wall_time', 'end')
 EVAL_COLUMNS = ('global_step', 'episodes', 'mean_return', 'std_return', 'n', 'wall_time',
-                'mean_length')
+                'mean_length') + tuple(sorted(key for key, _, _ in MEASURES.values()))
 EVAL_CSV, OLD_EVAL_CSV = 'eval.csv', 'evaluations.csv'  # the name before issue 11
 TERM_GRACE = 10.0   # seconds a vector step may still take after SIGTERM (schedulers wait ~30)
 TB_EVERY = 5.0      # seconds between TensorBoard points of the agent's metrics and the speeds
@@ -339,9 +340,11 @@ class Session(object):
             return None
         result = self.agent.evaluate_vec(env, nb_episodes=n, seed=self.cfg.seed + 10 ** 6)
         self._record_test(result, n)
-        print('%s%s: mean return %.2f +- %.2f over %d episodes (deterministic, %s), after %d '
+        measured = ''.join(', %s %.4f' % (key, result[key]) for key in EVAL_COLUMNS[7:]
+                           if key in result)
+        print('%s%s: mean return %.2f +- %.2f%s over %d episodes (deterministic, %s), after %d '
               'episodes' % ('\n' if what == 'eval' and sys.stdout.isatty() else '', what,
-                            result['mean_return'], result['std_return'], n, where,
+                            result['mean_return'], result['std_return'], measured, n, where,
                             self.agent.episodes), flush=True)
         return result
 
@@ -390,11 +393,16 @@ class Session(object):
                 rows.writerow([self.agent.global_step, self.agent.episodes,
                                '%.6g' % result['mean_return'], '%.6g' % result['std_return'],
                                n, '%.3f' % time.time(),
-                               '%.6g' % np.mean(lengths) if lengths else ''])
-        self.tb.scalars({'eval/mean_return': result['mean_return'],
-                         'eval/std_return': result['std_return'],
-                         'eval/mean_length': np.mean(lengths) if lengths else None},
-                        self.agent.global_step)
+                               '%.6g' % np.mean(lengths) if lengths else ''] +
+                              ['%.6g' % result[key] if key in result else ''
+                               for key in EVAL_COLUMNS[7:]])
+        scalars = {'eval/mean_return': result['mean_return'],
+                   'eval/std_return': result['std_return'],
+                   'eval/mean_length': np.mean(lengths) if lengths else None}
+        for key in EVAL_COLUMNS[7:]:
+            if key in result:  # the task's own measure (envs/measures.py)
+                scalars['eval/' + key] = result[key]
+        self.tb.scalars(scalars, self.agent.global_step)
         self.tb.flush()
 
     def _upgrade_eval_csv(self, path):

@@ -63,6 +63,7 @@ import time
 
 import numpy as np
 
+from envs.measures import episode_measures, summary as measure_summary
 from vecenv import end_reason
 
 log = logging.getLogger(__name__)
@@ -495,7 +496,9 @@ def evaluate_vec(agent, vec_env, nb_episodes=10, seed=None):
 
     Episodes are spread evenly over the environments (each env contributes its first episodes
     only, so short episodes are not over-represented). Resets ``vec_env``. Returns a dict with
-    ``mean_return``, ``std_return``, ``returns`` and ``lengths``.
+    ``mean_return``, ``std_return``, ``returns`` and ``lengths``, and where the environments
+    report a task measure in ``info['task']`` (osim-rl's, envs/measures.py) its mean and
+    per-episode figures (``mean_distance`` and ``distances``, ...).
     """
     if agent._vec_state is not None and agent._vec_state.env is vec_env:
         agent._vec_state = None  # we are about to reset the env training was continuing on
@@ -506,24 +509,33 @@ def evaluate_vec(agent, vec_env, nb_episodes=10, seed=None):
     running = np.zeros(n)
     lengths_running = np.zeros(n, dtype=int)
     returns, lengths = [], []
+    readings = [[] for _ in range(n)]
+    measures = []
     was_training = agent.training
     agent.training = False
     try:
         obs = _process_obs(agent, vec_env.reset(seed=seed))
         while (done < wanted).any():
             actions = agent.select_actions(agent.state_batch(obs), explore=False)
-            obs, rewards, terminated, truncated, _ = vec_env.step(_env_actions(agent, actions))
+            obs, rewards, terminated, truncated, infos = vec_env.step(
+                _env_actions(agent, actions))
             obs = _process_obs(agent, obs)
             running += rewards
             lengths_running += 1
+            for i in range(n):
+                readings[i].append((infos[i] or {}).get('task'))
             for i in np.flatnonzero(np.asarray(terminated) | np.asarray(truncated)):
                 if done[i] < wanted[i]:
                     returns.append(float(running[i]))
                     lengths.append(int(lengths_running[i]))
+                    measures.append(episode_measures(readings[i]))
                     done[i] += 1
                 running[i] = 0.0
                 lengths_running[i] = 0
+                readings[i] = []
     finally:
         agent.training = was_training
-    return {'mean_return': float(np.mean(returns)), 'std_return': float(np.std(returns)),
-            'returns': returns, 'lengths': lengths}
+    out = {'mean_return': float(np.mean(returns)), 'std_return': float(np.std(returns)),
+           'returns': returns, 'lengths': lengths}
+    out.update(measure_summary(measures))
+    return out

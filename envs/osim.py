@@ -10,9 +10,11 @@ environment, osim-rl's included, is :mod:`envs.seeding`'s: a seed works for all 
 ``time_limit`` is *truncated*.
 
 ``OsimAdapter.task_measures()`` reads the task's own measure from osim-rl's state, in plain
-floats, for evaluate.py (the reward alone hides it: Arm2DEnv's moves by hundredths): Arm2DEnv's
+floats, for evaluations (the reward alone hides it: Arm2DEnv's moves by hundredths): Arm2DEnv's
 ``distance`` (metres from the hand's marker to the target), and for the walkers (those with a
-pelvis) ``forward_distance`` (metres the pelvis moved forward since the reset).
+pelvis) ``forward_distance`` (metres the pelvis moved forward since the reset). Every step's
+``info['task']`` holds them too, so that an evaluation through a farm sees them
+(envs/measures.py).
 
 osim-rl prints as it builds and resets ("difficulty 3 for Round 2", Arm2DEnv's every new target):
 one line per worker and episode would bury a farm's log, so those prints go to this module's
@@ -247,7 +249,11 @@ class OsimAdapter(EnvAdapter):
         self._t += 1
         terminated = bool(done) and bool(self.env.is_done())
         truncated = not terminated and (bool(done) or self._t >= (self.max_episode_steps or 1e18))
-        return self._flat(obs), float(reward), terminated, truncated, info or {}
+        info = dict(info or {})
+        task = self.task_measures()
+        if task:  # for evaluations through a farm (envs/measures.py); a few floats
+            info['task'] = task
+        return self._flat(obs), float(reward), terminated, truncated, info
 
     def close(self):
         close = getattr(self.env, 'close', None)

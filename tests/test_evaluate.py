@@ -189,6 +189,33 @@ def test_an_episode_s_measures_are_the_last_half_mean_and_the_end():
     assert evaluate.episode_measures([{'distance': 4.0}]) == {'distance': 4.0}
 
 
+def test_an_evaluation_through_a_vectorized_env_measures_the_arm_as_evaluate_py_does():
+    """agents' evaluate_vec (test(), --eval-every, eval.csv) reads the task measure from each
+    step's info['task'] (it may come through a farm): the same figure as evaluate.py's
+    in-process reading, for the same policy, seed and episode."""
+    osim()
+    import evaluate
+    import vecenv
+    from agents.sac import SAC
+    kwargs = {'max_episode_steps': 12, 'integrator_accuracy': 1e-3}
+    vec = vecenv.InProcessVecEnv('Arm2DEnv', 1, kwargs)
+    try:
+        agent = SAC.from_spaces(vec.observation_space, vec.action_space, hidden=(8, 8), seed=3)
+        agent.compile()
+        through_vec = agent.evaluate_vec(vec, nb_episodes=1, seed=21)
+    finally:
+        vec.close()
+    env = evaluate.make_env('Arm2DEnv', kwargs, video=False)
+    try:
+        returns, lengths, measures = evaluate.run_episodes(evaluate.policy_of(agent), env, 1, 21)
+    finally:
+        env.close()
+    assert through_vec['lengths'] == lengths == [12]
+    assert through_vec['returns'][0] == pytest.approx(returns[0], abs=1e-9)
+    assert through_vec['distances'] == [pytest.approx(measures[0]['distance'], abs=1e-12)]
+    assert through_vec['mean_distance'] == pytest.approx(measures[0]['distance'], abs=1e-12)
+
+
 def test_random_actions_need_no_checkpoint(tmp_path):
     out = run(['evaluate.py', '--random', '--env', 'Pendulum-v1', '--episodes', '1',
                '--env-kwargs', '{"max_episode_steps": 7}']).stdout

@@ -20,3 +20,17 @@ def test_arm2d_first_observation_shows_the_new_target():
             assert first[:2].tolist() != [0.0, 0.0]
     finally:
         env.close()
+
+
+def test_each_step_reports_the_task_measure_in_its_info():
+    """info['task'] (what an evaluation through a farm reads): Arm2DEnv's distance, the one
+    its reward (1 - d^2) is made of."""
+    env = envs.make('Arm2DEnv', integrator_accuracy=1e-3)
+    try:
+        env.reset(seed=4)
+        for _ in range(3):
+            _, reward, _, _, info = env.step([0.3] * 6)
+            assert set(info['task']) == {'distance'}
+            assert info['task']['distance'] ** 2 == pytest.approx(1 - reward, abs=1e-9)
+    finally:
+        env.close()

@@ -35,7 +35,7 @@ class VecAgent(FakeAgent):
     def evaluate_vec(self, env, nb_episodes, seed=None):
         self.evaluated_on.append(env)
         return {'mean_return': -2.0, 'std_return': 0.5, 'returns': [-2.0] * nb_episodes,
-                'lengths': [7] * nb_episodes}
+                'lengths': [7] * nb_episodes, 'mean_distance': 0.25}
 
     def train_vec(self, env, nb_episodes, callback, stop, seed=None, mode=None):
         self.modes = getattr(self, 'modes', []) + [mode]
@@ -375,9 +375,12 @@ def test_test_runs_on_its_own_environments_built_once_and_closed_with_the_sessio
     assert farmer.built == [('Fake-v0', 3, {'difficulty': 2})]  # once, kept for later calls
     eval_env = agent.evaluated_on[0]
     assert agent.evaluated_on == [eval_env, eval_env] and eval_env is not s.env
-    assert 'deterministic, on 3 evaluation environments' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert 'deterministic, on 3 evaluation environments' in out
     rows = rows_of(tmp_path / 'run' / 'eval.csv')
     assert [(r['n'], r['mean_length']) for r in rows] == [('4', '7'), ('2', '7')]
+    assert [(r['mean_distance'], r['mean_forward_distance']) for r in rows] == [('0.25', '')] * 2
+    assert 'mean_distance 0.2500 over 4 episodes' in out
     assert not (tmp_path / 'run' / 'evaluations.csv').exists()
     s.close()
     assert eval_env.closed and farmer.closed
