@@ -249,3 +249,17 @@ def test_latency_bench_quick_measures_both_links_and_modes():
                 'async_vs_lockstep_proxy'):
         assert result[key] > 0
     assert result['leftover_farm_processes'] == []
+
+
+def test_arm_reach_quick_finds_held_positions_and_floors_for_the_evaluation_targets():
+    pytest.importorskip('opensim')
+    result, _ = _run_quick('arm_reach.py')
+    assert result['activations_tried'] == 4 and 1 <= result['held'] <= 4
+    assert len(result['eval_targets']) == len(result['eval_target_floor_m']) == 2
+    # the targets bench/learn.py evaluates on: osim-rl's distribution (0.3-0.65 m from (0, 0.8))
+    for x, y in result['eval_targets']:
+        assert 0.3 - 1e-6 <= np.hypot(x, y - 0.8) <= 0.65 + 1e-6
+    assert all(d >= 0 for d in result['eval_target_floor_m'])
+    assert result['eval_mean_floor_m'] == pytest.approx(np.mean(result['eval_target_floor_m']),
+                                                       abs=1e-4)
+    assert 0 <= result['drawn_share_beyond_5cm'] <= 1
