@@ -47,7 +47,9 @@ The verbs, all taking and returning plain data (msgpack; pickle is never accepte
   back 'lost' (worker replaced). An environment is in flight from send/send_reset until recv
   hands its result over; any other call naming it gets an 'input' error element, release and
   close_lease drop it anyway. send and recv may run at the same time on different connections
-  (recv wakes for what is sent while it waits); one recv per lease at a time.
+  (recv wakes for what is sent while it waits). recvs on one lease may overlap (on different
+  connections): each result is handed to exactly one of them, so a far learner can keep a recv
+  waiting at the farm while the answer of another travels back.
   ``post`` and ``post_reset`` (same arguments) are send and send_reset as Pyro4 one-way calls:
   no answer, so a far learner pays no round trip per send; their error elements come from
   the lease's next recv as ``[env_id, error]``, and a malformed call's error is raised by it.

@@ -1,4 +1,5 @@
-"""farm_async.py: the farm's asynchronous verbs, ``send``, ``send_reset`` and ``recv``.
+"""farm_async.py: the farm's asynchronous verbs, ``send``, ``send_reset``, ``post``, ``post_reset``
+and ``recv``.
 
 A mixin of :class:`farm_core.Farm` (which provides the lease lookup, the ownership checks, the
 dispatching core's ``_settled``/``_shaped``/``_failure`` and worker replacement): an environment is
@@ -14,7 +15,9 @@ import time
 import Pyro4
 
 from envworker import SPIN_SECONDS, WorkerError, WorkerLost
-from farm_books import BUILD_TIMEOUT, CALL, Flight, Watch, is_number, yield_cpu
+from farm_books import BUILD_TIMEOUT, CALL, Flight, Watch, is_number, readable, yield_cpu
+
+OVERLAP_RECHECK = 0.05  # seconds: see _receive
 
 
 class AsyncStepping(object):
@@ -156,9 +159,6 @@ class AsyncStepping(object):
             raise ValueError('farm %s: recv: timeout must be a number of seconds >= 0 or None, '
                              'got %r' % (self.label, timeout))
         with held.state:
-            if held.receiving:
-                raise ValueError('farm %s: recv: another recv is running on this lease (one at '
-                                 'a time)' % self.label)
             error, held.post_error = held.post_error, None
             if error is not None:
                 raise error
@@ -166,13 +166,13 @@ class AsyncStepping(object):
                 return []
             if held.watch is None:
                 held.watch = Watch()
-            held.receiving = True
+            held.receiving += 1
         try:
             return self._receive(held, min_count, timeout, bool(wait), float(linger))
         finally:
             with held.state:
-                held.receiving = False
-                if held.ended and held.watch is not None:
+                held.receiving -= 1
+                if held.ended and not held.receiving and held.watch is not None:
                     held.watch.close()
                     held.watch = None
 
@@ -195,6 +195,9 @@ class AsyncStepping(object):
                     if flight.fd is not None:
                         watch.remove(flight.fd)
                 snapshot = None if watch.epoll is not None else list(watch.fds)
+                # Overlapping recvs share the wake-up pipe, and a nudge wakes only one of them:
+                # the others look again at least this often (a new pipe, an ended lease).
+                recheck = OVERLAP_RECHECK if held.receiving > 1 else None
             if late:
                 self._hand_over(held, late, out, True)
                 continue
@@ -211,14 +214,21 @@ class AsyncStepping(object):
             else:
                 fds = self._spin(watch, flights, now, snapshot)
                 if not fds:
-                    fds = watch.wait(None if soonest is None
-                                     else max(0.0, soonest - time.time()), snapshot)
+                    wait = None if soonest is None else max(0.0, soonest - time.time())
+                    if recheck is not None and (wait is None or wait > recheck):
+                        wait = recheck
+                    fds = watch.wait(wait, snapshot)
             ready = []
             with held.state:
                 for fd in fds:
                     flight = watch.fds.get(fd)
-                    if flight is None:  # not ours any more: never report it again
-                        watch.forget(fd)
+                    if flight is None:
+                        if not held.receiving > 1:  # not ours any more: never report it again
+                            watch.forget(fd)
+                        continue  # (or another recv took it, and unwatched it)
+                    if held.receiving > 1 and not readable(fd):
+                        # Another recv took this pipe's answer after the wait reported it, and
+                        # the environment is in flight again: its answer is not there yet.
                         continue
                     watch.remove(fd)  # its answer is taken now
                     ready.append(flight)

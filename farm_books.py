@@ -99,7 +99,7 @@ class Lease(object):
         # is held for bookkeeping only, never while waiting or talking to a worker.
         self.state = threading.Lock()
         self.in_flight = {}           # env id -> Flight
-        self.receiving = False        # a recv is running (one at a time)
+        self.receiving = 0            # recvs running now (they may overlap)
         self.watch = None             # the Watch of in-flight pipes (made at the first send)
         self.ended = False            # closed, released whole or reaped
         self.posted = []              # [env_id, error] of one-way sends, for the next recv
@@ -223,6 +223,16 @@ def packed_obs(obs):
 
 
 yield_cpu = getattr(os, 'sched_yield', lambda: None)  # Python 2.7 has none: a plain spin
+
+
+def readable(fd):
+    """Whether ``fd`` has something to read now (a zero-timeout poll)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    try:
+        return bool(poller.poll(0))
+    except select.error:  # EINTR: say no; the next wait reports it again
+        return False
 
 
 def drain(fd):

@@ -14,7 +14,7 @@ import from there. This package is the only host code that speaks Pyro4.
 - :mod:`host.local_farm`: the ``farm.py`` started on this machine when nothing else answers.
 - :mod:`host.farm_vec_env`: :class:`FarmVecEnv`, N remote environments as one vectorized env, in
   lockstep and asynchronously; :mod:`host.placement` places and (re)builds its environments;
-  :mod:`host.receivers` is its asynchronous mode (a receiver thread per farm, recovery threads).
+  :mod:`host.receivers` is its asynchronous mode (a receiver per farm, recovery threads).
 - :mod:`host.remote_env`: :class:`RemoteEnv`, one remote environment with the gym interface.
 
 Python 3.6 compatible.

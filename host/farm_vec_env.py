@@ -8,10 +8,10 @@ modes: lockstep (``reset``, ``step_async``/``step_wait``, ``step``) and asynchro
   placing and (re)building are host/placement.py's.
 - Lockstep: one ``step`` call per farm, all at once, each on its farm's thread (``step`` makes
   the last one in the caller's thread: with nothing to overlap, a thread switch less).
-- Asynchronous (host/receivers.py): the caller's thread sends (one ``send`` per farm touched, on
-  its own connection); one receiver thread per farm, with a connection of its own, waits in the
-  farm's ``recv`` while that farm has environments in flight and queues what comes back;
-  ``recv`` drains the queue.
+- Asynchronous (host/receivers.py): sends go out one-way (one ``post`` per farm touched, on the
+  farm's call thread); a receiver per farm (one thread for a near farm, ``settings.RECV_THREADS`` for a far
+  one, each with a connection of its own, their recvs overlapping) waits in the farm's ``recv`` while that farm
+  has environments in flight and queues what comes back; ``recv`` drains the queue.
 - Conversions: actions are checked here and cross as one packed array per farm (wire.pack);
   observations come back packed (the lease is opened with ``packed``) and become one float32
   array (:func:`host.receivers.as_obs`). Those are the host's one conversion out and in.

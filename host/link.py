@@ -119,6 +119,7 @@ class FarmLink(object):
         self.reported = 0.0        # last stall report
         self.stall_answers = True  # whether the farm answered the probe of that report
         self.mismatch = None  # the farm speaks another protocol: why it is not used (one line)
+        self.rtt = None       # seconds: the fastest answer to a probe (info) so far
         self.calls = {}     # outstanding calls: token -> (method, started)
         self.reviving = threading.Lock()
         self._local = threading.local()
@@ -247,6 +248,7 @@ class FarmLink(object):
     def ping(self, timeout=None):
         """The farm's info, or the exception of a farm that does not answer (recorded). A farm
         that speaks another protocol answers with a ProtocolMismatchError: it is not used."""
+        started = time.time()
         try:
             info = self.call('info', timeout=timeout or settings.PROBE_TIMEOUT)
         except Exception as e:
@@ -259,6 +261,8 @@ class FarmLink(object):
             self.error, self.cause = self.mismatch, 'version'
             return ProtocolMismatchError(self.mismatch)
         self.error = self.cause = None
+        took = time.time() - started
+        self.rtt = took if self.rtt is None else min(self.rtt, took)
         self.call_timeout = float(info.get('step_timeout', 30.0)) + settings.CALL_MARGIN
         return info
 

@@ -6,9 +6,10 @@ what happens to an environment between its ``send`` and the ``recv`` that hands 
   waited for, so through a far link sends do not queue behind round trips. Refusals and lost
   workers come back through the farm's ``recv`` like results; a post that could not be written
   (a lost farm) comes back as an event the learner's thread handles in ``recv``.
-- Receiving: one :class:`Receiver` per farm (per lease of this vector env there, which is one),
-  a daemon thread with a connection of its own that waits in the farm's ``recv`` while that farm
-  has environments of ours in flight, and puts what comes back on one queue.
+- Receiving: one :class:`Receiver` per farm (per lease of this vector env there, which is one):
+  ``settings.RECV_THREADS`` daemon threads, each with a connection of its own, that wait in the
+  farm's ``recv`` while that farm has environments of ours in flight (their recvs overlap, so
+  one is at the farm while another's answer travels), and put what comes back on one queue.
   :meth:`AsyncState.recv` (the learner's thread) drains that queue: all bookkeeping happens
   there, so the receivers share nothing with it but the queue and a count.
 - An environment in flight is the machinery's until its result is handed over: nothing else
@@ -65,11 +66,21 @@ def is_error(result):
     return isinstance(result, dict) and 'error' in result and not wire.is_packed(result)
 
 
+def receiver_threads(link):
+    """How many recvs to keep going to ``link``'s farm at once: ``settings.RECV_THREADS`` for a
+    far farm (its fastest probe answer took ``settings.FAR_RTT`` or more), one for a near one
+    (nothing to hide, and fewer, fuller answers cost the learner less)."""
+    if link.rtt is not None and link.rtt >= settings.FAR_RTT:
+        return max(1, int(settings.RECV_THREADS))
+    return 1
+
+
 class Receiver(object):
-    """One farm's results for one vector env: a daemon thread, with a connection of its own,
-    that calls the farm's ``recv`` on lease ``lease`` while ``expected`` > 0 and queues
-    ``('results', self, list)``; a failed call is queued as ``('failed', self, error)`` and ends
-    the thread (the learner's thread decides what it means)."""
+    """One farm's results for one vector env: :func:`receiver_threads` daemon threads, each
+    with a connection of its own, that call the farm's ``recv`` on lease ``lease`` while
+    ``expected`` > 0 (their recvs overlap: one waits at the farm while another's answer travels)
+    and queue ``('results', self, list)``; a failed call is queued as ``('failed', self, error)``
+    and ends its thread (the learner's thread decides what it means)."""
 
     def __init__(self, link, lease, events, call_timeout):
         self.link, self.lease = link, lease
@@ -78,21 +89,24 @@ class Receiver(object):
         self._call_timeout = call_timeout
         self._stopped = False
         self._cond = threading.Condition()
-        self.thread = threading.Thread(target=self._run, name='recv-%s' % link.name,
-                                       daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._run, name='recv-%s' % link.name,
+                                         daemon=True)
+                        for _ in range(receiver_threads(link))]
+        for thread in self.threads:
+            thread.start()
 
     def expect(self, n):
         """``n`` more (or fewer, if negative) of our environments are in flight on this farm."""
         with self._cond:
             self.expected += n
-            self._cond.notify()
+            self._cond.notify_all()
 
     def stop(self):
-        """Ends the thread after the call it is in (at most ``settings.RECV_WAIT`` on the farm)."""
+        """Ends the threads after the calls they are in (at most ``settings.RECV_WAIT`` on the
+        farm)."""
         with self._cond:
             self._stopped = True
-            self._cond.notify()
+            self._cond.notify_all()
 
     def _run(self):
         try:
@@ -231,7 +245,8 @@ class AsyncState(object):
     def join(self, timeout):
         deadline = time.time() + timeout
         for receiver in list(self.receivers.values()):
-            receiver.thread.join(max(0.0, deadline - time.time()))
+            for thread in receiver.threads:
+                thread.join(max(0.0, deadline - time.time()))
 
     # --- sending ----------------------------------------------------------------------------------
     def dispatch(self, kind, indices, actions=None, seeds=None):

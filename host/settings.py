@@ -30,6 +30,12 @@ BUILD_SECONDS = 120.0     # a farm's time to build environments (its BUILD_TIMEO
 OVERCOMMIT = 2            # a farm taking over a lost farm's environments runs up to this x capacity
 RECV_WAIT = 1.0           # asynchronous mode: how long one farm.recv waits on the farm (the
 #                           receiver then checks whether it should stop, and calls again)
+RECV_THREADS = 4          # asynchronous mode: recvs a receiver keeps going to a far farm at once,
+#                           each on its own thread and connection, so that one waits at the farm
+#                           while the others' answers travel back (through a far link a result
+#                           would otherwise wait up to a round trip for the next recv to arrive)
+FAR_RTT = 0.002           # seconds: a farm whose fastest answer to a probe took at least this
+#                           long is far (RECV_THREADS receiver threads; a near one gets one)
 RECV_LINGER = 0.002       # asynchronous mode: how long a farm's recv waits, results in hand, for
 #                           environments due within it (each one that misses the answer waits
 #                           a round trip more: 40 ms through a 20 ms link)

@@ -295,10 +295,15 @@ def connections_to(port):
     return count
 
 
-def test_every_connection_to_a_farm_is_closed_with_the_farmer(thread_farm):
+@pytest.mark.parametrize('far', [False, True])
+def test_every_connection_to_a_farm_is_closed_with_the_farmer(thread_farm, monkeypatch, far):
     """Regression: a synchronous step made its call on a connection of the caller's thread, a
     second one per farm, which close() never released. Now one connection per farm per thread
-    that uses it (the caller's, the farm's call thread, the asynchronous receiver), all closed."""
+    that uses it (the caller's, the farm's call thread, the asynchronous receiver's threads), all
+    closed. A far farm gets settings.RECV_THREADS receiver threads (their recvs overlap), a
+    near one one."""
+    if far:  # every farm is far
+        monkeypatch.setattr(settings, 'FAR_RTT', 0.0)
     f = thread_farm(capacity=2)
     fm = farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False)
     env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
@@ -306,10 +311,15 @@ def test_every_connection_to_a_farm_is_closed_with_the_farmer(thread_farm):
     env.step(np.full((2, 2), 0.5))          # the caller's thread
     env.step_async(np.full((2, 2), 0.5))    # the farm's call thread
     env.step_wait()
-    env.async_reset()                       # the receiver thread
+    env.async_reset()                       # the receiver's threads
     while env.in_flight:
         env.recv(timeout=10)
-    assert connections_to(f.port) == 3
+    expected = 2 + (settings.RECV_THREADS if far else 1)
+    assert settings.RECV_THREADS > 1
+    deadline = time.time() + 10  # (a receiver thread connects at its first recv)
+    while connections_to(f.port) < expected and time.time() < deadline:
+        time.sleep(0.05)
+    assert connections_to(f.port) == expected
     fm.close()
     deadline = time.time() + 10  # threads that end close theirs as they go
     while connections_to(f.port) and time.time() < deadline:
