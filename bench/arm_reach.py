@@ -60,11 +60,13 @@ class Holds(object):
         self.env.reset(seed=len(self.activations))
         tail = []
         for t in range(self.steps):
-            obs, _, terminated, truncated, _ = self.env.step(activation)
+            obs, _, terminated, truncated, info = self.env.step(activation)
             if t >= self.steps // 2:
                 tail.append(obs[-2:])
-            if terminated or truncated:  # diverged, or over the step budget: not a hold
-                return None
+            if terminated or (truncated and (t < self.steps - 1 or
+                                             info.get('truncated_reason'))):
+                return None  # diverged, or over the step budget: not a hold (the episode's
+                #              own time limit ends its last step)
         self.activations.append(activation)
         self.tails.append(np.asarray(tail, dtype=float))
         return len(self.tails) - 1
