@@ -17,8 +17,6 @@ import Pyro4
 from envworker import SPIN_SECONDS, WorkerError, WorkerLost
 from farm_books import BUILD_TIMEOUT, CALL, Flight, Watch, is_number, readable, yield_cpu
 
-OVERLAP_RECHECK = 0.05  # seconds: see _receive
-
 
 class AsyncStepping(object):
     """Farm's asynchronous verbs (see the module docstring)."""
@@ -167,11 +165,14 @@ class AsyncStepping(object):
             if held.watch is None:
                 held.watch = Watch()
             held.receiving += 1
+            held.watch.waiters = held.receiving
         try:
             return self._receive(held, min_count, timeout, bool(wait), float(linger))
         finally:
             with held.state:
                 held.receiving -= 1
+                if held.watch is not None:
+                    held.watch.waiters = held.receiving
                 if held.ended and not held.receiving and held.watch is not None:
                     held.watch.close()
                     held.watch = None
@@ -195,9 +196,6 @@ class AsyncStepping(object):
                     if flight.fd is not None:
                         watch.remove(flight.fd)
                 snapshot = None if watch.epoll is not None else list(watch.fds)
-                # Overlapping recvs share the wake-up pipe, and a nudge wakes only one of them:
-                # the others look again at least this often (a new pipe, an ended lease).
-                recheck = OVERLAP_RECHECK if held.receiving > 1 else None
             if late:
                 self._hand_over(held, late, out, True)
                 continue
@@ -214,10 +212,8 @@ class AsyncStepping(object):
             else:
                 fds = self._spin(watch, flights, now, snapshot)
                 if not fds:
-                    wait = None if soonest is None else max(0.0, soonest - time.time())
-                    if recheck is not None and (wait is None or wait > recheck):
-                        wait = recheck
-                    fds = watch.wait(wait, snapshot)
+                    fds = watch.wait(None if soonest is None
+                                     else max(0.0, soonest - time.time()), snapshot)
             ready = []
             with held.state:
                 for fd in fds:

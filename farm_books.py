@@ -119,12 +119,16 @@ class Watch(object):
     the recv is not woken for it (a wake-up per send saved), and one wake-up reports every pipe
     that became readable meanwhile. Without epoll, the recv waits in poll() on a copy of the set,
     and send wakes it through the self-pipe to take the new pipe in. The self-pipe also wakes a
-    recv when environments are released or the lease ends. All methods but ``wait`` are called
-    with the lease's ``state`` held.
+    recv when environments are released or the lease ends. Overlapping recvs (``waiters`` > 1)
+    share it: a nudge then writes one byte per waiter and each wake-up takes one, so that every
+    waiter sees a nudge (epoll wakes one waiter per event, and a waiter that drained the pipe
+    would hide it from the others). All methods but ``wait`` are called with the lease's
+    ``state`` held.
     """
 
     def __init__(self):
         self.fds = {}  # fd -> Flight
+        self.waiters = 0  # recvs waiting on this watch (the lease's ``receiving``)
         self.wake_r, self.wake_w = os.pipe()
         for fd in (self.wake_r, self.wake_w):
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
@@ -158,7 +162,7 @@ class Watch(object):
 
     def nudge(self):
         try:
-            os.write(self.wake_w, b'.')
+            os.write(self.wake_w, b'.' * max(1, self.waiters))
         except OSError as e:
             if e.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):  # full: it will wake anyway
                 raise
@@ -188,7 +192,7 @@ class Watch(object):
         ready = []
         for fd, _ in events:
             if fd == self.wake_r:
-                drain(fd)
+                drain(fd, None if self.waiters <= 1 else 1)
             else:
                 ready.append(fd)
         return ready
@@ -235,8 +239,12 @@ def readable(fd):
         return False
 
 
-def drain(fd):
+def drain(fd, most=None):
+    """Reads what ``fd`` holds (at most ``most`` bytes) without blocking."""
     try:
+        if most is not None:
+            os.read(fd, most)
+            return
         while os.read(fd, 4096):
             pass
     except OSError as e:

@@ -143,8 +143,11 @@ def alive(pid):
         os.kill(pid, 0)
     except OSError:
         return False
-    with open('/proc/%d/stat' % pid) as f:
-        return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:  # it went between the two looks (seen in CI)
+        return False
 
 
 def descendants_alive(session_id):
