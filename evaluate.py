@@ -21,7 +21,7 @@ run's (a variant: another difficulty, a shorter episode); ``--env`` evaluates on
 environment (with none of the run's kwargs).
 
 Besides returns and lengths, the environment's own task measure where it has one (osim-rl's state,
-read through ``task_measures()`` of envs/osim.py after every step): Arm2DEnv's ``mean_distance``,
+read by envs/osim.py after every step into ``info['task']``): Arm2DEnv's ``mean_distance``,
 the hand's distance to its target in metres averaged over each episode's last half of steps, then
 over episodes; the walkers' ``mean_forward_distance``, how far the pelvis moved forward by each
 episode's end, averaged over episodes. ``--json`` prints one object with ``mean_return``,
@@ -167,8 +167,8 @@ def export_policy(agent, folder, algo, env, env_kwargs, hidden, **extra):
     """Write ``agent``'s policy to ``folder``: the acting network's weights, the observation
     statistics when it normalizes (agents.base ``save_policy``) and ``config.json`` (``format``
     'policy', ``algo``, ``env``, ``env_kwargs``, ``hidden``, the agent's ``normalize_obs``,
-    ``reward_scale``, ``reward_offset``, ``reward_root``, and ``extra``: how it was trained, for people). Returns
-    the files written."""
+    ``reward_scale``, ``reward_offset``, ``reward_root``, and ``extra``: how it was trained, for
+    people). Returns the files written."""
     written = agent.save_policy(folder)
     config = dict(extra, format='policy', algo=algo, env=env, env_kwargs=dict(env_kwargs),
                   hidden=list(hidden), normalize_obs=bool(agent.normalize_obs),
@@ -240,24 +240,12 @@ def policy_of(agent):
     return act
 
 
-def task_measures_of(env):
-    """``env``'s ``task_measures`` method, through the wrappers envs.make puts around the
-    adapter (each holds the next as ``inner``); None when the environment has none."""
-    while env is not None:
-        method = getattr(env, 'task_measures', None)
-        if method is not None:
-            return method
-        env = getattr(env, 'inner', None)
-    return None
-
-
 def run_episodes(act, env, episodes, seed, writer=None, renderer=None, label=''):
     """``episodes`` episodes of ``act`` on ``env``, episode k reset with ``seed + k``; every
     state (the first included) appended to ``writer`` as a frame when one is given. Returns
     ``(returns, lengths, measures)``, ``measures`` one dict per episode (:func:`episode_measures`;
     empty for environments without a task measure)."""
     returns, lengths, measures = [], [], []
-    read = task_measures_of(env)
     for k in range(episodes):
         obs, total, steps, done = env.reset(seed + k), 0.0, 0, False
         readings = []
@@ -267,13 +255,12 @@ def run_episodes(act, env, episodes, seed, writer=None, renderer=None, label='')
                     label, k + 1, episodes, steps, total)))
             if done:
                 break
-            obs, reward, terminated, truncated, _ = env.step(
+            obs, reward, terminated, truncated, info = env.step(
                 [float(a) for a in np.asarray(act(obs)).ravel()])
             total += reward
             steps += 1
             done = terminated or truncated
-            if read is not None:
-                readings.append(read())
+            readings.append((info or {}).get('task'))
         returns.append(total)
         lengths.append(steps)
         measures.append(episode_measures(readings))

@@ -26,7 +26,9 @@ class AsyncStepping(object):
         """Hands each environment its action and returns at once: one element per environment,
         None (stepping now; its result comes from recv) or the error dict. A worker found dead
         is replaced and its element is the 'lost' error at once."""
-        held = self._lease(lease)
+        return self._start_steps(self._lease(lease), env_ids, actions, auto_reset)
+
+    def _start_steps(self, held, env_ids, actions, auto_reset):
         slots = self._owned(held, env_ids)
         actions = self._actions(slots, actions, 'send')
         auto_reset = bool(auto_reset)
@@ -43,7 +45,9 @@ class AsyncStepping(object):
         """Resets each environment without waiting; its first observation comes from recv.
         A worker due for recycling, or replaced after a loss, is rebuilt first (also without
         waiting: recv sends the reset once the new worker is up)."""
-        held = self._lease(lease)
+        return self._start_resets(self._lease(lease), env_ids, seeds)
+
+    def _start_resets(self, held, env_ids, seeds):
         slots = self._owned(held, env_ids)
         seeds = self._seeds(slots, seeds)
 
@@ -64,18 +68,18 @@ class AsyncStepping(object):
         ``[env_id, error]``; an error of the call as a whole (a malformed call) is raised by
         the lease's next recv. Order with the connection's other calls is kept: farm.py runs
         one-way calls on the connection's own thread (Pyro4's ONEWAY_THREADED off)."""
-        self._post(lease, self.send, env_ids, actions, auto_reset)
+        self._post(lease, self._start_steps, env_ids, actions, auto_reset)
 
     @Pyro4.expose
     @Pyro4.oneway
     def post_reset(self, lease, env_ids, seeds=None):
         """``send_reset`` as a one-way call, answered through recv as ``post`` is."""
-        self._post(lease, self.send_reset, env_ids, seeds)
+        self._post(lease, self._start_resets, env_ids, seeds)
 
-    def _post(self, lease, verb, env_ids, *args):
+    def _post(self, lease, start, env_ids, *args):
         held = self._lease(lease)  # an unknown lease: its recv says so
         try:
-            results = verb(lease, env_ids, *args)
+            results = start(held, env_ids, *args)
             refused = [[env_ids[k], result] for k, result in enumerate(results)
                        if result is not None]
             error = None

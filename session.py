@@ -80,8 +80,9 @@ log = logging.getLogger('session')
 
 CSV_COLUMNS = ('episode', 'global_step', 'return', 'length', 'terminated', 'lost', 'env',
                'wall_time', 'end')
+MEASURE_COLUMNS = tuple(sorted(key for key, _, _ in MEASURES.values()))  # the task's own
 EVAL_COLUMNS = ('global_step', 'episodes', 'mean_return', 'std_return', 'n', 'wall_time',
-                'mean_length') + tuple(sorted(key for key, _, _ in MEASURES.values()))
+                'mean_length') + MEASURE_COLUMNS
 EVAL_CSV, OLD_EVAL_CSV = 'eval.csv', 'evaluations.csv'  # the name before issue 11
 TERM_GRACE = 10.0   # seconds a vector step may still take after SIGTERM (schedulers wait ~30)
 TB_EVERY = 5.0      # seconds between TensorBoard points of the agent's metrics and the speeds
@@ -340,7 +341,7 @@ class Session(object):
             return None
         result = self.agent.evaluate_vec(env, nb_episodes=n, seed=self.cfg.seed + 10 ** 6)
         self._record_test(result, n)
-        measured = ''.join(', %s %.4f' % (key, result[key]) for key in EVAL_COLUMNS[7:]
+        measured = ''.join(', %s %.4f' % (key, result[key]) for key in MEASURE_COLUMNS
                            if key in result)
         print('%s%s: mean return %.2f +- %.2f%s over %d episodes (deterministic, %s), after %d '
               'episodes' % ('\n' if what == 'eval' and sys.stdout.isatty() else '', what,
@@ -395,11 +396,11 @@ class Session(object):
                                n, '%.3f' % time.time(),
                                '%.6g' % np.mean(lengths) if lengths else ''] +
                               ['%.6g' % result[key] if key in result else ''
-                               for key in EVAL_COLUMNS[7:]])
+                               for key in MEASURE_COLUMNS])
         scalars = {'eval/mean_return': result['mean_return'],
                    'eval/std_return': result['std_return'],
                    'eval/mean_length': np.mean(lengths) if lengths else None}
-        for key in EVAL_COLUMNS[7:]:
+        for key in MEASURE_COLUMNS:
             if key in result:  # the task's own measure (envs/measures.py)
                 scalars['eval/' + key] = result[key]
         self.tb.scalars(scalars, self.agent.global_step)

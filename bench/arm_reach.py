@@ -105,8 +105,8 @@ def main(argv=None):
     parser.add_argument('--sim', choices=sorted(envs.SIM_PRESETS), default='fast')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--quick', action='store_true',
-                        help='a smoke run: 4 random holds (no corners), 2 targets, 2 perturbations, '
-                        'short episodes')
+                        help='a smoke run: 4 random holds (no corners), 2 targets, '
+                        '2 perturbations, short episodes')
     args = parser.parse_args(argv)
     if args.samples < 0 or args.refine < 0 or args.targets < 1:
         parser.error('--samples and --refine must be >= 0, --targets >= 1')

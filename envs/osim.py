@@ -249,11 +249,10 @@ class OsimAdapter(EnvAdapter):
         self._t += 1
         terminated = bool(done) and bool(self.env.is_done())
         truncated = not terminated and (bool(done) or self._t >= (self.max_episode_steps or 1e18))
-        info = dict(info or {})
         task = self.task_measures()
-        if task:  # for evaluations through a farm (envs/measures.py); a few floats
-            info['task'] = task
-        return self._flat(obs), float(reward), terminated, truncated, info
+        if task:  # for evaluations, through a farm too (envs/measures.py); a few floats
+            info = dict(info or {}, task=task)
+        return self._flat(obs), float(reward), terminated, truncated, info or {}
 
     def close(self):
         close = getattr(self.env, 'close', None)

@@ -9,9 +9,10 @@ modes: lockstep (``reset``, ``step_async``/``step_wait``, ``step``) and asynchro
 - Lockstep: one ``step`` call per farm, all at once, each on its farm's thread (``step`` makes
   the last one in the caller's thread: with nothing to overlap, a thread switch less).
 - Asynchronous (host/receivers.py): sends go out one-way (one ``post`` per farm touched, on the
-  farm's call thread); a receiver per farm (one thread for a near farm, ``settings.RECV_THREADS`` for a far
-  one, each with a connection of its own, their recvs overlapping) waits in the farm's ``recv`` while that farm
-  has environments in flight and queues what comes back; ``recv`` drains the queue.
+  farm's call thread); a receiver per farm (one thread for a near farm, ``settings.RECV_THREADS``
+  for a far one, each with a connection of its own, their recvs overlapping) waits in the farm's
+  ``recv`` while that farm has environments in flight and queues what comes back; ``recv``
+  drains the queue.
 - Conversions: actions are checked here and cross as one packed array per farm (wire.pack);
   observations come back packed (the lease is opened with ``packed``) and become one float32
   array (:func:`host.receivers.as_obs`). Those are the host's one conversion out and in.

@@ -7,9 +7,10 @@ what happens to an environment between its ``send`` and the ``recv`` that hands 
   workers come back through the farm's ``recv`` like results; a post that could not be written
   (a lost farm) comes back as an event the learner's thread handles in ``recv``.
 - Receiving: one :class:`Receiver` per farm (per lease of this vector env there, which is one):
-  ``settings.RECV_THREADS`` daemon threads, each with a connection of its own, that wait in the
-  farm's ``recv`` while that farm has environments of ours in flight (their recvs overlap, so
-  one is at the farm while another's answer travels), and put what comes back on one queue.
+  daemon threads (:func:`receiver_threads`: one for a near farm, more for a far one), each with
+  a connection of its own, that wait in the farm's ``recv`` while that farm has environments of
+  ours in flight (their recvs overlap, so one is at the farm while another's answer travels),
+  and put what comes back on one queue.
   :meth:`AsyncState.recv` (the learner's thread) drains that queue: all bookkeeping happens
   there, so the receivers share nothing with it but the queue and a count.
 - An environment in flight is the machinery's until its result is handed over: nothing else
