@@ -5,12 +5,8 @@ runconfig.py has read the flags, checked what needs no farm and built the farmer
   ``load``. A run directory (default ``runs/<algo>-<env>-<timestamp>``) holds:
 
   - ``config.json`` (``config-<timestamp>.json`` for each later session resuming the run);
-  - ``episodes.csv``: one row per episode, appended as it ends (:data:`CSV_COLUMNS`; ``end`` is
-    why it ended, one of vecenv.END_REASONS; files of earlier versions get the column added);
-  - ``eval.csv``: one row per evaluation (``test()`` and ``--eval-every``; :data:`EVAL_COLUMNS`).
-    A run of an earlier version kept them in ``evaluations.csv``: its first evaluation after a
-    resume moves that file to ``eval.csv`` (columns added, empty), and until then the curve reads
-    it;
+  - ``episodes.csv``, one row per episode, and ``eval.csv``, one row per evaluation (``test()``
+    and ``--eval-every``): see runfiles.py;
   - ``tb/``: TensorBoard event files (tblog.py; ``tensorboard --logdir runs``): per episode
     ``train/episode_return`` and ``train/episode_length``; every :data:`TB_EVERY` seconds of
     ``r`` the means of the agent's update metrics since the last point (``agent/<name>``: SAC's
@@ -22,7 +18,7 @@ runconfig.py has read the flags, checked what needs no farm and built the farmer
   - ``checkpoints/ep<episodes>/`` (see checkpoints.py), every ``checkpoint_every`` episodes, at
     the end of every ``r`` and on exit, and ``checkpoint.json`` naming the newest: written so that
     a kill at any moment leaves the previous one loadable (checkpoints.py);
-  - ``curve.png``: the learning curve, redrawn after every ``r``.
+  - ``curve.png``: the learning curve, redrawn after every ``r`` (runfiles.py).
 
 ``test(n)`` runs on environments of its own (``cfg.eval_envs`` of them, built through the same
 farms on first use, kept for later calls, closed with the session), so the training
@@ -52,8 +48,6 @@ never cut in half: a signal arriving meanwhile is acted on once the file is comp
 Python 3.6 compatible (the learner may run under TensorFlow 2.6); imports no TensorFlow itself.
 """
 import atexit
-import contextlib
-import csv
 import dataclasses  # novermin (3.6: the dataclasses backport, environment-py36.yml)
 import json
 import logging
@@ -73,46 +67,13 @@ import errors
 import runconfig
 import tblog
 from curriculum import Curriculum
-from envs.measures import MEASURES
 from runconfig import TERM_EXIT
+from runfiles import MEASURE_COLUMNS, RunFiles, signals_deferred
 
 log = logging.getLogger('session')
 
-CSV_COLUMNS = ('episode', 'global_step', 'return', 'length', 'terminated', 'lost', 'env',
-               'wall_time', 'end')
-MEASURE_COLUMNS = tuple(sorted(key for key, _, _ in MEASURES.values()))  # the task's own
-EVAL_COLUMNS = ('global_step', 'episodes', 'mean_return', 'std_return', 'n', 'wall_time',
-                'mean_length') + MEASURE_COLUMNS
-EVAL_CSV, OLD_EVAL_CSV = 'eval.csv', 'evaluations.csv'  # the name before issue 11
 TERM_GRACE = 10.0   # seconds a vector step may still take after SIGTERM (schedulers wait ~30)
 TB_EVERY = 5.0      # seconds between TensorBoard points of the agent's metrics and the speeds
-
-
-# --- signals while a file is written -------------------------------------------------------------
-@contextlib.contextmanager
-def signals_deferred(note=None, redeliver=True):
-    """Hold Ctrl-C and SIGTERM until the block ends; then hand each to the handler that was
-    installed before (``train_vec``'s stop request, a KeyboardInterrupt, the session's SIGTERM
-    handler). A held Ctrl-C is dropped unless ``redeliver``; a held SIGTERM never is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = {}
-
-    def hold(signum, frame):
-        if note and not caught and signum == signal.SIGINT:
-            print('\n' + note, flush=True)
-        caught.setdefault(signum, frame)
-
-    previous = dict((s, signal.signal(s, hold)) for s in (signal.SIGINT, signal.SIGTERM))
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        for s in (signal.SIGINT, signal.SIGTERM):
-            if s in caught and callable(previous[s]) and (redeliver or s == signal.SIGTERM):
-                previous[s](s, caught[s])
 
 
 # --- progress ------------------------------------------------------------------------------------
@@ -213,6 +174,7 @@ class Session(object):
         self.run_dir = run_dir or runconfig.prepare_run_dir(cfg, algo)
         self._created = not os.path.exists(self.run_dir)
         self.tb = tblog.EventLog(os.path.join(self.run_dir, 'tb'))
+        self.files = RunFiles(self.run_dir)  # episodes.csv, eval.csv, curve.png
         os.makedirs(os.path.join(self.run_dir, checkpoints.FOLDER), exist_ok=True)
         config = os.path.join(self.run_dir, 'config.json')
         if os.path.exists(config):
@@ -227,10 +189,6 @@ class Session(object):
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)
         atexit.register(self.close)
-
-    @property
-    def csv_path(self):
-        return os.path.join(self.run_dir, 'episodes.csv')
 
     # -- r ----------------------------------------------------------------------------------------
     def train(self, n):
@@ -253,37 +211,26 @@ class Session(object):
                 self.tb.flush()
             progress.draw(final=True)
             path = self.save()
-            self.plot()
+            curve = self.plot()
             returns = self.summary['returns']
             print('%s%d episodes, %d env steps in %.0f s; mean return %s; saved %s; curve %s' % (
                 'interrupted: ' if self.summary['interrupted'] else '', self.summary['episodes'],
                 self.summary['steps'], self.summary['seconds'],
-                '%.2f' % np.mean(returns) if returns else '-', path,
-                os.path.join(self.run_dir, 'curve.png')), flush=True)
+                '%.2f' % np.mean(returns) if returns else '-', path, curve), flush=True)
         finally:
             self._busy = None
             if self._terminating:
                 self._shutdown()
 
     def _train_vec(self, n, progress):
-        self._upgrade_csv()
-        with open(self.csv_path, 'a') as f:
-            rows = csv.DictWriter(f, CSV_COLUMNS)
-            if f.tell() == 0:
-                rows.writeheader()
+        with self.files.episode_rows() as add_row:
 
             def on_episode(event):
                 progress.episode(event)
                 self.tb.scalars({'train/episode_return': event['return'],
                                  'train/episode_length': event['length']},
                                 event['global_step'])
-                with signals_deferred():
-                    rows.writerow(dict(
-                        episode=event['episode'], global_step=event['global_step'],
-                        end=event['end'], env=event['env'], length=event['length'],
-                        terminated=int(event['terminated']), lost=int(event['lost']),
-                        wall_time='%.3f' % time.time(), **{'return': '%.6g' % event['return']}))
-                    f.flush()
+                add_row(event)
                 if event['episode'] % self.cfg.checkpoint_every == 0:
                     self.save()
                 if self.curriculum is not None:
@@ -382,21 +329,8 @@ class Session(object):
             self.eval_env.num_envs, 's' if self.eval_env.num_envs > 1 else '')
 
     def _record_test(self, result, n):
-        path = os.path.join(self.run_dir, EVAL_CSV)
+        self.files.add_eval(self.agent.global_step, self.agent.episodes, result, n)
         lengths = result.get('lengths')
-        with signals_deferred():
-            self._upgrade_eval_csv(path)
-            new = not os.path.exists(path)
-            with open(path, 'a') as f:
-                rows = csv.writer(f)
-                if new:
-                    rows.writerow(EVAL_COLUMNS)
-                rows.writerow([self.agent.global_step, self.agent.episodes,
-                               '%.6g' % result['mean_return'], '%.6g' % result['std_return'],
-                               n, '%.3f' % time.time(),
-                               '%.6g' % np.mean(lengths) if lengths else ''] +
-                              ['%.6g' % result[key] if key in result else ''
-                               for key in MEASURE_COLUMNS])
         scalars = {'eval/mean_return': result['mean_return'],
                    'eval/std_return': result['std_return'],
                    'eval/mean_length': np.mean(lengths) if lengths else None}
@@ -405,22 +339,6 @@ class Session(object):
                 scalars['eval/' + key] = result[key]
         self.tb.scalars(scalars, self.agent.global_step)
         self.tb.flush()
-
-    def _upgrade_eval_csv(self, path):
-        """One evaluation file per run: an earlier version's ``evaluations.csv`` becomes
-        ``eval.csv``, and a file with fewer columns than today's gets them (empty)."""
-        old = os.path.join(self.run_dir, OLD_EVAL_CSV)
-        source = path if os.path.exists(path) else old if os.path.exists(old) else None
-        if source is None or os.path.getsize(source) == 0:
-            return
-        if source == path and tuple(_csv_header(source)) == EVAL_COLUMNS:
-            return
-        with open(source) as f:
-            rows = list(csv.DictReader(f))
-        _rewrite_csv(path, EVAL_COLUMNS, rows)
-        if source == old:
-            os.remove(old)
-            log.info('%s: the evaluations of %s, moved here', path, OLD_EVAL_CSV)
 
     # -- checkpoints (checkpoints.py) -------------------------------------------------------------
     def save(self, path=None):
@@ -457,10 +375,11 @@ class Session(object):
             if run_dir and os.path.abspath(run_dir) != os.path.abspath(self.run_dir):
                 self._leave_empty_run()
                 self.run_dir = run_dir
+                self.files = RunFiles(run_dir)
                 self.tb.close()
                 self.tb = tblog.EventLog(os.path.join(run_dir, 'tb'))
                 print('now writing to %s' % run_dir)
-            self._trim_csv(self.agent.episodes)
+            self.files.trim(self.agent.episodes)
         c = self.agent.counters()
         print('loaded %s: %d episodes, %d env steps, %d updates' % (
             os.path.dirname(base), c['episodes'], c['global_step'], c['updates']), flush=True)
@@ -486,73 +405,9 @@ class Session(object):
                     os.path.join(self.run_dir, checkpoints.FOLDER)):
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    # -- episodes.csv -----------------------------------------------------------------------------
-    def _read_csv(self):
-        with open(self.csv_path) as f:
-            rows = list(csv.reader(f))
-        return (rows[0] if rows else []), [dict(zip(rows[0], row)) for row in rows[1:]]
-
-    def _write_csv(self, rows):
-        _rewrite_csv(self.csv_path, CSV_COLUMNS, rows)
-
-    def _upgrade_csv(self):
-        """An episodes.csv of an earlier version gets today's columns (``end`` empty there)."""
-        if not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0:
-            return
-        header = _csv_header(self.csv_path)  # every r comes here: read the rows only to rewrite
-        if tuple(header) != CSV_COLUMNS:
-            rows = self._read_csv()[1]
-            with signals_deferred():
-                self._write_csv(rows)
-            log.info('episodes.csv: columns %s added', ', '.join(
-                c for c in CSV_COLUMNS if c not in header))
-
-    def _trim_csv(self, episodes):
-        """Drop rows the loaded weights have not lived through (a crash, an older checkpoint)."""
-        if not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0:
-            return
-        header, rows = self._read_csv()
-        keep = [row for row in rows if int(row['episode']) <= episodes]
-        if len(keep) < len(rows) or tuple(header) != CSV_COLUMNS:
-            backup = '%s.%s.bak' % (self.csv_path, time.strftime('%Y%m%d-%H%M%S'))
-            if len(keep) < len(rows):
-                shutil.copyfile(self.csv_path, backup)
-            self._write_csv(keep)
-            if len(keep) < len(rows):
-                print('episodes.csv: %d rows past episode %d moved aside (%s)'
-                      % (len(rows) - len(keep), episodes, backup))
-
-    # -- curve ------------------------------------------------------------------------------------
     def plot(self):
-        """Episode returns against env steps, with a moving average, to ``curve.png``."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure  # no pyplot: an interactive session keeps its backend
-        steps, returns = _read_columns(self.csv_path, ('global_step', 'return'))
-        figure = Figure(figsize=(8, 4.5))
-        FigureCanvasAgg(figure)
-        ax = figure.add_subplot(1, 1, 1)
-        if len(returns):
-            ax.plot(steps, returns, '.', alpha=0.4, markersize=4, label='episode return')
-            window = int(min(len(returns) // 10, 100))
-            if window >= 2:
-                smooth = np.convolve(returns, np.ones(window) / window, mode='valid')
-                ax.plot(steps[window - 1:], smooth, label='mean of %d episodes' % window)
-        e_path = os.path.join(self.run_dir, EVAL_CSV)
-        if not os.path.exists(e_path):  # a run of an earlier version, not evaluated since
-            e_path = os.path.join(self.run_dir, OLD_EVAL_CSV)
-        e_steps, e_means = _read_columns(e_path, ('global_step', 'mean_return'))
-        if len(e_means):
-            ax.plot(e_steps, e_means, 'o-', label='test() (deterministic)')
-        ax.set_xlabel('env steps')
-        ax.set_ylabel('return')
-        ax.set_title(os.path.basename(os.path.normpath(self.run_dir)))
-        ax.grid(alpha=0.3)
-        if len(returns) or len(e_means):
-            ax.legend(loc='best')
-        with signals_deferred():
-            tmp = os.path.join(self.run_dir, '.curve.png.tmp')
-            figure.savefig(tmp, dpi=100, format='png')
-            os.replace(tmp, os.path.join(self.run_dir, 'curve.png'))
+        """Redraw ``curve.png`` (runfiles.py); returns its path."""
+        return self.files.plot()
 
     # -- end --------------------------------------------------------------------------------------
     def close(self):
@@ -614,28 +469,3 @@ class Session(object):
 def _first_clause(error):
     """A NoCapacityError's figures, without its advice (the warning gives its own)."""
     return str(error).split('. Stop the other learners')[0]
-
-
-def _csv_header(path):
-    with open(path) as f:
-        return next(csv.reader(f), [])
-
-
-def _rewrite_csv(path, columns, rows):
-    """``rows`` (dicts) under ``columns`` (missing ones empty) to ``path``, through a temporary
-    file renamed into place: a kill meanwhile leaves the old file whole."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        writer = csv.DictWriter(f, columns, restval='', extrasaction='ignore')
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _read_columns(path, names):
-    """Float columns of a CSV file (empty arrays when it does not exist)."""
-    if not os.path.exists(path):
-        return [np.zeros(0) for _ in names]
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    return [np.array([float(row[name]) for row in rows]) for name in names]

@@ -16,7 +16,7 @@ from conftest import ROOT
 
 PY36 = os.path.join(ROOT, '.venv36', 'bin', 'python')
 HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'errors.py', 'checkpoints.py', 'session.py',
-             'runconfig.py', 'train_sac.py', 'train_ddpg.py'] + sorted(os.path.relpath(p, ROOT)
+             'runconfig.py', 'runfiles.py', 'train_sac.py', 'train_ddpg.py'] + sorted(os.path.relpath(p, ROOT)
                                        for p in glob.glob(os.path.join(ROOT, 'agents', '*.py'))
                                        + glob.glob(os.path.join(ROOT, 'host', '*.py')))
 VERMIN = os.path.join(os.path.dirname(sys.executable), 'vermin')

@@ -18,6 +18,7 @@ from test_checkpoints import FakeAgent
 import checkpoints
 import errors
 import runconfig
+import runfiles
 import session
 
 
@@ -281,23 +282,7 @@ def test_when_every_farm_is_lost_the_run_keeps_a_checkpoint_and_says_so(tmp_path
     assert s.farmer is None
 
 
-# --- signals -------------------------------------------------------------------------------------
-def test_signals_held_while_a_file_is_written_are_delivered_after(restore_signals):
-    got = []
-    signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
-    signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
-    with session.signals_deferred(redeliver=False):
-        os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.05)
-        assert got == []
-    assert got == [signal.SIGTERM]  # a held Ctrl-C may be dropped; a SIGTERM never
-    with session.signals_deferred():
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)
-    assert got == [signal.SIGTERM, signal.SIGINT]
-
-
+# --- SIGTERM -------------------------------------------------------------------------------------
 def sigterm_after(episodes):
     def during_step(agent):
         if agent.episodes == episodes:
@@ -412,8 +397,8 @@ def test_an_earlier_version_s_evaluations_csv_is_drawn_then_moved_into_eval_csv(
         '100,3,-5.5,1,4,1.0\n')
     s = new_session(run, VecAgent())
     drawn = []
-    real = session._read_columns
-    monkeypatch.setattr(session, '_read_columns',
+    real = runfiles._read_columns
+    monkeypatch.setattr(runfiles, '_read_columns',
                         lambda path, names: drawn.append((path, real(path, names))) or drawn[-1][1])
     s.plot()  # not evaluated since: the curve reads the old file
     assert [list(d[1][1]) for d in drawn if d[0].endswith('evaluations.csv')] == [[-5.5]]

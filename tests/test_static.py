@@ -53,7 +53,7 @@ def imported_project_files(entry):
 FARM_SIDE = imported_project_files('farm.py')
 # (a module listed here that does not exist yet is skipped: evaluate.py, render.py are coming)
 HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'errors.py', 'wire.py', 'session.py',
-             'runconfig.py', 'checkpoints.py', 'train_sac.py', 'train_ddpg.py', 'tblog.py', 'evaluate.py',
+             'runconfig.py', 'runfiles.py', 'checkpoints.py', 'train_sac.py', 'train_ddpg.py', 'tblog.py', 'evaluate.py',
              'render.py'] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'agents', '*.py'))
     + glob.glob(os.path.join(ROOT, 'host', '*.py')))
