@@ -21,6 +21,10 @@ activation holds it (an unstable balance point it stabilises) or by reaching soo
 target is out of the muscles' reach against gravity, no policy can do better.
 
     python bench/arm_reach.py --json [--quick] [--samples 64] [--refine 40] [--targets 20]
+                              [--policy results/policies/sac_Arm2DEnv_root_seed0 ...]
+
+With ``--policy DIR`` (repeatable), each target's row also has that policy's own distance
+(``policy_distance_m``), scored by evaluate.py's code on the same reset seeds.
 
 Prints one JSON object; ``results/arm2d_reach.json`` is its output.
 """
@@ -94,6 +98,18 @@ def best_hold(holds, target, refine, rng):
     return best, score
 
 
+def policy_distances(path, n):
+    """The mean distance over each episode's last half of the policy at ``path`` (evaluate.py's
+    code and episode seeds: episode k is reset with EVAL_SEED + k, the k-th target here)."""
+    import evaluate
+    out = evaluate.evaluate(evaluate.parse_args([path, '--episodes', str(n), '--seed',
+                                                 str(EVAL_SEED), '--json']))
+    if out['env'] != 'Arm2DEnv':
+        sys.exit('bench/arm_reach.py: --policy %s is a policy for %s, not Arm2DEnv'
+                 % (path, out['env']))
+    return [float(d) for d in out['distances']]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--json', action='store_true', help='print the one JSON object (default)')
@@ -104,6 +120,9 @@ def main(argv=None):
                         help='bench/learn.py evaluation targets (its default: 20)')
     parser.add_argument('--sim', choices=sorted(envs.SIM_PRESETS), default='fast')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--policy', action='append', default=[], metavar='DIR',
+                        help='an exported policy (or run) to score on the same targets, '
+                        'as evaluate.py does; repeatable')
     parser.add_argument('--quick', action='store_true',
                         help='a smoke run: 4 random holds (no corners), 2 targets, '
                         '2 perturbations, short episodes')
@@ -140,8 +159,15 @@ def main(argv=None):
                          'activation': [round(a, 3) for a in holds.activations[k]]})
     finally:
         env.close()
+    policies = {}
+    for path in args.policy:
+        scored = policy_distances(path, len(targets))
+        policies[path] = {'mean_distance_m': round(float(np.mean(scored)), 4),
+                          'targets_beyond_5cm': int(sum(d > 0.05 for d in scored))}
+        for row, d in zip(rows, scored):
+            row.setdefault('policy_distance_m', {})[path] = round(d, 4)
     distances = [r['best_hold_distance_m'] for r in rows]
-    result = {'env': 'Arm2DEnv', 'sim': args.sim, 'episode_sim_steps': holds.steps,
+    result = {'policies': policies, 'env': 'Arm2DEnv', 'sim': args.sim, 'episode_sim_steps': holds.steps,
               'holds_tried': len(first) + args.targets * args.refine, 'holds': len(holds.tails),
               'eval_seed': EVAL_SEED, 'targets': rows,
               'mean_best_hold_distance_m': round(float(np.mean(distances)), 4),

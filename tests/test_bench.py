@@ -253,7 +253,8 @@ def test_latency_bench_quick_measures_both_links_and_modes():
 
 def test_arm_reach_quick_scores_holds_for_the_evaluation_targets():
     pytest.importorskip('opensim')
-    result, _ = _run_quick('arm_reach.py')
+    policy = os.path.join('results', 'policies', 'sac_Arm2DEnv_root_seed0')
+    result, _ = _run_quick('arm_reach.py', '--policy', policy)
     assert result['holds_tried'] == 8 and 1 <= result['holds'] <= 8
     assert len(result['targets']) == 2
     for row in result['targets']:  # osim-rl's distribution: 0.3-0.65 m from (0, 0.8)
@@ -261,6 +262,11 @@ def test_arm_reach_quick_scores_holds_for_the_evaluation_targets():
         assert row['best_hold_distance_m'] >= 0 and len(row['activation']) == 6
     assert result['mean_best_hold_distance_m'] == pytest.approx(
         np.mean([r['best_hold_distance_m'] for r in result['targets']]), abs=1e-4)
+    # the committed policy, scored by evaluate.py's code on the same two targets
+    scored = [row['policy_distance_m'][policy] for row in result['targets']]
+    assert all(0 <= d < 1 for d in scored)
+    assert result['policies'][policy]['mean_distance_m'] == pytest.approx(np.mean(scored),
+                                                                          abs=1e-4)
 
 
 def test_a_hold_does_not_depend_on_the_reset_seed():
