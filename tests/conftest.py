@@ -1,6 +1,7 @@
 """Shared fixtures: a farm daemon in a thread (unit tests) and real farm.py processes
 (integration tests), both on loopback only."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -112,7 +113,6 @@ class ProcessFarm(object):
         raise RuntimeError('farm.py did not listen within %d s' % timeout)
 
     def stop(self, sig=None):
-        import signal
         if self.process.poll() is None:
             self.process.send_signal(sig or signal.SIGTERM)
             try:
@@ -121,6 +121,15 @@ class ProcessFarm(object):
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         return self.process.stdout.read().decode()
+
+
+@pytest.fixture
+def restore_signals():
+    """The SIGINT and SIGTERM handlers put back after a test that installs its own."""
+    saved = dict((s, signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM))
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
 
 
 @pytest.fixture

@@ -6,18 +6,8 @@ import os
 import signal
 import time
 
-import pytest
-
 import conftest  # noqa: F401  (puts the project on sys.path)
 import runfiles
-
-
-@pytest.fixture
-def restore_signals():
-    saved = dict((s, signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM))
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def rows_of(path):

@@ -120,14 +120,6 @@ class Cfg:
     stepping: str = 'async'
 
 
-@pytest.fixture
-def restore_signals():
-    saved = dict((s, signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM))
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
-
-
 def new_session(run_dir, agent=None, farmer=None, **cfg):
     return session.Session(Cfg(**cfg), 'fake', agent or VecAgent(), env=FakeVecEnv(2),
                            farmer=farmer or Farmer(), run_dir=str(run_dir))
