@@ -18,6 +18,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
 import checkpoints  # noqa: E402
+import runfiles  # noqa: E402
 import session  # noqa: E402
 from errors import UserError  # noqa: E402
 
@@ -67,6 +68,7 @@ def stand_in(run_dir, agent):
     s = object.__new__(session.Session)
     s.cfg, s.algo, s.agent, s.run_dir, s._created = Cfg(), 'fake', agent, str(run_dir), False
     s.saved = s.saved_path = None
+    s.files = runfiles.RunFiles(str(run_dir))
     os.makedirs(os.path.join(str(run_dir), 'checkpoints'), exist_ok=True)
     return s
 
