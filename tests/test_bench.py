@@ -285,3 +285,57 @@ def test_a_hold_does_not_depend_on_the_reset_seed():
         assert scores[0] == pytest.approx(scores[1], abs=1e-3) and scores[0] > 0
     finally:
         env.close()
+
+
+def test_arm_statics_quick_orders_the_floors_for_the_evaluation_targets():
+    pytest.importorskip('opensim')
+    policy = os.path.join('results', 'policies', 'sac_Arm2DEnv_root_seed0')
+    result, _ = _run_quick('arm_statics.py', '--policy', policy)
+    assert len(result['targets']) == 2 and 0 < result['postures_at_rest'] < result['postures']
+    for row in result['targets']:
+        assert 0.3 - 1e-3 <= row['radius_m'] <= 0.65 + 1e-3 and 0 <= row['angle_deg'] <= 120.1
+        # nearest posture at all <= nearest posture at rest
+        assert 0 <= row['geometric_floor_m'] <= row['static_floor_m'] < 1
+        assert (row['nearer_postures'] == 0) == (row['nearer_max_lift_nm'] is None)
+    assert result['mean_static_floor_m'] == pytest.approx(
+        np.mean([r['static_floor_m'] for r in result['targets']]), abs=1e-4)
+    assert 0 < result['return_bound_at_rest'] <= 200
+    scored = [row['policy_distance_m'][policy] for row in result['targets']]
+    mine = result['policies'][policy]
+    assert mine['mean_distance_m'] == pytest.approx(np.mean(scored), abs=1e-4)
+    assert mine['mean_beyond_static_floor_m'] == pytest.approx(np.mean(
+        [d - r['static_floor_m'] for d, r in zip(scored, result['targets'])]), abs=1e-4)
+
+
+def test_arm_statics_finds_rest_low_and_none_for_the_arm_held_out_straight():
+    """A real Arm2DEnv: the arm rests with the upper arm low (the muscles balance gravity), not
+    held out straight forward, where even every muscle that helps leaves a net downward torque;
+    and the lift, computed from each muscle's response alone, is what the model gives with those
+    muscles on together (it is linear in the muscle forces)."""
+    pytest.importorskip('opensim')
+    sys.path.insert(0, os.path.join(ROOT, 'bench'))
+    import arm_statics
+    env = envs.make('Arm2DEnv', sim='fast')
+    try:
+        env.reset(seed=0)
+        arm = arm_statics.ArmStatics(env)
+        arm.pose((0.3, 0.6))
+        base, response = arm.response()
+        residual, activation = arm.rest(base, response)
+        assert residual < 0.1
+        assert np.abs(arm.accel(activation)).max() < 0.1  # the model itself, at that activation
+        assert np.abs(base).max() > 1  # ... and not because nothing moves anyway
+        hand = arm.pose((1.57, 0.0))  # straight out forward, at shoulder height
+        assert hand[0] > 0.45 and abs(hand[1] - 0.8) < 0.05
+        mass = arm.mass()
+        assert mass[0, 0] > mass[1, 1] > 0 and mass[0, 1] == pytest.approx(mass[1, 0])
+        base, response = arm.response()
+        residual, _ = arm.rest(base, response)
+        assert residual > 1
+        lift = arm_statics.lift(mass, base, response)
+        assert lift < 0
+        helps = (mass[0].dot(response) > 0).astype(float)
+        arm.pose((1.57, 0.0))
+        assert mass[0].dot(arm.accel(helps)) == pytest.approx(lift, rel=0.02, abs=0.05)
+    finally:
+        env.close()
