@@ -4,8 +4,8 @@ target, found by search, scored as bench/learn.py scores a policy.
 osim-rl's Arm2DEnv draws each episode's target at an angle of 0 to 120 degrees below the
 horizontal and 0.3 to 0.65 m from (0, 0.8) (arm.py's ``generate_new_target``) and rewards the
 hand's closeness to it. Its six muscles are the elbow's flexors and extensors (biceps, triceps,
-brachialis); only the long heads of biceps and triceps cross the shoulder, so how high the arm
-can be raised against gravity is limited. This measures what that limit costs.
+brachialis); only three (the long heads of biceps and triceps, the short head of biceps) also
+cross the shoulder, so how high the arm can be raised against gravity is limited. This measures what that limit costs.
 
 A *hold* is one constant activation vector applied for a whole episode (200 simulator steps from
 the reset pose); its score for a target is the hand's mean distance to that target over the
