@@ -37,7 +37,8 @@ the policy's means: over all targets, beyond each target's static floor, and ove
 whose static floor is within 0.05 m (where a hand at rest can meet a 0.05 m target).
 
 Prints one JSON object; ``results/arm2d_statics.json`` is its output. A grid search: finer
-steps find floors a little lower (a few mm from 0.1 to 0.04 rad).
+steps find floors a little lower: at 0.04 rad the hand moves about 2 cm between neighbouring
+postures, so a floor is an estimate from above by up to about 1 cm.
 """
 import argparse
 import json
@@ -57,12 +58,11 @@ for path in (ROOT, HERE):
         sys.path.insert(0, path)
 
 import envs  # noqa: E402
-from arm_reach import policy_distances  # noqa: E402
+from arm_reach import EPISODE, policy_distances  # noqa: E402
 from learn import EVAL_SEED  # noqa: E402
 
 log = logging.getLogger('arm_statics')
 HAND = 'r_radius_styloid'  # the marker Arm2DEnv rewards
-EPISODE = 200              # Arm2DEnv's time limit, in simulator steps
 SHOULDER_Y = 0.8           # arm.py's targets are drawn around (0, 0.8)
 FLEN = 1.8                 # Thelen2003Muscle's Flen in this model: lengthening force / isometric
 
