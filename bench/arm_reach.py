@@ -5,7 +5,8 @@ osim-rl's Arm2DEnv draws each episode's target at an angle of 0 to 120 degrees b
 horizontal and 0.3 to 0.65 m from (0, 0.8) (arm.py's ``generate_new_target``) and rewards the
 hand's closeness to it. Its six muscles are the elbow's flexors and extensors (biceps, triceps,
 brachialis); only three (the long heads of biceps and triceps, the short head of biceps) also
-cross the shoulder, so how high the arm can be raised against gravity is limited. This measures what that limit costs.
+cross the shoulder, so how high the arm can be raised against gravity is limited. This
+measures what that limit costs.
 
 A *hold* is one constant activation vector applied for a whole episode (200 simulator steps from
 the reset pose); its score for a target is the hand's mean distance to that target over the
@@ -167,7 +168,8 @@ def main(argv=None):
         for row, d in zip(rows, scored):
             row.setdefault('policy_distance_m', {})[path] = round(d, 4)
     distances = [r['best_hold_distance_m'] for r in rows]
-    result = {'policies': policies, 'env': 'Arm2DEnv', 'sim': args.sim, 'episode_sim_steps': holds.steps,
+    result = {'policies': policies, 'env': 'Arm2DEnv', 'sim': args.sim,
+              'episode_sim_steps': holds.steps,
               'holds_tried': len(first) + args.targets * args.refine, 'holds': len(holds.tails),
               'eval_seed': EVAL_SEED, 'targets': rows,
               'mean_best_hold_distance_m': round(float(np.mean(distances)), 4),

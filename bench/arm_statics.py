@@ -15,10 +15,10 @@ Where the arm cannot rest it may still pass through. What decides whether it can
 a place is the *lift*: the net torque about the shoulder, which is the rate of change of the whole
 arm's angular momentum about the shoulder (gravity and the muscles that cross the shoulder; the
 elbow's muscles only move the forearm against the upper arm). It is linear in the muscle forces,
-so its most upward value is exact: every muscle that helps fully on. ``lift_lengthening``
-allows those muscles Thelen's most force of a lengthening muscle (1.8 x isometric), the most they
-give in any motion. Where even that is negative, the arm's angular momentum only falls: the arm
-can rise through such postures and fall back, never hover.
+so its most upward value is exact: every muscle that helps fully on. ``..._lengthening``
+allows those muscles Thelen's most force of a lengthening muscle (Flen: 1.8 x isometric here),
+the most they give in any motion. Where even that is negative, the arm's angular momentum only
+falls: the arm can rise through such postures and fall back, never hover.
 
 Per evaluation target (bench/learn.py's: reset seeds ``EVAL_SEED`` + k, as in arm_reach.py):
 - ``geometric_floor_m``: the distance to the nearest posture at all (targets are drawn up to
@@ -58,13 +58,12 @@ for path in (ROOT, HERE):
         sys.path.insert(0, path)
 
 import envs  # noqa: E402
+import opensim  # noqa: E402  (after envs: its osim-rl compatibility fixes come first)
 from arm_reach import EPISODE, policy_distances  # noqa: E402
 from learn import EVAL_SEED  # noqa: E402
 
-log = logging.getLogger('arm_statics')
 HAND = 'r_radius_styloid'  # the marker Arm2DEnv rewards
 SHOULDER_Y = 0.8           # arm.py's targets are drawn around (0, 0.8)
-FLEN = 1.8                 # Thelen2003Muscle's Flen in this model: lengthening force / isometric
 
 
 class ArmStatics(object):
@@ -82,7 +81,17 @@ class ArmStatics(object):
         self.hand = self.model.getMarkerSet().get(HAND)
         muscles = self.model.getMuscles()
         self.muscles = [muscles.get(i) for i in range(muscles.getSize())]
+        # Each muscle's most force when lengthening, over its isometric force (Thelen's Flen).
+        self.flen = np.array([opensim.Thelen2003Muscle.safeDownCast(m).get_Flen()
+                              for m in self.muscles])
         self.state = self.osim.get_state()
+        s, nu = self.state, self.state.getNU()
+        self._u = []  # where the shoulder's and the elbow's speeds sit in the state's u
+        for coordinate in (self.shoulder, self.elbow):
+            coordinate.setSpeedValue(s, 1.0)
+            u = s.getU()
+            self._u.append([u.get(i) for i in range(nu)].index(1.0))
+            coordinate.setSpeedValue(s, 0.0)
 
     def ranges(self):
         return [(c.getRangeMin(), c.getRangeMax()) for c in (self.shoulder, self.elbow)]
@@ -111,22 +120,15 @@ class ArmStatics(object):
 
     def mass(self):
         """The arm's 2 x 2 block of the mass matrix at the current posture (kg m^2)."""
-        import opensim
         s, nu = self.state, self.state.getNU()
-        index = []
-        for coordinate in (self.shoulder, self.elbow):  # where each one's speed sits in u
-            coordinate.setSpeedValue(s, 1.0)
-            u = s.getU()
-            index.append([u.get(i) for i in range(nu)].index(1.0))
-            coordinate.setSpeedValue(s, 0.0)
         self.model.realizePosition(s)
         matter = self.model.getMatterSubsystem()
         block = np.zeros((2, 2))
-        for j, col in enumerate(index):
+        for j, col in enumerate(self._u):
             unit, out = opensim.Vector(nu, 0.0), opensim.Vector()
             unit.set(col, 1.0)
             matter.multiplyByM(s, unit, out)
-            block[:, j] = [out.get(i) for i in index]
+            block[:, j] = [out.get(i) for i in self._u]
         return block
 
     def response(self):
@@ -155,11 +157,12 @@ def lift(mass, base, response, ceiling=1.0):
     rest: the shoulder's row of M times the accelerations, which is the rate of change of the
     whole arm's angular momentum about the shoulder (gravity plus the muscles crossing the
     shoulder; the elbow's muscles are internal to the arm). It is linear in the muscle forces, so
-    each muscle that helps is taken fully on; ``ceiling`` scales their active force (1.8:
-    Thelen's most force of a lengthening muscle, whatever the arm's motion)."""
+    each muscle that helps is taken fully on; ``ceiling`` (one number, or one per muscle) scales
+    their active force (``ArmStatics.flen``: the most a lengthening muscle gives, whatever the
+    arm's motion)."""
     torque = mass[0].dot(base)
     helps = mass[0].dot(response)
-    return float(torque + ceiling * helps[helps > 0].sum())
+    return float(torque + (ceiling * helps)[helps > 0].sum())
 
 
 def survey(arm, step, tol):
@@ -174,7 +177,7 @@ def survey(arm, step, tol):
             base, response = arm.response()
             residual, _ = arm.rest(base, response)
             rows.append((q1, q2, hand[0], hand[1], residual, lift(mass, base, response),
-                         lift(mass, base, response, FLEN)))
+                         lift(mass, base, response, arm.flen)))
     return np.array(rows)
 
 
