@@ -24,6 +24,10 @@ vecenv.InProcessVecEnv) and translates, nothing more:
 - Why the farm ended an episode itself goes with the ended step's info: ``final_info['lost']``
   and ``final_info['lost_cause']`` (a worker or farm lost mid-step: the episode is truncated,
   reward 0, its last known observation as ``final_obs``), or ``final_info['moved']``.
+- A curriculum: ``set_params(params, indices=None)``, or ``call('set_params', **params)`` as
+  gymnasium's own vector envs call a method of every environment, passes plain-data parameters
+  to the wrapped env's ``set_params`` (vecenv.py: applied at each environment's next reset;
+  ValueError naming what the environment accepts when refused). ``call`` knows no other name.
 - ``render()`` raises NotImplementedError: environments on a farm do not render to the learner;
   for videos of a policy see ``evaluate.py``.
 
@@ -98,6 +102,21 @@ class GymVectorEnv(VectorEnv):
             else:
                 infos = self._add_info(infos, info, i)
         return obs, rewards, terminated, truncated, infos
+
+    def set_params(self, params, indices=None):
+        """The wrapped env's ``set_params`` (``indices``: a list of env indices, None for all)."""
+        self.venv.set_params(params, indices)
+
+    def call(self, name, *args, **kwargs):
+        """``call('set_params', **params)`` (or one dict) on every environment; returns a
+        tuple with None per environment, as SyncVectorEnv.call does for such a method."""
+        if name != 'set_params':
+            raise NotImplementedError('call(%r): farm environments live in other processes and '
+                                      'take reset, step and set_params calls only' % (name,))
+        if len(args) > 1 or (args and kwargs):
+            raise TypeError("call('set_params', ...): pass the params as keywords or as one dict")
+        self.set_params(args[0] if args else kwargs)
+        return (None,) * self.num_envs
 
     def render(self):
         raise NotImplementedError('farm environments do not render to the learner; for videos '

@@ -24,9 +24,13 @@ vecenv.InProcessVecEnv) and translates, nothing more:
   logger and ``evaluate_policy`` read whole-episode returns without a Monitor.
 - The environments live in other processes, and only plain data crosses the wire (never an
   attribute or a method by name: DESIGN.md), so ``get_attr`` knows ``render_mode`` (None),
-  ``metadata`` and ``max_episode_steps`` only, ``set_attr`` and ``env_method`` raise
-  NotImplementedError, and ``render`` returns None (SB3's base class warns that no render mode
-  was set). For videos of a policy see ``evaluate.py``.
+  ``metadata`` and ``max_episode_steps`` only, ``set_attr`` raises NotImplementedError, and so
+  does ``env_method`` for every method but ``set_params``, and ``render`` returns None (SB3's
+  base class warns that no render mode was set). For videos of a policy see ``evaluate.py``.
+- A curriculum: ``set_params(params, indices=None)``, or from an SB3 callback
+  ``env_method('set_params', difficulty=2, indices=...)``, passes plain-data parameters to the
+  wrapped env's ``set_params`` (vecenv.py: applied at each environment's next reset; ValueError
+  naming what the environment accepts when refused).
 - A farm or worker lost mid-step (``infos[i]['lost']``) ends that episode truncated, with the
   step's observation as terminal observation and reward 0: SB3 stores that one transition (it
   cannot skip one environment of a step), as a time-limit end, so it bootstraps rather than
@@ -140,9 +144,23 @@ class SB3VecEnv(_SB3VecEnv):
         raise NotImplementedError('set_attr(%r): farm environments live in other processes; '
                                   'pass settings as env kwargs to Farmer.vec_env' % (attr_name,))
 
+    def set_params(self, params, indices=None):
+        """The wrapped env's ``set_params`` for ``indices`` (SB3's: None, an int or a list)."""
+        self.venv.set_params(params, None if indices is None else list(self._get_indices(indices)))
+
     def env_method(self, method_name, *method_args, **method_kwargs):
-        raise NotImplementedError('env_method(%r): farm environments live in other processes and '
-                                  'take reset and step calls only' % (method_name,))
+        """``set_params`` only (its params as keywords, or as one dict); returns None per
+        environment, as a method without a result does in SB3's own vector envs."""
+        indices = method_kwargs.pop('indices', None)
+        if method_name != 'set_params':
+            raise NotImplementedError('env_method(%r): farm environments live in other processes '
+                                      'and take reset, step and set_params calls only'
+                                      % (method_name,))
+        if len(method_args) > 1 or (method_args and method_kwargs):
+            raise TypeError("env_method('set_params', ...): pass the params as keywords or as "
+                            'one dict')
+        self.set_params(method_args[0] if method_args else method_kwargs, indices)
+        return [None] * len(list(self._get_indices(indices)))
 
     def env_is_wrapped(self, wrapper_class, indices=None):
         """True for SB3's ``Monitor`` (the episode statistics it writes come with every episode's

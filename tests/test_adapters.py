@@ -187,6 +187,24 @@ def test_sb3_what_a_farm_can_and_cannot_answer(make_vec):
 
 
 @needs_sb3
+def test_sb3_set_params_reaches_the_environments_at_their_next_reset(make_vec):
+    from host.sb3_vec_env import SB3VecEnv
+    env = SB3VecEnv(make_vec('CheapEnv', 2, episode_length=3))
+    env.reset()
+    # from an SB3 callback: env_method with SB3's indices; or the adapter's own call
+    assert env.env_method('set_params', offset=50, indices=1) == [None]
+    env.set_params({'episode_length': 2})
+    obs = env.reset()
+    assert obs[:, 1].tolist() == [0.0, 50.0]
+    dones = [env.step(np.full((2, 2), 0.5))[2].tolist() for _ in range(2)]
+    assert dones == [[False, False], [True, True]]
+    with pytest.raises(ValueError, match='unknown parameter speed; accepted: episode_length'):
+        env.env_method('set_params', speed=1.0)
+    with pytest.raises(TypeError, match='keywords or as one dict'):
+        env.env_method('set_params', {'offset': 1}, offset=2)
+
+
+@needs_sb3
 def test_sb3_a_killed_worker_ends_its_episode_as_a_time_limit(thread_farm):
     from host.sb3_vec_env import SB3VecEnv
     f, vec = farm_pendulums(thread_farm)
@@ -287,6 +305,21 @@ def test_gym_refuses_what_the_farm_cannot_do(make_vec):
     # gymnasium's own check: observation wrappers need NEXT_STEP, and say so
     with pytest.raises(ValueError, match='NEXT_STEP'):
         gymnasium.wrappers.vector.TransformObservation(envs, lambda obs: obs)
+
+
+def test_gym_set_params_reaches_the_environments_at_their_next_reset(make_vec):
+    envs = GymVectorEnv(make_vec('CheapEnv', 2, episode_length=3))
+    envs.reset()
+    assert envs.call('set_params', episode_length=2) == (None, None)
+    envs.set_params({'offset': 50}, indices=[1])
+    obs, _ = envs.reset()
+    assert obs[:, 1].tolist() == [0.0, 50.0]
+    ended = [envs.step(np.full((2, 2), 0.5))[2].tolist() for _ in range(2)]
+    assert ended == [[False, False], [True, True]]
+    with pytest.raises(ValueError, match='unknown parameter speed; accepted: episode_length'):
+        envs.call('set_params', {'speed': 1.0})
+    with pytest.raises(NotImplementedError, match='set_params calls only'):
+        envs.call('get_wrapper_attr', 'np_random')
 
 
 def test_gym_a_killed_worker_ends_its_episode_truncated_with_the_reason(thread_farm):
