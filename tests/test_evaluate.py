@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, free_port
@@ -268,3 +269,49 @@ def test_record_films_the_agent_being_trained(tmp_path):
     assert result['lengths'] == [5, 5] and result['frames'] == 12 and result['gif'] == gif
     assert result['policy'] == 'sac' and result['deterministic']
     assert os.path.getsize(gif) > 0
+
+
+COMMITTED = """
+import glob, json
+import numpy as np
+import evaluate
+out = {}
+for folder in sorted(glob.glob('results/policies/*')):
+    config = evaluate.read_config(folder)
+    env = evaluate.make_env(config['env'], config['env_kwargs'], video=False)
+    try:
+        act, base = evaluate.load_policy(config['algo'], tuple(config['hidden']), env, folder)
+        obs, actions = env.reset(5000000), []
+        for _ in range(3):
+            action = np.asarray(act(obs), dtype=float)
+            actions.append(action.tolist())
+            obs = env.step(action.tolist())[0]
+        out[folder] = {'policy': evaluate.is_policy_dir(folder), 'loaded': base,
+                       'actions': actions, 'low': env.action_space['low'],
+                       'high': env.action_space['high']}
+    finally:
+        env.close()
+print(json.dumps(out))
+"""
+
+
+def test_every_committed_policy_loads_acts_and_is_in_the_readme():
+    """The policies under results/policies/ are what the README's evaluate.py commands check:
+    each still loads into today's agents for its environment (a changed network or config format
+    would fail here, not in a reader's hands), acts within the action bounds, and is named in the
+    README."""
+    folders = sorted(os.path.join('results', 'policies', name)
+                     for name in os.listdir(os.path.join(ROOT, 'results', 'policies')))
+    assert len(folders) >= 8
+    found = json.loads(run(['-c', COMMITTED]).stdout.splitlines()[-1])
+    assert sorted(found) == folders
+    with open(os.path.join(ROOT, 'README.md')) as f:
+        readme = f.read()
+    for folder, seen in found.items():
+        assert seen['policy'] and seen['loaded'] == folder
+        low, high = np.asarray(seen['low']), np.asarray(seen['high'])
+        for action in seen['actions']:
+            action = np.asarray(action)
+            assert action.shape == low.shape and np.all(np.isfinite(action))
+            assert np.all(action >= low) and np.all(action <= high), folder
+        assert os.path.basename(folder) in readme, folder
