@@ -206,6 +206,19 @@ def stack_results(rows, obs_shape):
     return obs, rewards, terminated, truncated, infos, env_ids
 
 
+def params_by_name(verb, name, args, kwargs):
+    """The params of a library's call of an environment method by name (SB3's ``env_method``,
+    gymnasium's ``call``): only ``set_params`` reaches environments on a farm, its params given
+    as keywords or as one dict. NotImplementedError for another name, TypeError for both forms."""
+    if name != 'set_params':
+        raise NotImplementedError('%s(%r): farm environments live in other processes and take '
+                                  'reset, step and set_params calls only' % (verb, name))
+    if len(args) > 1 or (args and kwargs):
+        raise TypeError("%s('set_params', ...): pass the params as keywords or as one dict"
+                        % verb)
+    return args[0] if args else kwargs
+
+
 class InProcessVecEnv(VecEnv):
     """N environments from ``envs/`` stepped one after another in this process.
 

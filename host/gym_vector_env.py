@@ -47,6 +47,8 @@ except ImportError as _error:  # gymnasium < 1.0, or none (a Python 3.6 host has
     raise MissingDependencyError('host/gym_vector_env.py needs gymnasium 1.x (%s); install it '
                                  'with: pip install "gymnasium>=1.0"' % (_error,)) from None
 
+import vecenv  # noqa: E402  (after the check: it imports gym(nasium) itself)
+
 # Keys of the wrapped env's infos that are the farm's, not the environment's.
 _TERMINAL = 'terminal_observation'
 _EPISODE = 'episode'  # the farm's episode statistics: gymnasium's RecordEpisodeStatistics' job
@@ -110,12 +112,7 @@ class GymVectorEnv(VectorEnv):
     def call(self, name, *args, **kwargs):
         """``call('set_params', **params)`` (or one dict) on every environment; returns a
         tuple with None per environment, as SyncVectorEnv.call does for such a method."""
-        if name != 'set_params':
-            raise NotImplementedError('call(%r): farm environments live in other processes and '
-                                      'take reset, step and set_params calls only' % (name,))
-        if len(args) > 1 or (args and kwargs):
-            raise TypeError("call('set_params', ...): pass the params as keywords or as one dict")
-        self.set_params(args[0] if args else kwargs)
+        self.set_params(vecenv.params_by_name('call', name, args, kwargs))
         return (None,) * self.num_envs
 
     def render(self):

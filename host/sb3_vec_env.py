@@ -63,6 +63,8 @@ except ImportError as _error:  # the message says what to do; SB3's own trace ad
     raise MissingDependencyError('host/sb3_vec_env.py needs stable-baselines3 (%s); install it '
                                  'with: %s' % (_error, _INSTALL)) from None
 
+import vecenv  # noqa: E402  (after the check: it imports gym(nasium) itself)
+
 
 class SB3VecEnv(_SB3VecEnv):
     """A vecenv.py vectorized env (a farm's, or in-process) as a stable-baselines3 VecEnv."""
@@ -152,14 +154,8 @@ class SB3VecEnv(_SB3VecEnv):
         """``set_params`` only (its params as keywords, or as one dict); returns None per
         environment, as a method without a result does in SB3's own vector envs."""
         indices = method_kwargs.pop('indices', None)
-        if method_name != 'set_params':
-            raise NotImplementedError('env_method(%r): farm environments live in other processes '
-                                      'and take reset, step and set_params calls only'
-                                      % (method_name,))
-        if len(method_args) > 1 or (method_args and method_kwargs):
-            raise TypeError("env_method('set_params', ...): pass the params as keywords or as "
-                            'one dict')
-        self.set_params(method_args[0] if method_args else method_kwargs, indices)
+        self.set_params(vecenv.params_by_name('env_method', method_name, method_args,
+                                              method_kwargs), indices)
         return [None] * len(list(self._get_indices(indices)))
 
     def env_is_wrapped(self, wrapper_class, indices=None):
