@@ -2,11 +2,11 @@
 # Installs what the job at hand needs, idempotently (a second run installs nothing):
 #   ./setup.sh           .venv/: Python 3.11 with requirements.txt: farm and learner, the main job
 #   ./setup.sh --test    also requirements-test.txt (pytest, vermin, and the optional peers the
-#                        adapter tests train: torch CPU + stable-baselines3) and the cross-version
+#                        adapter tests train: torch CPU + stable-baselines3; cma) and the cross-version
 #                        environments the tests use where those interpreters exist:
 #                          .venv27/  Python 2.7 farm dependencies (a 2.7 farm serving a 3.11 learner)
 #                          .venv36/  Python 3.6 learning host (TF 2.6, keras-rl2)
-#   ./setup.sh --bench   also requirements-bench.txt (torch CPU + stable-baselines3: bench/*.py)
+#   ./setup.sh --bench   also requirements-bench.txt (torch CPU + stable-baselines3, cma: bench/*.py)
 # The flags combine. .ci/run calls ./setup.sh --test, then the README's test command.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -60,10 +60,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 install_once requirements.txt "import opensim, osim, tensorflow, rl, Pyro4, msgpack, gymnasium, imageio_ffmpeg"
 if [ "$TEST" = 1 ]; then
-  install_once requirements-test.txt "import pytest, vermin, torch, stable_baselines3"
+  install_once requirements-test.txt "import pytest, vermin, torch, stable_baselines3, cma"
 fi
 if [ "$BENCH" = 1 ]; then
-  install_once requirements-bench.txt "import torch, stable_baselines3"
+  install_once requirements-bench.txt "import torch, stable_baselines3, cma"
 fi
 
 if [ "$TEST" = 1 ]; then

@@ -339,3 +339,44 @@ def test_arm_statics_finds_rest_low_and_none_for_the_arm_held_out_straight():
         assert mass[0].dot(arm.accel(helps)) == pytest.approx(lift, rel=0.02, abs=0.05)
     finally:
         env.close()
+
+
+def test_arm_trajectory_correction_holds_each_knot_over_its_span_and_clips():
+    sys.path.insert(0, os.path.join(ROOT, 'bench'))
+    import arm_trajectory
+    base = np.full((10, 2), 0.5)
+    x = [0.1, -0.1, 0.2, -0.2, 0.7, -0.7]  # 3 knots x 2 muscles
+    out = arm_trajectory.corrected(base, x, 3)
+    assert out.shape == (10, 2)
+    # steps 0-3 take knot 0, 4-6 knot 1, 7-9 knot 2 (step * knots // steps)
+    np.testing.assert_allclose(out[:4], [[0.6, 0.4]] * 4)
+    np.testing.assert_allclose(out[4:7], [[0.7, 0.3]] * 3)
+    np.testing.assert_allclose(out[7:], [[1.0, 0.0]] * 3)  # clipped to the muscles' range
+    np.testing.assert_allclose(arm_trajectory.corrected(base, np.zeros(6), 3), base)
+
+
+def test_arm_trajectory_quick_starts_from_the_policy_and_its_plan_replays():
+    """The zero correction replays the policy's own episode, so the plan found is never worse;
+    and the plan printed, replayed on a fresh environment, scores what the JSON says."""
+    pytest.importorskip('opensim')
+    policy = os.path.join('results', 'policies', 'sac_Arm2DEnv_root_seed2_200k')
+    result, _ = _run_quick('arm_trajectory.py', '--policy', policy)
+    assert result['searched_targets'] == [0] and result['env_kwargs']['frame_skip'] == 2
+    (row,) = result['targets']
+    assert row['episodes'] >= 6 and row['policy_length'] == row['planned_length'] == 100
+    # the committed policy's distance on this target, as arm_statics.py scored it
+    with open(os.path.join(ROOT, 'results', 'arm2d_statics_fine.json')) as f:
+        statics = json.load(f)['targets'][0]
+    assert row['policy_distance_m'] == pytest.approx(
+        statics['policy_distance_m'][policy], abs=2e-3)
+    assert 0 <= row['planned_distance_m'] <= row['policy_distance_m']
+    sys.path.insert(0, os.path.join(ROOT, 'bench'))
+    import arm_trajectory
+    env = envs.make('Arm2DEnv', **result['env_kwargs'])
+    try:
+        ret, dist, length = arm_trajectory.replay(env, result['eval_seed'],
+                                                  np.asarray(row['planned_actions']))
+    finally:
+        env.close()
+    assert length == 100 and dist == pytest.approx(row['planned_distance_m'], abs=2e-3)
+    assert ret == pytest.approx(row['planned_return'], abs=0.1)
