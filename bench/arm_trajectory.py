@@ -25,7 +25,7 @@ beyond 0.05 m, so does any policy as far as this search can tell.
 
     python bench/arm_trajectory.py --policy results/policies/sac_Arm2DEnv_root_seed2_200k --json
         [--targets 20] [--only 1 2 5 ...] [--knots 8] [--evals 400] [--sigma 0.2]
-        [--processes 2] [--quick]
+        [--processes 2] [--verbose] [--quick]
 
 Prints one JSON object; ``results/arm2d_trajectory.json`` is its output.
 """
@@ -82,6 +82,7 @@ def search(job):
     import cma
     import envs
     k, seed, target, base, env_name, env_kwargs, args = job
+    progress(args['verbose'])
     base = np.asarray(base, dtype=float)
     env = envs.make(env_name, **env_kwargs)
     start = time.time()
@@ -101,6 +102,7 @@ def search(job):
                 if dist < best[0]:
                     best = (dist, ret, np.asarray(x))
             es.tell(xs, scores)
+            log.info('target %d: %d episodes, best %.4f m (policy %.4f)', k, evals, best[0], dist0)
         # the best plan once more, for its return, length and where the hand ended
         actions = corrected(base, best[2], args['knots'])
         ret, dist, length = replay(env, seed, actions)
@@ -116,9 +118,15 @@ def search(job):
             'wall_s': round(time.time() - start, 1)}
 
 
-def record(policy, n):
-    """The policy's environment, its settings, and per evaluation target its actions (agent
-    steps x muscles) and the target, from evaluate.py's own loading code."""
+def progress(verbose):
+    """This script's own progress on stderr (with ``--verbose``), nobody else's chatter."""
+    logging.basicConfig(level=logging.WARNING)
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def record(policy, ks):
+    """The policy's environment, its settings, and for each evaluation target in ``ks`` its
+    actions (agent steps x muscles) and the target, from evaluate.py's own loading code."""
     import evaluate
     algo, env_name, env_kwargs, hidden = evaluate.plan(evaluate.parse_args([policy]))
     if env_name != 'Arm2DEnv':
@@ -128,7 +136,7 @@ def record(policy, n):
     try:
         act, _ = evaluate.load_policy(algo, hidden, env, policy)
         episodes = []
-        for k in range(n):
+        for k in sorted(ks):
             obs, done, actions = env.reset(seed=EVAL_SEED + k), False, []
             target = np.asarray(obs, dtype=float)[:2]  # as bench/arm_reach.py reads it
             while not done:
@@ -150,11 +158,13 @@ def main(argv=None):
     parser.add_argument('--targets', type=int, default=20,
                         help='bench/learn.py evaluation targets (its default: 20)')
     parser.add_argument('--only', type=int, nargs='+', metavar='K',
-                        help='search only these targets (0-based); the others keep the policy\'s figures')
+                        help='search only these of the targets (0-based)')
     parser.add_argument('--knots', type=int, default=8, help='spans of the correction')
     parser.add_argument('--evals', type=int, default=400, help='episodes per target')
     parser.add_argument('--sigma', type=float, default=0.2, help="CMA-ES's first step size")
     parser.add_argument('--processes', type=int, default=2)
+    parser.add_argument('--verbose', action='store_true',
+                        help='each target\'s best so far on stderr, once per CMA-ES generation')
     parser.add_argument('--quick', action='store_true',
                         help='a smoke run: 1 target, 2 knots, about 10 episodes')
     args = parser.parse_args(argv)
@@ -165,25 +175,22 @@ def main(argv=None):
     only = set(range(args.targets) if args.only is None else args.only)
     if not only <= set(range(args.targets)):
         parser.error('--only: targets are 0 to %d' % (args.targets - 1))
-    logging.basicConfig(level=logging.WARNING)
+    progress(args.verbose)
     start = time.time()
-    env_name, env_kwargs, episodes = record(args.policy, args.targets)
-    settings = {'knots': args.knots, 'evals': args.evals, 'sigma': args.sigma}
+    env_name, env_kwargs, episodes = record(args.policy, only)
+    settings = {'knots': args.knots, 'evals': args.evals, 'sigma': args.sigma,
+                'verbose': args.verbose}
     jobs = [(k, seed, target, actions, env_name, env_kwargs, settings)
-            for k, seed, target, actions in episodes if k in only]
+            for k, seed, target, actions in episodes]
     # spawn: the parent has TensorFlow loaded, which a fork would carry along half-initialised
     with multiprocessing.get_context('spawn').Pool(min(args.processes, len(jobs))) as pool:
         rows = sorted(pool.map(search, jobs, chunksize=1), key=lambda r: r['k'])
-    searched = {r['k']: r for r in rows}
-    policy_d, planned_d = [], []
-    for k, seed, target, actions in episodes:
-        if k in searched:
-            policy_d.append(searched[k]['policy_distance_m'])
-            planned_d.append(searched[k]['planned_distance_m'])
+    policy_d = [r['policy_distance_m'] for r in rows]
+    planned_d = [r['planned_distance_m'] for r in rows]
     result = {'env': env_name, 'env_kwargs': env_kwargs, 'policy': args.policy,
               'eval_seed': EVAL_SEED, 'knots': args.knots, 'evals_per_target': args.evals,
               'sigma': args.sigma, 'targets': rows,
-              'searched_targets': sorted(searched),
+              'searched_targets': [r['k'] for r in rows],
               'mean_policy_distance_m': round(float(np.mean(policy_d)), 4),
               'mean_planned_distance_m': round(float(np.mean(planned_d)), 4),
               'planned_beyond_5cm': int(sum(d > 0.05 for d in planned_d)),
