@@ -99,15 +99,26 @@ def best_hold(holds, target, refine, rng):
     return best, score
 
 
+def check_policies(paths, script):
+    """Exits with one line unless every path in ``paths`` is an Arm2DEnv policy (or run) that
+    evaluate.py can load: said before a search of an hour, not after it."""
+    import errors
+    import evaluate
+    for path in paths:
+        try:
+            _, env_name, _, _ = evaluate.plan(evaluate.parse_args([path]))
+        except errors.UserError as e:
+            sys.exit('%s: --policy %s' % (script, e))
+        if env_name != 'Arm2DEnv':
+            sys.exit('%s: --policy %s is a policy for %s, not Arm2DEnv' % (script, path, env_name))
+
+
 def policy_distances(path, n):
     """The mean distance over each episode's last half of the policy at ``path`` (evaluate.py's
     code and episode seeds: episode k is reset with EVAL_SEED + k, the k-th target here)."""
     import evaluate
     out = evaluate.evaluate(evaluate.parse_args([path, '--episodes', str(n), '--seed',
                                                  str(EVAL_SEED), '--json']))
-    if out['env'] != 'Arm2DEnv':
-        sys.exit('bench/arm_reach.py: --policy %s is a policy for %s, not Arm2DEnv'
-                 % (path, out['env']))
     return [float(d) for d in out['distances']]
 
 
@@ -131,6 +142,7 @@ def main(argv=None):
     if args.samples < 0 or args.refine < 0 or args.targets < 1:
         parser.error('--samples and --refine must be >= 0, --targets >= 1')
     logging.basicConfig(level=logging.WARNING)
+    check_policies(args.policy, 'bench/arm_reach.py')
     start = time.time()
     rng = np.random.RandomState(args.seed)
     corners = [] if args.quick else itertools.product([0.0, 1.0], repeat=6)

@@ -59,7 +59,7 @@ for path in (ROOT, HERE):
 
 import envs  # noqa: E402
 import opensim  # noqa: E402  (after envs: its osim-rl compatibility fixes come first)
-from arm_reach import EPISODE, policy_distances  # noqa: E402
+from arm_reach import EPISODE, check_policies, policy_distances  # noqa: E402
 from learn import EVAL_SEED  # noqa: E402
 
 HAND = 'r_radius_styloid'  # the marker Arm2DEnv rewards
@@ -199,6 +199,7 @@ def main(argv=None):
     if not 0 < args.step <= 1 or args.tol <= 0 or args.targets < 1:
         parser.error('--step must be in (0, 1] rad, --tol > 0, --targets >= 1')
     logging.basicConfig(level=logging.WARNING)
+    check_policies(args.policy, 'bench/arm_statics.py')
     start = time.time()
     env = envs.make('Arm2DEnv', sim='fast')
     try:

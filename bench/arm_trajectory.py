@@ -46,6 +46,7 @@ for path in (ROOT, HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+from arm_reach import check_policies  # noqa: E402
 from learn import EVAL_SEED  # noqa: E402
 
 log = logging.getLogger('arm_trajectory')
@@ -129,9 +130,6 @@ def record(policy, ks):
     actions (agent steps x muscles) and the target, from evaluate.py's own loading code."""
     import evaluate
     algo, env_name, env_kwargs, hidden = evaluate.plan(evaluate.parse_args([policy]))
-    if env_name != 'Arm2DEnv':
-        sys.exit('bench/arm_trajectory.py: --policy %s is a policy for %s, not Arm2DEnv'
-                 % (policy, env_name))
     env = evaluate.make_env(env_name, env_kwargs, False)
     try:
         act, _ = evaluate.load_policy(algo, hidden, env, policy)
@@ -177,6 +175,7 @@ def main(argv=None):
         parser.error('--only: targets are 0 to %d' % (args.targets - 1))
     progress(args.verbose)
     start = time.time()
+    check_policies([args.policy], 'bench/arm_trajectory.py')
     env_name, env_kwargs, episodes = record(args.policy, only)
     settings = {'knots': args.knots, 'evals': args.evals, 'sigma': args.sigma,
                 'verbose': args.verbose}

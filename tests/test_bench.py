@@ -380,3 +380,15 @@ def test_arm_trajectory_quick_starts_from_the_policy_and_its_plan_replays():
         env.close()
     assert length == 100 and dist == pytest.approx(row['planned_distance_m'], abs=2e-3)
     assert ret == pytest.approx(row['planned_return'], abs=0.1)
+
+
+@pytest.mark.parametrize('script', ['arm_reach.py', 'arm_statics.py', 'arm_trajectory.py'])
+@pytest.mark.parametrize('policy, says', [
+    (os.path.join('results', 'policies', 'no_such_policy'), 'no run directory'),
+    (os.path.join('results', 'policies', 'sac_L2M2019Env'), 'not Arm2DEnv')])
+def test_arm_benches_refuse_a_wrong_policy_in_one_line_before_searching(script, policy, says):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', script), '--quick',
+                           '--policy', policy], capture_output=True, timeout=120, cwd=ROOT)
+    err = done.stderr.decode().strip()
+    assert done.returncode != 0 and done.stdout == b''
+    assert 'Traceback' not in err and says in err.splitlines()[-1] and policy in err
