@@ -11,7 +11,8 @@ Whether it can is a question about the model, not about a learner: this answers 
 For each evaluation target (bench/learn.py's: reset seed ``EVAL_SEED`` + k) the policy is run
 once and its actions recorded (one per agent step; the policy's environment settings, e.g. frame
 skip 2 and the ``fast`` preset). Replayed open loop on the same reset (the simulation is
-deterministic) they give back the policy's own episode. The search then adds a correction,
+deterministic; every episode, the policy's included, runs on an environment built for it) they
+give back the policy's own episode. The search then adds a correction,
 piecewise constant over ``--knots`` equal spans of the episode, one value per muscle and span,
 to those actions (clipped to [0, 1]), and CMA-ES (the ``cma`` package) looks for the correction
 that minimises the episode's task measure: the hand's mean distance to its target over the
@@ -53,20 +54,26 @@ log = logging.getLogger('arm_trajectory')
 FAILED = 1.0  # the score, in metres, of an episode that ended early
 
 
-def replay(env, seed, actions):
+def replay(env_name, env_kwargs, seed, actions):
     """``(return, mean distance over the last half, length)`` of ``actions`` played open loop
-    from the reset with ``seed``; the distance is ``FAILED`` when the episode ended early."""
+    from the reset with ``seed``, on an environment built for it; the distance is ``FAILED`` when
+    the episode ended early."""
+    import envs
     from envs.measures import episode_measures
-    env.reset(seed=seed)
-    total, readings = 0.0, []
-    for t, action in enumerate(actions):
-        _, reward, terminated, truncated, info = env.step([float(a) for a in action])
-        total += reward
-        readings.append((info or {}).get('task'))
-        if terminated or truncated:
-            if t < len(actions) - 1 or (info or {}).get('truncated_reason'):
-                return total, FAILED, t + 1
-            break
+    env = envs.make(env_name, **env_kwargs)
+    try:
+        env.reset(seed=seed)
+        total, readings = 0.0, []
+        for t, action in enumerate(actions):
+            _, reward, terminated, truncated, info = env.step([float(a) for a in action])
+            total += reward
+            readings.append((info or {}).get('task'))
+            if terminated or truncated:
+                if t < len(actions) - 1 or (info or {}).get('truncated_reason'):
+                    return total, FAILED, t + 1
+                break
+    finally:
+        env.close()
     return total, episode_measures(readings).get('distance', FAILED), len(readings)
 
 
@@ -81,34 +88,30 @@ def corrected(base, x, knots):
 def search(job):
     """One target's search (runs in a worker process): its row of the result."""
     import cma
-    import envs
     k, seed, target, base, env_name, env_kwargs, args = job
     progress(args['verbose'])
     base = np.asarray(base, dtype=float)
-    env = envs.make(env_name, **env_kwargs)
     start = time.time()
-    try:
-        ret0, dist0, len0 = replay(env, seed, base)
-        best = (dist0, ret0, np.zeros(args['knots'] * base.shape[1]))
-        evals = 1
-        es = cma.CMAEvolutionStrategy(best[2], args['sigma'], {
-            'seed': 1000 + k, 'verbose': -9, 'maxfevals': args['evals'] - 1})
-        while not es.stop():
-            xs = es.ask()
-            scores = []
-            for x in xs:
-                ret, dist, _ = replay(env, seed, corrected(base, x, args['knots']))
-                evals += 1
-                scores.append(dist)
-                if dist < best[0]:
-                    best = (dist, ret, np.asarray(x))
-            es.tell(xs, scores)
-            log.info('target %d: %d episodes, best %.4f m (policy %.4f)', k, evals, best[0], dist0)
-        # the best plan once more, for its return, length and where the hand ended
-        actions = corrected(base, best[2], args['knots'])
-        ret, dist, length = replay(env, seed, actions)
-    finally:
-        env.close()
+    ret0, dist0, len0 = replay(env_name, env_kwargs, seed, base)
+    best = (dist0, ret0, np.zeros(args['knots'] * base.shape[1]))
+    evals = 1
+    es = cma.CMAEvolutionStrategy(best[2], args['sigma'], {
+        'seed': 1000 + k, 'verbose': -9, 'maxfevals': args['evals'] - 1})
+    while not es.stop():
+        xs = es.ask()
+        scores = []
+        for x in xs:
+            ret, dist, _ = replay(env_name, env_kwargs, seed,
+                                  corrected(base, x, args['knots']))
+            evals += 1
+            scores.append(dist)
+            if dist < best[0]:
+                best = (dist, ret, np.asarray(x))
+        es.tell(xs, scores)
+        log.info('target %d: %d episodes, best %.4f m (policy %.4f)', k, evals, best[0], dist0)
+    # the best plan once more, for its return, length and where the hand ended
+    actions = corrected(base, best[2], args['knots'])
+    ret, dist, length = replay(env_name, env_kwargs, seed, actions)
     return {'k': k, 'target': [round(float(v), 4) for v in target],
             'angle_deg': round(float(np.degrees(np.arctan2(0.8 - target[1], target[0]))), 1),
             'policy_distance_m': round(dist0, 4), 'policy_return': round(ret0, 2),
@@ -130,11 +133,16 @@ def record(policy, ks):
     actions (agent steps x muscles) and the target, from evaluate.py's own loading code."""
     import evaluate
     algo, env_name, env_kwargs, hidden = evaluate.plan(evaluate.parse_args([policy]))
+    # Each episode on an environment of its own, as replay() plays it: osim-rl's Arm2DEnv keeps
+    # a trace of earlier episodes (hundredths of a millimetre), enough to tip an episode at the
+    # edge of diverging one way or the other.
     env = evaluate.make_env(env_name, env_kwargs, False)
-    try:
-        act, _ = evaluate.load_policy(algo, hidden, env, policy)
-        episodes = []
-        for k in sorted(ks):
+    act, _ = evaluate.load_policy(algo, hidden, env, policy)
+    env.close()
+    episodes = []
+    for k in sorted(ks):
+        env = evaluate.make_env(env_name, env_kwargs, False)
+        try:
             obs, done, actions = env.reset(seed=EVAL_SEED + k), False, []
             target = np.asarray(obs, dtype=float)[:2]  # as bench/arm_reach.py reads it
             while not done:
@@ -142,9 +150,9 @@ def record(policy, ks):
                 actions.append(action.tolist())
                 obs, _, terminated, truncated, _ = env.step([float(a) for a in action])
                 done = terminated or truncated
-            episodes.append((k, EVAL_SEED + k, target.tolist(), actions))
-    finally:
-        env.close()
+        finally:
+            env.close()
+        episodes.append((k, EVAL_SEED + k, target.tolist(), actions))
     return env_name, env_kwargs, episodes
 
 

@@ -372,12 +372,9 @@ def test_arm_trajectory_quick_starts_from_the_policy_and_its_plan_replays():
     assert 0 <= row['planned_distance_m'] <= row['policy_distance_m']
     sys.path.insert(0, os.path.join(ROOT, 'bench'))
     import arm_trajectory
-    env = envs.make('Arm2DEnv', **result['env_kwargs'])
-    try:
-        ret, dist, length = arm_trajectory.replay(env, result['eval_seed'],
-                                                  np.asarray(row['planned_actions']))
-    finally:
-        env.close()
+    plan = np.asarray(row['planned_actions'])
+    ret, dist, length = arm_trajectory.replay('Arm2DEnv', result['env_kwargs'],
+                                              result['eval_seed'], plan)
     assert length == 100 and dist == pytest.approx(row['planned_distance_m'], abs=2e-3)
     assert ret == pytest.approx(row['planned_return'], abs=0.1)
 
