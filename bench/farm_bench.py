@@ -33,6 +33,12 @@ Keys
     32 environments with a ``farm.Farm`` called in this process (its worker processes and
     dispatching; no Pyro4, msgpack or farmer), and ``slow_32_wire_convert_ms_median`` is what
     one 32-environment answer costs to pack, unpack and turn into a float32 array.
+    ``slow_32_bare_vec_step_ms_median`` / ``slow_32_bare_efficiency``: what this machine allows
+    for the same work at all, 32 bare processes that each sleep 0.03 s per one-byte command on a
+    socket pair of their own (commands written in turn, answers collected with one poll; no
+    environment, no shared block, no farm). On a machine with far fewer cores than 32 the
+    farm's loss is mostly its workers' own per-step work, which the bare processes do not do,
+    queueing for the cores when all 32 wake at once.
 ``osim_speedup_2``
     ``L2M2019Env`` steps/s of 2 environments through a local farm (capacity 2, one ``FarmVecEnv``
     of 2, auto-reset on the farm) / steps/s of ONE ``L2M2019Env`` built with ``envs.make`` and
@@ -84,8 +90,10 @@ import argparse
 import functools
 import json
 import logging
+import multiprocessing
 import os
 import platform
+import select
 import socket
 import sys
 import time
@@ -213,6 +221,7 @@ def bench_slow32(size, ports):
                 step_times.append(clock() - t)
             wall = clock() - started
     alone_times, answer = farm_alone_slow32(n, kwargs, actions)
+    bare_times = bare_slow32(n, len(actions), size['slow_warmup'])
     # The host's share of one such answer on the wire: msgpack out (farm) and in (farmer), and the
     # farmer's conversion to one float32 array.
     convert = []
@@ -236,7 +245,10 @@ def bench_slow32(size, ports):
             'slow_32_farm_alone_vec_step_ms_median': round(percentile_ms(alone_times, 50), 3),
             'slow_32_farm_alone_efficiency': round(
                 SLOW_STEP_SECONDS * 1000.0 / percentile_ms(alone_times, 50), 4),
-            'slow_32_wire_convert_ms_median': round(percentile_ms(convert, 50), 3)}
+            'slow_32_wire_convert_ms_median': round(percentile_ms(convert, 50), 3),
+            'slow_32_bare_vec_step_ms_median': round(percentile_ms(bare_times, 50), 3),
+            'slow_32_bare_efficiency': round(
+                SLOW_STEP_SECONDS * 1000.0 / percentile_ms(bare_times, 50), 4)}
 
 
 def farm_alone_slow32(n, kwargs, actions):
@@ -259,6 +271,61 @@ def farm_alone_slow32(n, kwargs, actions):
         return times, answer
     finally:
         alone.close()
+
+
+def _bare_sleeper(conn, seconds):
+    """A bare process of :func:`bare_slow32`: sleeps ``seconds`` per one-byte command."""
+    fd = conn.fileno()
+    while True:
+        command = os.read(fd, 1)
+        if command in (b'', b'q'):
+            return
+        time.sleep(seconds)
+        os.write(fd, b'k')
+
+
+def bare_slow32(n, steps, warmup):
+    """Vector step times of ``n`` bare sleeping processes (the slow32 ceiling, no farm)."""
+    # fork: the children only read, sleep and write, and start without importing this script
+    context = multiprocessing.get_context('fork')
+    pairs = [context.Pipe() for _ in range(n)]
+    processes = [context.Process(target=_bare_sleeper, args=(child, SLOW_STEP_SECONDS),
+                                 daemon=True) for _, child in pairs]
+    for process in processes:
+        process.start()
+    for _, child in pairs:
+        child.close()
+    fds = [parent.fileno() for parent, _ in pairs]
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    times = []
+    try:
+        for k in range(warmup + steps):
+            started = time.perf_counter()
+            for fd in fds:
+                os.write(fd, b's')
+            answered = 0
+            while answered < n:
+                for fd, _ in poller.poll(10000):
+                    if not os.read(fd, 1):
+                        raise RuntimeError('a bare process of the slow32 ceiling died')
+                    answered += 1
+            if k >= warmup:
+                times.append(time.perf_counter() - started)
+    finally:
+        for fd in fds:
+            try:
+                os.write(fd, b'q')
+            except OSError:
+                pass
+        for process in processes:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+        for parent, _ in pairs:
+            parent.close()
+    return times
 
 
 # --- osim: farm vs in-process vs gymnasium AsyncVectorEnv ---------------------------------------

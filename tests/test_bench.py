@@ -229,6 +229,15 @@ def test_farm_bench_quick_measures_the_trace_and_osim_async_rows():
     assert result['leftover_farm_processes'] == []
 
 
+def test_farm_bench_slow32_reports_the_bare_ceiling_beside_the_farm():
+    result, _ = _run_quick('farm_bench.py', '--only', 'slow32')
+    for key in ('efficiency_slow_32', 'slow_32_farm_alone_efficiency', 'slow_32_bare_efficiency'):
+        assert 0 < result[key] <= 1.0, (key, result[key])
+    # Sleeping 30 ms per command, a vector step cannot be shorter than the sleep.
+    assert result['slow_32_bare_vec_step_ms_median'] >= 30.0
+    assert result['leftover_farm_processes'] == []
+
+
 def test_scale_bench_quick_prints_a_row_per_runner_and_n_and_the_table():
     result, stderr = _run_quick('scale_bench.py', '--max-n', '2', '--step-ms', '5')
     assert result['ns'] == [1, 2]
