@@ -31,6 +31,7 @@ beyond 0.05 m, so does any policy as far as this search can tell.
 Prints one JSON object; ``results/arm2d_trajectory.json`` is its output.
 """
 import argparse
+import itertools
 import json
 import logging
 import multiprocessing
@@ -61,7 +62,7 @@ def replay(env_name, env_kwargs, seed, actions):
     when the episode ended before its time limit (diverged) or its distance is not finite."""
     import evaluate
     env = evaluate.make_env(env_name, env_kwargs, False)
-    played = iter(range(len(actions) + env.max_episode_steps))
+    played = itertools.count()
     try:
         returns, lengths, measures = evaluate.run_episodes(
             lambda obs: actions[min(next(played), len(actions) - 1)], env, 1, seed)
@@ -142,7 +143,8 @@ def record(policy, ks):
         first, played = [], []
 
         def recording(obs):
-            first[:] = first or [obs]
+            if not first:  # the reset's observation: it shows the target
+                first.append(obs)
             played.append(np.clip(np.asarray(act(obs), dtype=float).ravel(), 0.0, 1.0))
             return played[-1]
 
