@@ -145,6 +145,11 @@ class CheckedAction(Wrapper):
             if not 0 <= value < space['n']:
                 raise EnvError('%s: action %d out of range [0, %d)' % (self.name, value, space['n']))
             return self.inner.step(value)
+        if isinstance(action, np.ndarray) and action.dtype.kind == 'f':
+            # The farm's shared-block steps come this way: one numpy call checks it all.
+            if action.shape != (space['shape'][0],) or not np.isfinite(action).all():
+                self._explain_array(action)
+            return self.inner.step(action)
         if not isinstance(action, (list, tuple, np.ndarray)):
             raise EnvError('%s: action must be a list of %d floats, got %s'
                            % (self.name, space['shape'][0], type(action).__name__))
@@ -161,6 +166,15 @@ class CheckedAction(Wrapper):
         if not ok or any(isinstance(a, _NOT_NUMBERS) for a in action):
             self._explain(action)
         return self.inner.step(action)
+
+    def _explain_array(self, action):
+        if action.ndim != 1:
+            raise EnvError('%s: action must be a flat list of %d floats, got an array of shape %s'
+                           % (self.name, self.action_space['shape'][0], list(action.shape)))
+        if len(action) != self.action_space['shape'][0]:
+            raise EnvError('%s: action has length %d, expected %d'
+                           % (self.name, len(action), self.action_space['shape'][0]))
+        self._explain(action.tolist())  # plain floats: named as the learner wrote them
 
     def _explain(self, action):
         for i, a in enumerate(action):
