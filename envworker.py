@@ -191,10 +191,22 @@ class Block(object):
         obs, reward, terminated, truncated, info, ended = _step(env, self.action.copy(),
                                                                 auto_reset)
         if ended is not None:
-            self.terminal[:] = np.asarray(ended, dtype=np.float64).ravel()
-        self.obs[:] = np.asarray(obs, dtype=np.float64).ravel()
-        self.scalars[:] = (reward, terminated, truncated, ended is not None)
-        return plain(info)
+            self.terminal[:] = _flat(ended, self.terminal)
+        self.obs[:] = _flat(obs, self.obs)
+        # Element by element: numpy reading a tuple costs more than four plain stores.
+        scalars = self.scalars
+        scalars[0] = reward
+        scalars[1] = terminated
+        scalars[2] = truncated
+        scalars[3] = ended is not None
+        return plain(info) if info else None
+
+
+def _flat(values, like):
+    """``values`` as the block expects them: an array of ``like``'s shape is stored as it is."""
+    if isinstance(values, np.ndarray) and values.shape == like.shape:
+        return values
+    return np.asarray(values, dtype=np.float64).ravel()
 
 
 def _out(values, packed):

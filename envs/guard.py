@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from envs.base import EnvError, Wrapper
+from envs.base import EnvError, Wrapper, all_finite
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ def _finite(values):
     try:
         if isinstance(values, float):
             return values - values == 0.0  # NaN and +-inf give NaN; math.isfinite is not in 2.7
+        if isinstance(values, np.ndarray) and values.dtype.kind == 'f':
+            return all_finite(values)
         return bool(np.isfinite(values).all())
     except TypeError:  # not numbers at all: the adapter's own bug, left for the caller to see
         return True
@@ -83,9 +85,9 @@ class Guard(Wrapper):
     def step(self, action):
         if self._diverged:  # a diverged state is not stepped again: it may only fail harder
             return self._last_obs, 0.0, False, True, {'truncated_reason': DIVERGED}
-        start = clock()
+        budget = self.step_budget  # the clock is read only when there is a budget to keep
+        start = clock() if budget is not None else 0.0
         obs, reward, terminated, truncated, info = self.inner.step(action)
-        took = clock() - start
         if not (_finite(obs) and _finite(reward)):
             self._diverged = True
             if _finite(obs):
@@ -95,8 +97,8 @@ class Guard(Wrapper):
             log.info('%s: the simulation diverged (NaN or inf); episode truncated', self.name)
             return self._last_obs, 0.0, False, True, info
         self._last_obs = obs
-        over = self.step_budget is not None and took > self.step_budget
-        if over and not (terminated or truncated):
+        took = clock() - start if budget is not None else 0.0
+        if budget is not None and took > budget and not (terminated or truncated):
             info = dict(info or {})
             info['truncated_reason'] = STEP_BUDGET
             info['step_seconds'] = took

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import envs
-from envs.base import FrameSkip
+from envs.base import FrameSkip, all_finite
 
 
 def test_unknown_name_lists_what_is_known():
@@ -52,6 +52,27 @@ def test_bad_actions_name_the_problem():
                             ([np.inf, 0], 'must be finite'), ('ab', 'must be a list')):
         with pytest.raises(envs.EnvError, match=message):
             env.step(action)
+
+
+def test_float_array_actions_are_checked_in_one_call_and_named_when_bad():
+    env = envs.make('CheapEnv')
+    env.reset()
+    assert env.step(np.array([0.5, 0.5]))[1] == 0.0
+    for action, message in ((np.array([0.5, np.nan]), r'action\[1\] is nan'),
+                            (np.array([-np.inf, 0.5], dtype=np.float32), r'action\[0\] is -inf'),
+                            (np.array([0.5]), 'length 1, expected 2'),
+                            (np.zeros((1, 2)), r'array of shape \[1, 2\]')):
+        with pytest.raises(envs.EnvError, match=message):
+            env.step(action)
+
+
+def test_all_finite_agrees_with_numpy_where_the_shortcut_overflows():
+    for values in ([0.5, -2.0], [1e200, -1e200], [np.nan], [1.0, np.inf], [-np.inf, np.inf],
+                   [3e38, 3e38], [], [[1.0, np.nan]], [[1e200, 2.0]]):
+        for dtype in (np.float64, np.float32):
+            with np.errstate(over='ignore'):
+                array = np.array(values, dtype=dtype)
+            assert all_finite(array) == bool(np.isfinite(array).all()), (values, dtype)
 
 
 def test_gym_ids_are_built_by_name():
