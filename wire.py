@@ -128,6 +128,31 @@ def unpack(obj):
     return array
 
 
+def unpack_rows(objs):
+    """The arrays packed in ``objs`` stacked as one array of ``len(objs)`` rows, read-only like
+    :func:`unpack`, with one join and one numpy call (a farm's answer holds one observation per
+    environment: unpacking 32 one by one cost more than the rest of storing them). None unless
+    every one is packed with the same dtype, shape and size: unpack them one by one then, which
+    names what is wrong."""
+    if not objs or not is_packed(objs[0]):
+        return None
+    name, shape, data = objs[0]['nd'], objs[0]['shape'], objs[0]['data']
+    if type(shape) not in (list, tuple):
+        return None
+    size = len(data)
+    rows = []
+    for obj in objs:
+        if not is_packed(obj) or obj['nd'] != name or obj['shape'] != shape:
+            return None
+        data = obj['data']
+        if isinstance(data, Bin):
+            data = data.data
+        if not isinstance(data, (bytes, bytearray)) or len(data) != size:
+            return None
+        rows.append(data)
+    return unpack({'nd': name, 'shape': [len(objs)] + list(shape), 'data': b''.join(rows)})
+
+
 def protocol_mismatch(info):
     """None when a farm's ``info()`` reports this protocol, else one line saying what differs
     and what to do (the learner raises errors.ProtocolMismatchError with it)."""

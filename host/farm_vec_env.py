@@ -15,7 +15,8 @@ modes: lockstep (``reset``, ``step_async``/``step_wait``, ``step``) and asynchro
   drains the queue.
 - Conversions: actions are checked here and cross as one packed array per farm (wire.pack);
   observations come back packed (the lease is opened with ``packed``) and become one float32
-  array (:func:`host.receivers.as_obs`). Those are the host's one conversion out and in.
+  array (:func:`host.receivers.as_obs`; a farm's answer at once, :func:`as_obs_rows`). Those
+  are the host's one conversion out and in.
 - A farm lost mid-call (``FARM_DOWN``) or a lease it forgot: those environments' episodes end
   truncated, not terminated (``info['lost']``, ``info['lost_cause']`` 'farm' or 'lease'), and
   they are rebuilt where farms answer (one ``make`` per farm), above capacity up to the farm's
@@ -45,7 +46,7 @@ from host import settings
 from host.diagnosis import describe
 from host.link import FARM_DOWN
 from host.placement import Placing
-from host.receivers import AsyncState, as_obs, is_error, no_such_lease
+from host.receivers import AsyncState, as_obs, as_obs_rows, is_error, no_such_lease
 from vecenv import EpisodeTracker, VecEnv, check_env_ids, make_space
 
 log = logging.getLogger('farmer')
@@ -114,7 +115,7 @@ class FarmVecEnv(Placing, VecEnv):
         obs = np.zeros((self.num_envs,) + self._obs_shape, dtype=np.float32)
 
         def store(indices, results):
-            obs[indices] = [as_obs(result) for result in results]
+            obs[indices] = as_obs_rows(results)
         lost = self._collect(futures, store)
         if lost:
             obs[sorted(lost)] = self._reset_many(sorted(lost), seed)
@@ -270,7 +271,7 @@ class FarmVecEnv(Placing, VecEnv):
 
         def store(indices, results):
             # The host's one conversion in: a whole farm's answer per numpy call, not per env.
-            obs[indices] = [as_obs(res[0]) for res in results]
+            obs[indices] = as_obs_rows([res[0] for res in results])
             rewards[indices] = [res[1] for res in results]
             terminated[indices] = [res[2] for res in results]
             truncated[indices] = [res[3] for res in results]

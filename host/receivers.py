@@ -57,6 +57,15 @@ def as_obs(value):
     return np.asarray(value, dtype=np.float32)
 
 
+def as_obs_rows(values):
+    """Observations off the wire, one per row, as one float32 array (read-only when they came
+    packed: the caller stores them). A farm's packed answer takes one numpy call."""
+    rows = wire.unpack_rows(values)
+    if rows is not None and rows.dtype == np.float32:
+        return rows
+    return np.array([as_obs(value) for value in values], dtype=np.float32)
+
+
 def no_such_lease(error):
     """Whether a farm's error says it does not know our lease (expired, or the farm restarted)."""
     return isinstance(error, LookupError) and 'no such lease' in str(error)

@@ -59,6 +59,26 @@ def test_unpack_refuses_what_is_not_a_well_formed_packed_array():
             wire.unpack(bad)
 
 
+def test_unpack_rows_stacks_what_unpack_gives_one_by_one_or_declines():
+    rows = [np.arange(3, dtype=np.float32) + k for k in range(4)]
+    packed = [msgpack.unpackb(msgpack.packb(wire.pack(r))) for r in rows]  # as off the wire
+    stacked = wire.unpack_rows(packed)
+    assert stacked.shape == (4, 3) and stacked.dtype == np.float32
+    assert (stacked == np.array([wire.unpack(p) for p in packed])).all()
+    assert not stacked.flags.writeable
+    assert wire.unpack_rows([wire.pack(np.zeros((2, 2)))]).shape == (1, 2, 2)
+    one = wire.pack(np.zeros(3, dtype=np.float32))
+    # Anything not uniform: None, and the caller unpacks row by row (which names the problem).
+    for mixed in ([], [one, wire.pack(np.zeros(3))], [one, wire.pack(np.zeros(4, np.float32))],
+                  [one, dict(one, data=one['data'][:8])], [one, [0.0, 0.0, 0.0]],
+                  [one, dict(one, data=[0.0] * 12)], [[0.0, 0.0, 0.0]],
+                  [dict(one, shape='3'), dict(one, shape='3')]):
+        assert wire.unpack_rows(mixed) is None, mixed
+    # A row too short and one too long with the right total would misalign: declined.
+    short, long_ = dict(one, data=one['data'][:8]), dict(one, data=one['data'] + b'\0' * 4)
+    assert wire.unpack_rows([short, long_]) is None
+
+
 def test_protocol_mismatch_says_what_differs_and_what_to_do():
     assert wire.protocol_mismatch({'farm': 'a:1', 'versions': {'farm_protocol': 3}}) is None
     text = wire.protocol_mismatch({'farm': 'vm:20099', 'versions': {'farm_protocol': 2}})
