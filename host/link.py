@@ -160,7 +160,8 @@ class FarmLink(object):
         if id(proxy) not in self._proxies:  # new, or released by close() and used again
             with self._proxies_lock:
                 self._proxies[id(proxy)] = proxy
-        proxy._pyroTimeout = timeout
+        if proxy._pyroTimeout != timeout:  # setting it reconfigures the socket, even unchanged
+            proxy._pyroTimeout = timeout
         return proxy
 
     def _drop_proxy(self):
