@@ -422,9 +422,13 @@ class Farm(AsyncStepping):
 
     def _end(self, held):
         """The end of a lease (closed, expired, released for a gone learner)."""
-        self._land(held, list(held.env_ids))
+        # Ended first, then landed: landing nudges every recv waiting on the lease, and each
+        # must see the end when it wakes. The other order let a recv wake, find the lease not
+        # ended yet, and sleep again with no nudge left to come (a test caught it, rarely).
         with held.state:
             held.ended = True
+        self._land(held, list(held.env_ids))
+        with held.state:
             if not held.receiving and held.watch is not None:
                 held.watch.close()
                 held.watch = None

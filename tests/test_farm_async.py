@@ -347,6 +347,37 @@ def test_overlapping_recvs_each_get_different_results_and_all_of_them(thread_far
         assert not t.is_alive()
 
 
+def test_an_ended_lease_wakes_its_recvs_however_late_the_end_is_recorded(thread_farm, watch_mode,
+                                                                        monkeypatch):
+    """Every recv waiting on a lease returns when the lease ends, even when the waiters wake
+    from the end's nudge before the farm's closing thread goes on: they must find the lease
+    ended then, or sleep on with no nudge left to come (it used to record the end after the
+    nudge; this widens that window to a certainty)."""
+    nudge = farm_books.Watch.nudge
+
+    def nudge_then_pause(watch):
+        nudge(watch)
+        time.sleep(0.3)  # the woken recvs look at the lease meanwhile
+
+    f = thread_farm(capacity=2)
+    closer, first, second = f.proxy(), f.proxy(), f.proxy()
+    lease = closer.open_lease(30)
+    make(closer, lease, 2)
+    waiting = [threading.Thread(target=p.recv, args=(lease, 1, None, True), daemon=True)
+               for p in (first, second)]
+    for t in waiting:
+        t.start()
+    deadline = time.time() + 20
+    while f.farm._leases[lease].receiving < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # both asleep in the wait itself, not on their way to it
+    monkeypatch.setattr(farm_books.Watch, 'nudge', nudge_then_pause)
+    closer.close_lease(lease)
+    for t in waiting:
+        t.join(10)
+        assert not t.is_alive()
+
+
 def test_a_recv_with_linger_waits_for_results_due_soon(thread_farm, watch_mode):
     """With its first result in hand, recv(linger=S) waits up to S for environments whose last
     step took about as long as theirs is taking (through a far link, a result that just misses
