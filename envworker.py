@@ -356,7 +356,6 @@ class EnvWorker(object):
         self.steps = 0
         self.resets = 0
         self.conn, child = _context.Pipe()
-        self.fd = self.conn.fileno()  # read and written directly (read_message, write_message)
         self.process = _context.Process(target=_serve,
                                         args=(child, name, dict(kwargs), dict(params or {})),
                                         name='env-%s' % name)
@@ -422,7 +421,7 @@ class EnvWorker(object):
 
     def _send(self, message):
         try:
-            write_message(self.fd, message)
+            write_message(self.conn.fileno(), message)
         except (IOError, OSError, ValueError) as e:
             self.kill()
             raise WorkerLost('worker %s died (%s)' % (self.pid, e))
@@ -437,7 +436,7 @@ class EnvWorker(object):
     def _take(self):
         """The reply waiting on the pipe, or the exception that stands for it."""
         try:
-            message = read_message(self.fd)
+            message = read_message(self.conn.fileno())  # closed (killed): OSError
         except (EOFError, IOError, OSError):
             code = self.process.exitcode
             self.kill()
@@ -464,7 +463,7 @@ class EnvWorker(object):
             try:
                 self.send('close')
                 if self.conn.poll(timeout):
-                    read_message(self.fd)
+                    read_message(self.conn.fileno())
             except (EOFError, IOError, OSError, ValueError, WorkerLost):
                 pass
         self.kill()
@@ -477,7 +476,6 @@ class EnvWorker(object):
                 pass
         self.process.join(5)
         self.conn.close()
-        self.fd = -1  # the number may be reused by the next file opened: never write to it again
         self.block = None  # unmapped once the last view of it is gone
 
 

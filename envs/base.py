@@ -159,15 +159,16 @@ class CheckedAction(Wrapper):
             if not 0 <= value < space['n']:
                 raise EnvError('%s: action %d out of range [0, %d)' % (self.name, value, space['n']))
             return self.inner.step(value)
-        if isinstance(action, np.ndarray) and action.dtype.kind == 'f':
+        expected = space['shape'][0]
+        if isinstance(action, np.ndarray) and action.dtype.kind == 'f' \
+                and action.shape == (expected,):
             # The farm's shared-block steps come this way: one numpy call checks it all.
-            if action.shape != (space['shape'][0],) or not all_finite(action):
-                self._explain_array(action)
+            if not all_finite(action):
+                self._explain(action.tolist())  # plain floats: named as the learner wrote them
             return self.inner.step(action)
         if not isinstance(action, (list, tuple, np.ndarray)):
             raise EnvError('%s: action must be a list of %d floats, got %s'
-                           % (self.name, space['shape'][0], type(action).__name__))
-        expected = space['shape'][0]
+                           % (self.name, expected, type(action).__name__))
         if len(action) != expected:
             raise EnvError('%s: action has length %d, expected %d' % (self.name, len(action), expected))
         # One vectorised check on the hot path (a per-element loop cost ~35 us per step);
@@ -180,15 +181,6 @@ class CheckedAction(Wrapper):
         if not ok or any(isinstance(a, _NOT_NUMBERS) for a in action):
             self._explain(action)
         return self.inner.step(action)
-
-    def _explain_array(self, action):
-        if action.ndim != 1:
-            raise EnvError('%s: action must be a flat list of %d floats, got an array of shape %s'
-                           % (self.name, self.action_space['shape'][0], list(action.shape)))
-        if len(action) != self.action_space['shape'][0]:
-            raise EnvError('%s: action has length %d, expected %d'
-                           % (self.name, len(action), self.action_space['shape'][0]))
-        self._explain(action.tolist())  # plain floats: named as the learner wrote them
 
     def _explain(self, action):
         for i, a in enumerate(action):

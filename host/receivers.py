@@ -61,8 +61,8 @@ def as_obs_rows(values):
     """Observations off the wire, one per row, as one float32 array (read-only when they came
     packed: the caller stores them). A farm's packed answer takes one numpy call."""
     rows = wire.unpack_rows(values)
-    if rows is not None and rows.dtype == np.float32:
-        return rows
+    if rows is not None:
+        return rows.astype(np.float32, copy=False)
     return np.array([as_obs(value) for value in values], dtype=np.float32)
 
 

@@ -298,6 +298,19 @@ def test_a_refused_post_wakes_a_waiting_recv_and_a_malformed_one_is_raised_by_th
     assert recv_all(receiver, lease, 1)[0][0] == env_id
 
 
+def waiting_recvs(f, lease, proxies):
+    """A thread per proxy in recv(wait=True) on ``lease``, returned once the farm counts them all
+    receiving."""
+    threads = [threading.Thread(target=p.recv, args=(lease, 1, None, True), daemon=True)
+               for p in proxies]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 20
+    while f.farm._leases[lease].receiving < len(proxies) and time.time() < deadline:
+        time.sleep(0.01)
+    return threads
+
+
 def test_overlapping_recvs_each_get_different_results_and_all_of_them(thread_farm, watch_mode):
     """Two recvs waiting on one lease at once (a far learner keeps one waiting while the other's
     answer travels): every result is handed over exactly once, and an ended lease wakes both."""
@@ -334,13 +347,7 @@ def test_overlapping_recvs_each_get_different_results_and_all_of_them(thread_far
         ts = sorted(r[0][0] for e, r in results if e == env_id)
         assert ts == list(range(1, 21)), (env_id, ts)
     # An ended lease wakes every recv waiting on it.
-    waiting = [threading.Thread(target=p.recv, args=(lease, 1, None, True), daemon=True)
-               for p in (first, second)]
-    for t in waiting:
-        t.start()
-    deadline = time.time() + 20
-    while f.farm._leases[lease].receiving < 2 and time.time() < deadline:
-        time.sleep(0.01)
+    waiting = waiting_recvs(f, lease, (first, second))
     sender.close_lease(lease)
     for t in waiting:
         t.join(10)
@@ -363,13 +370,7 @@ def test_an_ended_lease_wakes_its_recvs_however_late_the_end_is_recorded(thread_
     closer, first, second = f.proxy(), f.proxy(), f.proxy()
     lease = closer.open_lease(30)
     make(closer, lease, 2)
-    waiting = [threading.Thread(target=p.recv, args=(lease, 1, None, True), daemon=True)
-               for p in (first, second)]
-    for t in waiting:
-        t.start()
-    deadline = time.time() + 20
-    while f.farm._leases[lease].receiving < 2 and time.time() < deadline:
-        time.sleep(0.01)
+    waiting = waiting_recvs(f, lease, (first, second))
     time.sleep(0.1)  # both asleep in the wait itself, not on their way to it
     monkeypatch.setattr(farm_books.Watch, 'nudge', nudge_then_pause)
     closer.close_lease(lease)
