@@ -30,10 +30,10 @@ episode's end, averaged over episodes. ``--json`` prints one object with ``mean_
 ``episodes`` and ``seed``. ``--random`` runs the same code with uniform random actions: the
 baseline the figures are read against.
 
-The environment is built here, in this process, with ``envs.make`` (as vecenv.InProcessVecEnv
-does), not on a farm: frames are large and the farm's wire is for steps (see render.py). Videos:
+The environment is built here, in this process, with ``envs.make`` (as contract.InProcessVecEnv
+does), not on a farm: frames are large and the farm's wire is for steps (see run/render.py). Videos:
 gym ids through their own ``rgb_array`` rendering, osim-rl models drawn from the simulation's
-state (render.py), MP4 by imageio-ffmpeg's bundled ffmpeg, GIF by Pillow.
+state (run/render.py), MP4 by imageio-ffmpeg's bundled ffmpeg, GIF by Pillow.
 """
 import glob
 import json
@@ -45,9 +45,9 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # plumbing: TensorFlow's C++
 
 import numpy as np  # noqa: E402
 
-import checkpoints  # noqa: E402  (no TensorFlow: mistakes are found before it starts)
-import errors  # noqa: E402
-import runconfig  # noqa: E402
+from run import checkpoints  # noqa: E402  (no TensorFlow: mistakes are found before it starts)
+from common import errors  # noqa: E402
+from run import config as runconfig  # noqa: E402
 from envs.measures import MEASURES, episode_measures  # noqa: E402,F401  (bench/learn.py's too)
 
 log = logging.getLogger('evaluate')
@@ -184,7 +184,7 @@ def export_policy(agent, folder, algo, env, env_kwargs, hidden, **extra):
 def make_env(name, kwargs, video):
     """One environment, in this process; with ``video``, built so that it can be pictured."""
     import envs
-    import render
+    from run import render
     if video:
         kwargs = render.video_kwargs(name, kwargs)
     try:
@@ -195,9 +195,9 @@ def make_env(name, kwargs, video):
 
 def load_policy(algo, hidden, env, path, seed=0):
     """``act(obs) -> action`` (the environment's bounds) and the checkpoint loaded, or None."""
-    import vecenv
-    observation_space = vecenv.make_space(env.observation_space)
-    action_space = vecenv.make_space(env.action_space)
+    from vecenv import contract
+    observation_space = contract.make_space(env.observation_space)
+    action_space = contract.make_space(env.action_space)
     if algo == 'random':
         rng = np.random.RandomState(seed)  # its own stream: the env's seeding swaps the globals
         return (lambda obs: rng.uniform(action_space.low, action_space.high)), None
@@ -280,7 +280,7 @@ def play(act, env, episodes, seed, mp4=None, gif=None, fps=30.0, label=''):
     lengths, measures, frames)``."""
     writer = renderer = None
     if mp4 or gif:
-        import render
+        from run import render
         try:
             renderer = render.Renderer(env)
         except render.RenderError as e:

@@ -4,7 +4,7 @@
     python farm.py [--host H] [--port P] [--capacity N] [--key K] [--tls-cert F --tls-key F]
                    [--lease-ttl S] [--release-after S] [--overcommit X] ...
 
-One OS process per environment (envworker.py); this daemon only dispatches, times out, replaces
+One OS process per environment (farmside/envworker.py); this daemon only dispatches, times out, replaces
 and recycles workers, and keeps the books of who holds what.
 
 The verbs, all taking and returning plain data (msgpack; pickle is never accepted):
@@ -63,11 +63,11 @@ The verbs, all taking and returning plain data (msgpack; pickle is never accepte
 - ``release(lease, env_ids)``, ``close_lease(lease)``, ``renew(lease)``, ``worker_pids(lease)``.
 
 Security: without a key the farm listens on loopback only; beyond loopback a shared key (Pyro4's
-HMAC) is required, and callers without it are refused (and logged, see farm_daemon.py). The key
+HMAC) is required, and callers without it are refused (and logged, see farmside/daemon.py). The key
 authenticates callers and protects every message against tampering; it does not hide the data.
 Beyond a trusted LAN, add TLS (``--tls-cert``/``--tls-key``; the learner trusts the CA file in
 ``FARM_TLS_CA``). Connections that never finish their handshake cost no thread and are closed
-after ``--handshake-timeout`` (farm_daemon.py).
+after ``--handshake-timeout`` (farmside/daemon.py).
 
 Runs unmodified on Python 2.7 and 3.6+.
 """
@@ -85,30 +85,30 @@ import time
 
 import Pyro4
 
-import farm_compat
-import farm_daemon
-import logformat
-import wire
-# The farm's parts (farm_books.py, farm_core.py, farm_async.py); these names stay importable from
-# here, where users and tests have always found them, as do wire.py's shared facts.
-from envworker import WorkerError, WorkerLost  # noqa: F401
-from farm_books import (BUILD_TIMEOUT, KEEPALIVE_EVERY, LEASE_TTL, OVERCOMMIT,  # noqa: F401
+from farmside import compat
+from farmside import daemon as farm_daemon
+from common import logformat
+from common import wire
+# The farm's parts (farmside/books.py, farmside/core.py, farmside/async_verbs.py); these names stay importable from
+# here, where users and tests have always found them, as do common/wire.py's shared facts.
+from farmside.envworker import WorkerError, WorkerLost  # noqa: F401
+from farmside.books import (BUILD_TIMEOUT, KEEPALIVE_EVERY, LEASE_TTL, OVERCOMMIT,  # noqa: F401
                         RECYCLE_RESETS, RECYCLE_STEPS, RELEASE_AFTER, STEP_TIMEOUT, Lease, Slot,
                         Watch)
-from farm_core import Farm, versions  # noqa: F401
-from wire import DEFAULT_PORT, KEY_ENV, OBJECT_ID, PROTOCOL  # noqa: F401
+from farmside.core import Farm, versions  # noqa: F401
+from common.wire import DEFAULT_PORT, KEY_ENV, OBJECT_ID, PROTOCOL  # noqa: F401
 
 log = logging.getLogger('farm')
 
 
 def configure_pyro():
     """msgpack only: pickle (and serpent's eval-like paths) are refused at the protocol level."""
-    farm_compat.apply()
+    compat.apply()
     Pyro4.config.SERIALIZER = 'msgpack'
     Pyro4.config.SERIALIZERS_ACCEPTED = set(['msgpack'])
     Pyro4.config.SERVERTYPE = 'thread'
     # One thread per connected learner (a farmer holds one or two per farm); connections still
-    # shaking hands hold one for at most the handshake timeout (farm_daemon.py).
+    # shaking hands hold one for at most the handshake timeout (farmside/daemon.py).
     Pyro4.config.THREADPOOL_SIZE = 128
     Pyro4.config.THREADPOOL_SIZE_MIN = 8
     Pyro4.config.DETAILED_TRACEBACK = False

@@ -6,7 +6,7 @@
 
 - :class:`Farmer` reads the farm list, probes every farm, starts a local farm when the list names
   only this machine and none answers, and builds environments on the farms:
-  ``farmer.vec_env(name, n_envs, env_kwargs, batch_size=1)`` (see vecenv.py for the contract)
+  ``farmer.vec_env(name, n_envs, env_kwargs, batch_size=1)`` (see vecenv/contract.py for the contract)
   and ``farmer.env(name, env_kwargs)`` (one remote environment with the gym interface). A farm
   that speaks another farm protocol (wire.PROTOCOL) is not used, and says so.
 - Two stepping modes. Lockstep (``step``, ``step_async``/``step_wait``): one call to every farm
@@ -53,9 +53,9 @@ import time
 
 import numpy as np
 
-import logformat
+from common import logformat
 
-from errors import NoFarmError, ProtocolMismatchError, install_excepthook
+from common.errors import NoFarmError, ProtocolMismatchError, install_excepthook
 from host import settings
 from host.allocation import Allocation, Farmer
 from host.diagnosis import advice

@@ -59,6 +59,27 @@ if [ ! -x .venv/bin/python ]; then
   pip_install .venv/bin/python --upgrade pip
 fi
 install_once requirements.txt "import opensim, osim, tensorflow, rl, Pyro4, msgpack, gymnasium, imageio_ffmpeg"
+# The project itself, editable: every package and entry module of this checkout importable from
+# anywhere (bench/, tests/, ipython), with no sys.path edits in the code. osim-rl installs a
+# top-level package also named `envs` (empty, but first on sys.path as site-packages is), so a
+# second .pth moves the checkout just ahead of site-packages: ours is found first and extends its
+# __path__ to osim-rl's (envs/__init__.py), so both resolve.
+if [ "$(cat .venv/.installed-project 2>/dev/null)" != "$PWD" ]; then
+  pip_install .venv/bin/python --no-deps -e .
+  .venv/bin/python - "$PWD" <<'PY'
+import os, sys, sysconfig
+# (one line, run by site.py in a function's scope: no comprehension may name p; and the folder
+# is processed twice here, through lib and lib64, so the line must be idempotent)
+line = ("import sys; p = %r; list(map(sys.path.remove, [p] * sys.path.count(p))); "
+        "s = list(map(lambda e: e.endswith('site-packages'), sys.path)); "
+        "sys.path.insert(s.index(True) if True in s else len(sys.path), p)\n")
+with open(os.path.join(sysconfig.get_paths()['purelib'], 'osim_farm_first.pth'), 'w') as f:
+    f.write(line % sys.argv[1])
+PY
+  (cd / && "$OLDPWD/.venv/bin/python" -c "import envs, farmside.core, run.session; envs.make") \
+    || { echo "setup.sh: the project did not install into .venv (see above)" >&2; exit 1; }
+  echo "$PWD" > .venv/.installed-project
+fi
 if [ "$TEST" = 1 ]; then
   install_once requirements-test.txt "import pytest, vermin, torch, stable_baselines3, cma"
 fi

@@ -19,13 +19,13 @@ SIGTERM (a scheduler's stop) acts like Ctrl-C, then checkpoints, releases the fa
 The namespace also holds ``cfg``, ``farmer`` (``farmer.status()``), ``env`` and ``agent``.
 Environments come from the farms in farmlist.py (or ``--farms``); when only this machine is listed
 and no farm answers, a local one is started and stopped on exit. The run directory's contents
-(config, episodes.csv, checkpoints, curve.png, tb/ for TensorBoard) are described in session.py.
+(config, episodes.csv, checkpoints, curve.png, tb/ for TensorBoard) are described in run/session.py.
 """
 import os
 from dataclasses import dataclass, field  # novermin (3.6: the dataclasses backport)
 
-import runconfig  # (these two import no TensorFlow: --help stays instant)
-import session
+from run import config as runconfig  # (these two import no TensorFlow: --help stays instant)
+from run import session
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Config:
     """the environment's keyword arguments, as JSON, e.g. '{"difficulty": 2}'"""
     curriculum: str = ''
     """a JSON file of stages [{"episodes": N, "params": {...}}, ...] that change the environments'
-    parameters during training (curriculum.py); empty: none"""
+    parameters during training (run/curriculum.py); empty: none"""
     sim: str = 'default'
     """osim-rl simulator preset: exact (integrator accuracy 1e-5), default (osim-rl's 5e-5), fast
     (1e-3); an integrator_accuracy in --env-kwargs wins"""
@@ -127,7 +127,7 @@ from agents.compat import adam, tf  # noqa: E402  (plumbing: must come before Te
 from agents.ddpg import DDPG  # noqa: E402  (imports rl.agents: TensorFlow in graph mode)
 from agents.noise import VectorNoise  # noqa: E402
 
-# The environments: n_envs of them on the farms, seen as one vectorized env (vecenv.py).
+# The environments: n_envs of them on the farms, seen as one vectorized env (vecenv/contract.py).
 farmer = runconfig.make_farmer(cfg.farms, cfg.give_up_after)
 with runconfig.closing_on_error(farmer):  # a failed start-up releases the farms at once
     env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)

@@ -1,4 +1,4 @@
-"""Keras-RL agents that train on a vectorized environment (``vecenv.py``'s contract).
+"""Keras-RL agents that train on a vectorized environment (``vecenv/contract.py``'s contract).
 
 Nothing is imported here: ``agents.ddpg`` imports ``rl.agents``, which switches TensorFlow to graph
 mode for the whole process, and importing it must stay a deliberate choice. Modules:

@@ -35,7 +35,7 @@ when the next ``forward`` brings its next state; the extra ``backward`` after an
 recognised and dropped, so no transition ever spans two episodes.
 
 Full resume (:meth:`OffPolicyAgent.save_training_state` / :meth:`load_training_state`, which
-``checkpoints.py`` calls beside ``save_weights`` / ``load_weights``): ``<name>_training.npz``
+``run/checkpoints.py`` calls beside ``save_weights`` / ``load_weights``): ``<name>_training.npz``
 holds every optimizer's state (legacy Keras optimizers: Adam's iteration count and slots), every
 numpy ``RandomState`` the agent owns (warm-up actions, replay sampling, SAC's policy noise,
 DDPG's per-env noise and its processes' states) and the fractional update credit;

@@ -1,6 +1,6 @@
 """The vector-stepping loop DDPG and SAC share: N environments, batched forward passes.
 
-Against the contract in ``vecenv.py``, in either of its stepping modes (``train_vec(mode=...)``;
+Against the contract in ``vecenv/contract.py``, in either of its stepping modes (``train_vec(mode=...)``;
 asynchronous by default where the vectorized env has ``send``/``recv``).
 
 Lockstep, each vector step:
@@ -64,7 +64,7 @@ import time
 import numpy as np
 
 from envs.measures import episode_measures, summary as measure_summary
-from vecenv import end_reason
+from vecenv.contract import end_reason
 
 log = logging.getLogger(__name__)
 

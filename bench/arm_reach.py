@@ -42,12 +42,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
-for path in (ROOT, HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 import envs  # noqa: E402
-from learn import EVAL_SEED  # noqa: E402
+from bench.learn import EVAL_SEED  # noqa: E402
 
 log = logging.getLogger('arm_reach')
 EPISODE = 200  # Arm2DEnv's time limit, in simulator steps
@@ -102,7 +99,7 @@ def best_hold(holds, target, refine, rng):
 def check_policies(paths, script):
     """Exits with one line unless every path in ``paths`` is an Arm2DEnv policy (or run) that
     evaluate.py can load: said before a search of an hour, not after it."""
-    import errors
+    from common import errors
     import evaluate
     for path in paths:
         try:

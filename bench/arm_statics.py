@@ -53,14 +53,11 @@ from scipy.optimize import least_squares, linprog
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
-for path in (ROOT, HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 import envs  # noqa: E402
 import opensim  # noqa: E402  (after envs: its osim-rl compatibility fixes come first)
-from arm_reach import EPISODE, check_policies, policy_distances  # noqa: E402
-from learn import EVAL_SEED  # noqa: E402
+from bench.arm_reach import EPISODE, check_policies, policy_distances  # noqa: E402
+from bench.learn import EVAL_SEED  # noqa: E402
 
 HAND = 'r_radius_styloid'  # the marker Arm2DEnv rewards
 SHOULDER_Y = 0.8           # arm.py's targets are drawn around (0, 0.8)

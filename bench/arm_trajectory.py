@@ -44,12 +44,9 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
-for path in (ROOT, HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
-from arm_reach import check_policies  # noqa: E402
-from learn import EVAL_SEED  # noqa: E402
+from bench.arm_reach import check_policies  # noqa: E402
+from bench.learn import EVAL_SEED  # noqa: E402
 
 log = logging.getLogger('arm_trajectory')
 FAILED = 1.0  # the score, in metres, of an episode that ended early

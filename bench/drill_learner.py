@@ -4,8 +4,8 @@
     python bench/drill_learner.py [drill flags] [every train_sac.py flag]
 
 The learner is train_sac.py's, built the same way from the same ``Config`` (read from
-train_sac.py's source, so a flag added there is a flag here): ``runconfig.prepare``,
-``runconfig.make_farmer``, ``farmer.vec_env``, ``SAC.from_spaces``, ``session.Session``,
+train_sac.py's source, so a flag added there is a flag here): ``config.prepare``,
+``config.make_farmer``, ``farmer.vec_env``, ``SAC.from_spaces``, ``session.Session``,
 ``run.train``. What this adds is
 only observation, never a change of behaviour:
 
@@ -33,13 +33,12 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import numpy as np  # noqa: E402
 
-import runconfig  # noqa: E402
-import session  # noqa: E402
+from run import config  # noqa: E402
+from run import session  # noqa: E402
 
 TRAIN_SAC = os.path.join(ROOT, 'train_sac.py')
 
@@ -88,7 +87,7 @@ class Recorder(object):
         return obs
 
     def step_wait(self):
-        from vecenv import end_reason
+        from vecenv.contract import end_reason
         result = self._step_wait()
         obs, rewards, terminated, truncated, infos = result
         self.lengths += 1
@@ -131,8 +130,8 @@ def main(argv=None):
     own.add_argument('--no-record', action='store_true',
                      help='no recorder and no dump (the soak: the record grows with every step)')
     mine, rest = own.parse_known_args(argv)
-    cfg = runconfig.parse_config(train_sac_config(), TRAIN_SAC, rest)
-    run_dir = runconfig.prepare(cfg, 'sac')
+    cfg = config.parse_config(train_sac_config(), TRAIN_SAC, rest)
+    run_dir = config.prepare(cfg, 'sac')
     started = time.time()
     beat = {'pid': os.getpid(), 'phase': 'importing', 'global_step': 0, 'episodes': 0,
             'updates': 0, 'time': time.time()}
@@ -177,10 +176,10 @@ def main(argv=None):
     session.Progress = DrillProgress  # Session.train builds its Progress from this name
     try:
         # What train_sac.py does, in its order.
-        farmer = runconfig.make_farmer(cfg.farms, cfg.give_up_after)
-        with runconfig.closing_on_error(farmer):
+        farmer = config.make_farmer(cfg.farms, cfg.give_up_after)
+        with config.closing_on_error(farmer):
             env = farmer.vec_env(cfg.env, cfg.n_envs, cfg.env_kwargs)
-            runconfig.require_box(env.action_space, 'SAC', cfg.env)
+            config.require_box(env.action_space, 'SAC', cfg.env)
             recorder = None if mine.no_record else Recorder(env)
             tf.random.set_seed(cfg.seed)
             agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=cfg.hidden,

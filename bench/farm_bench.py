@@ -16,7 +16,7 @@ Keys
     What one environment step costs through a local farm beyond the step itself:
     ``farm_step_ms - inproc_step_ms``. ``farm_step_ms`` is the median wall time of
     ``FarmVecEnv.step`` with ONE ``SlowEnv`` (``step_seconds=0``, 339-float observation) on a
-    local farm; ``inproc_step_ms`` the median of ``vecenv.InProcessVecEnv.step`` over the same
+    local farm; ``inproc_step_ms`` the median of ``contract.InProcessVecEnv.step`` over the same
     environment in this process. Both sides do the same vector-env bookkeeping (action check,
     float32 observation array, episode tracker), so the difference is the farm: Pyro4 + msgpack
     to the daemon, its worker process (a one-byte message and a shared block), and back. ``rpc_steps`` steps per side;
@@ -101,14 +101,12 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 import gymnasium  # noqa: E402
 import msgpack  # noqa: E402
 
 import farmer  # noqa: E402
-import vecenv  # noqa: E402
+from vecenv import contract  # noqa: E402
 
 log = logging.getLogger('farm_bench')
 
@@ -161,7 +159,7 @@ def bench_rpc(size, ports):
     ports.append(port)
     with fm:
         farm_env = fm.vec_env('SlowEnv', 1, kwargs)
-        inproc_env = vecenv.InProcessVecEnv('SlowEnv', 1, kwargs)
+        inproc_env = contract.InProcessVecEnv('SlowEnv', 1, kwargs)
         act_size = farm_env.action_space.shape[0]
         actions = np.random.default_rng(0).uniform(0, 1, (size['rpc_block'], 1, act_size))
         with farm_env, inproc_env:
@@ -194,7 +192,7 @@ def bench_slow32(size, ports):
     n = 32
     kwargs = {'step_seconds': SLOW_STEP_SECONDS, 'obs_size': OBS_SIZE}
     # What one such step really takes here, sleep overshoot included (not the farm's doing).
-    with vecenv.InProcessVecEnv('SlowEnv', 1, kwargs) as single:
+    with contract.InProcessVecEnv('SlowEnv', 1, kwargs) as single:
         single.reset()
         one = np.full((1, single.action_space.shape[0]), 0.5)
         single_times = []
@@ -337,8 +335,8 @@ class AdapterEnv(gymnasium.Env):
     def __init__(self, name, kwargs):
         import envs
         self.adapter = envs.make(name, **kwargs)
-        self.observation_space = vecenv.make_space(self.adapter.observation_space)
-        self.action_space = vecenv.make_space(self.adapter.action_space)
+        self.observation_space = contract.make_space(self.adapter.observation_space)
+        self.action_space = contract.make_space(self.adapter.action_space)
 
     def reset(self, seed=None, options=None):
         super().reset(seed=seed)

@@ -33,12 +33,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for path in (ROOT, HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
-import farm_bench  # noqa: E402  (bench/: local farms, load probes)
-from drills import LinkProxy  # noqa: E402
+from bench import farm_bench  # noqa: E402  (bench/: local farms, load probes)
+from bench.drills import LinkProxy  # noqa: E402
 
 log = logging.getLogger('latency_bench')
 

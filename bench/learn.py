@@ -24,7 +24,7 @@ forward distance (``mean_forward_distance``). The random policy runs through the
 same episodes (``random_policy_mean_return``/``_length``/``_distance``...).
 
 Resume: with ``--run-dir DIR`` each seed keeps a checkpoint in ``DIR/seed<k>/checkpoints``
-(checkpoints.py: weights, optimizer and RNG states, observation statistics, the replay memory)
+(run/checkpoints.py: weights, optimizer and RNG states, observation statistics, the replay memory)
 every ``--checkpoint-every`` steps and at the end, and its curve in ``DIR/seed<k>/curve.csv``. The
 same command run again (after a kill, a reboot) continues each seed from its newest checkpoint,
 with its step count, replay memory and curve (rows past the checkpoint are dropped: they are done
@@ -39,7 +39,7 @@ Output: one JSON object (per seed and over seeds: ``final_mean_return``, ``final
 ``final_mean_distance`` / ``final_mean_forward_distance``, and the random policy's), the curves in
 ``--out`` (``<algo>_<env>_curves.csv`` and ``.png``). The vectorized envs come from
 :func:`make_vec_env`: farm-backed (a local farm on a free port) when farmer.py is there, else
-``vecenv.InProcessVecEnv``; ``--backend`` forces one.
+``contract.InProcessVecEnv``; ``--backend`` forces one.
 """
 import csv
 import json
@@ -52,12 +52,11 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-import errors  # noqa: E402
-import vecenv  # noqa: E402
+from common import errors  # noqa: E402
+from vecenv import contract  # noqa: E402
 
 log = logging.getLogger('bench.learn')
 
@@ -94,7 +93,7 @@ def make_vec_env(env_name, n_envs, env_kwargs=None):
             backend = 'inprocess'
         BACKEND['name'] = backend
     if backend == 'inprocess':
-        return vecenv.InProcessVecEnv(env_name, n_envs, env_kwargs)
+        return contract.InProcessVecEnv(env_name, n_envs, env_kwargs)
     if not _FARMER:
         import farmer
         # A local farm of our own on a free port: the default farm list's capacity (one env per
@@ -174,7 +173,7 @@ def random_baseline(args, env_kwargs):
 def run_seed(args, seed, env_kwargs, frame_skip, measure_key=None):
     """Train (or continue) one seed; returns its result dict and its curve rows.
     ``measure_key``: the env's task measure (``mean_distance``...), None where it has none."""
-    import checkpoints
+    from run import checkpoints
     import evaluate
     from agents.compat import keras, tf
     keras.backend.clear_session()  # a fresh graph per seed (graph mode would keep growing)
@@ -421,7 +420,7 @@ _hidden.__name__ = 'comma-separated int'
 
 
 def parse_args(argv=None):
-    import runconfig
+    from run import config as runconfig
     parser = runconfig._Parser(prog='bench/learn.py', description=__doc__.split('\n')[0])
     parser.add_argument('--algo', choices=['sac', 'ddpg'], required=True)
     parser.add_argument('--env', default='Pendulum-v1')
@@ -526,7 +525,7 @@ def main(argv=None):
     errors.install_excepthook(args.verbose, program='bench/learn.py')
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format='%(asctime)s %(name)s %(message)s', stream=sys.stderr)
-    import runconfig
+    from run import config as runconfig
     runconfig.apply_sim(args)  # --sim and --frame-skip into env_kwargs, unless named there
     env_kwargs = args.env_kwargs
     frame_skip = int(env_kwargs.get('frame_skip', 1))

@@ -40,7 +40,6 @@ def _prefill(rng):
 
 
 def _ours(graph):
-    sys.path.insert(0, ROOT)
     import agents.compat  # noqa: F401  (tf-keras before TensorFlow)
     if graph:
         import rl.agents  # noqa: F401  (graph mode, as after importing agents.ddpg)

@@ -44,13 +44,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for path in (ROOT, HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 import gymnasium  # noqa: E402
 
-import farm_bench  # noqa: E402  (bench/: its runners, local farm and load probes)
+from bench import farm_bench  # noqa: E402  (bench/: its runners, local farm and load probes)
 
 log = logging.getLogger('scale_bench')
 

@@ -32,7 +32,6 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import envs  # noqa: E402
 from envs import guard  # noqa: E402

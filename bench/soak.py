@@ -37,9 +37,8 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'bench'))
 
-import drills  # noqa: E402
+from bench import drills  # noqa: E402
 
 log = logging.getLogger('soak')
 MEASURES = ('rss_mib', 'fds', 'threads')

@@ -4,7 +4,7 @@
 import from there. This package is the only host code that speaks Pyro4.
 
 - :mod:`host.settings`: every timeout and interval of the learner side, read at call time (a
-  test changes one in one place), and the names both sides agree on, from wire.py.
+  test changes one in one place), and the names both sides agree on, from common/wire.py.
 - :mod:`host.farmlist_reader`: reads and checks the farm list (``farmlist.py`` or a list given).
 - :mod:`host.diagnosis`: why a farm does not answer, and what the user should do about it.
 - :mod:`host.link`: one farm: its connection per calling thread, its call thread, its state.

@@ -36,7 +36,7 @@ import os
 import threading
 import time
 
-from errors import FarmsLostError, NoCapacityError, NoFarmError, ProtocolMismatchError
+from common.errors import FarmsLostError, NoCapacityError, NoFarmError, ProtocolMismatchError
 from host import local_farm, settings
 from host.diagnosis import advice, describe
 from host.farm_vec_env import FarmVecEnv
@@ -434,7 +434,7 @@ class Farmer(object):
                    if place is not None and place.link is link and id(place) not in skip)
 
     def vec_env(self, env_name, n_envs, env_kwargs=None, batch_size=1):
-        """``n_envs`` environments spread over the farms, as one vectorized env (vecenv.py);
+        """``n_envs`` environments spread over the farms, as one vectorized env (vecenv/contract.py);
         ``batch_size``: its asynchronous ``recv``'s default batch."""
         env = FarmVecEnv(self, env_name, int(n_envs), dict(env_kwargs or {}), batch_size)
         self._vec_envs = [e for e in self._vec_envs if not e.closed] + [env]

@@ -1,4 +1,4 @@
-"""FarmVecEnv: N environments on the farms as one vectorized env, in both of vecenv.py's stepping
+"""FarmVecEnv: N environments on the farms as one vectorized env, in both of vecenv/contract.py's stepping
 modes: lockstep (``reset``, ``step_async``/``step_wait``, ``step``) and asynchronous
 (``async_reset``, ``send``, ``recv``, ``in_flight``, ``batch_size``).
 
@@ -40,20 +40,20 @@ import time
 
 import numpy as np
 
-import wire
-from errors import NothingPendingError, PendingError, UserError
+from common import wire
+from common.errors import NothingPendingError, PendingError, UserError
 from host import settings
 from host.diagnosis import describe
 from host.link import FARM_DOWN
 from host.placement import Placing
 from host.receivers import AsyncState, as_obs, as_obs_rows, is_error, no_such_lease
-from vecenv import EpisodeTracker, VecEnv, check_env_ids, make_space
+from vecenv.contract import EpisodeTracker, VecEnv, check_env_ids, make_space
 
 log = logging.getLogger('farmer')
 
 
 class FarmVecEnv(Placing, VecEnv):
-    """N remote environments over the farms; the contract is vecenv.py's, both modes."""
+    """N remote environments over the farms; the contract is vecenv/contract.py's, both modes."""
 
     def __init__(self, farmer, env_name, n_envs, env_kwargs, batch_size=1):
         if n_envs < 1:

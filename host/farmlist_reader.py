@@ -11,7 +11,7 @@ Python 3.6 compatible; no Pyro4 here.
 """
 import importlib
 
-from errors import FarmListError
+from common.errors import FarmListError
 from host import settings
 
 EXAMPLE_ENTRY = "('192.168.1.33', 8) or ('192.168.1.33', 8, 20100)"

@@ -28,8 +28,8 @@ import weakref
 import Pyro4
 import Pyro4.errors
 
-import wire
-from errors import ProtocolMismatchError, UserError
+from common import wire
+from common.errors import ProtocolMismatchError, UserError
 from host import settings
 from host.diagnosis import classify, describe
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from errors import NoFarmError
+from common.errors import NoFarmError
 from host import settings
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where farm.py is

@@ -14,7 +14,7 @@ Python 3.6 compatible.
 """
 import logging
 
-from errors import FarmsLostError, NoCapacityError, UserError
+from common.errors import FarmsLostError, NoCapacityError, UserError
 from host import settings
 from host.diagnosis import describe
 from host.link import FARM_DOWN

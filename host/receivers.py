@@ -36,12 +36,12 @@ import time
 
 import numpy as np
 
-import wire
-from errors import NothingPendingError, PendingError
+from common import wire
+from common.errors import NothingPendingError, PendingError
 from host import settings
 from host.diagnosis import describe
 from host.link import FARM_DOWN
-from vecenv import stack_results
+from vecenv.contract import stack_results
 
 log = logging.getLogger('farmer')
 

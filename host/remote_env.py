@@ -10,7 +10,7 @@ Python 3.6 compatible.
 """
 import numpy as np
 
-from vecenv import gym_spaces_lib
+from vecenv.contract import gym_spaces_lib
 
 
 class RemoteEnv(gym_spaces_lib.Env):

@@ -1,5 +1,5 @@
 """The learner side's settings: every timeout and interval of the host package in one place, and
-the names both sides agree on, taken from wire.py (port, key variable, TLS variable).
+the names both sides agree on, taken from common/wire.py (port, key variable, TLS variable).
 
 The host modules read these as ``settings.NAME`` where they use them, not at import, so a test
 or a drill changes one for the whole learner side with ``monkeypatch.setattr(settings, 'NAME',
@@ -8,7 +8,7 @@ and ``CLOSE_TIMEOUT`` (the default of ``Farmer.close_leases(timeout=)``).
 
 Python 3.6 compatible.
 """
-import wire
+from common import wire
 
 DEFAULT_PORT = wire.DEFAULT_PORT
 KEY_ENV = wire.KEY_ENV

@@ -10,16 +10,13 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for _path in (ROOT, HERE):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
 
 import agents.compat  # noqa: E402,F401  (before TensorFlow, for tf-keras)
 import numpy as np  # noqa: E402
 from rl.callbacks import Callback  # noqa: E402
 
-import errors  # noqa: E402
-import vecenv  # noqa: E402
+from common import errors  # noqa: E402
+from vecenv import contract  # noqa: E402
 
 SMALL = (32, 32)
 
@@ -42,7 +39,7 @@ def main(namespace):
 def cheap_vec(n_envs=3, **env_kwargs):
     kwargs = {'obs_size': 3, 'act_size': 1, 'episode_length': 10}
     kwargs.update(env_kwargs)
-    return vecenv.InProcessVecEnv('CheapEnv', n_envs, kwargs)
+    return contract.InProcessVecEnv('CheapEnv', n_envs, kwargs)
 
 
 class CountingCallback(Callback):
@@ -125,7 +122,7 @@ class ScalingProcessor(object):
         return batch
 
 
-class FlakyVecEnv(vecenv.VecEnv):
+class FlakyVecEnv(contract.VecEnv):
     """Delegates to a vectorized env; can raise KeyboardInterrupt inside ``step_wait``."""
 
     def __init__(self, inner):
@@ -181,10 +178,10 @@ def check_interleaved_replay(memory, offsets, episode_length, terminated):
         assert not term.any()  # truncated: bootstrapped
 
 
-class ScriptedAsyncVecEnv(vecenv.VecEnv):
+class ScriptedAsyncVecEnv(contract.VecEnv):
     """An asynchronous vectorized env whose results come back interleaved, in a scripted order.
 
-    It steps an :class:`vecenv.InProcessVecEnv` at ``send`` and holds each result back on a
+    It steps an :class:`contract.InProcessVecEnv` at ``send`` and holds each result back on a
     virtual clock: env i's k-th step (or reset: k = -1) takes ``duration(i, k)`` ticks. ``recv``
     hands over the earliest-finishing results (at least ``batch_size``) and every other one
     finished by then, in order of finishing. InProcessVecEnv itself never interleaves.
@@ -251,7 +248,7 @@ class ScriptedAsyncVecEnv(vecenv.VecEnv):
         self._hold(self._rows(self.inner.recv()), lambda i: -1)
 
     def send(self, actions, env_ids):
-        ids = vecenv.check_env_ids(env_ids, self.num_envs, len(actions))
+        ids = contract.check_env_ids(env_ids, self.num_envs, len(actions))
         busy = set(row[2][0] for row in self._pending) & set(ids.tolist())
         if busy:
             raise errors.PendingError('environments %s are in flight' % sorted(busy))
@@ -296,7 +293,7 @@ class ScriptedAsyncVecEnv(vecenv.VecEnv):
         self.mislabeled += labels != truth
         self.received.append(labels)
         rows = [(label,) + tuple(row[1:]) for label, row in zip(labels, rows)]
-        return vecenv.stack_results(rows, self.observation_space.shape)
+        return contract.stack_results(rows, self.observation_space.shape)
 
     def close(self):
         self.inner.close()

@@ -16,7 +16,6 @@ import pytest
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 import farm  # noqa: E402
 

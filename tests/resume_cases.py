@@ -15,9 +15,6 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-for _path in (ROOT, HERE):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
 
 N_ENVS, HALF = 3, 150  # 5 episodes of 10 steps per environment in each half
 
@@ -91,7 +88,7 @@ def _mode(mode):
 
 def case_first(algo, mode, folder, options='plain'):
     """The uninterrupted run, then a first half saved as a checkpoint."""
-    import checkpoints
+    from run import checkpoints
     _mode(mode)
     agent, vec = _build(algo, options)
     agent.train_vec(vec, nb_steps=HALF, seed=100)
@@ -107,7 +104,7 @@ def case_first(algo, mode, folder, options='plain'):
 
 def case_second(algo, mode, folder, options='plain'):
     """A fresh process: load the checkpoint, train the second half on a new vectorized env."""
-    import checkpoints
+    from run import checkpoints
     _mode(mode)
     agent, vec = _build(algo, options)
     checkpoints.load(agent, os.path.join(folder, 'checkpoints'))

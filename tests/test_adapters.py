@@ -1,5 +1,5 @@
-"""The farm for stable-baselines3 and gymnasium users: host/sb3_vec_env.py and
-host/gym_vector_env.py, each over the in-process reference and a real farm (thread_farm: a Pyro4
+"""The farm for stable-baselines3 and gymnasium users: vecenv/sb3.py and
+vecenv/gym_vector.py, each over the in-process reference and a real farm (thread_farm: a Pyro4
 daemon in this process, one worker process per environment).
 
 - SB3: SAC fills the same replay buffer (obs, actions, rewards, next obs, dones, timeouts)
@@ -27,7 +27,7 @@ from gymnasium.utils.env_checker import data_equivalence
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from conftest import ROOT, alive
-from host.gym_vector_env import GymVectorEnv
+from vecenv.gym_vector import GymVectorEnv
 from test_farmer import farm_vec, make_vec  # noqa: F401  (make_vec: in-process and farm)
 
 try:
@@ -49,7 +49,7 @@ def pendulum(max_episode_steps=EPISODE):
 
 def farm_pendulums(thread_farm, n=2):
     """A real farm (a thread of this process, a worker process per env) and ``n`` Pendulums
-    on it as one vecenv.py vector env."""
+    on it as one vecenv/contract.py vector env."""
     f = thread_farm(capacity=n)
     return f, farm_vec([('127.0.0.1', n, f.port)], 'Pendulum-v1', n,
                        {'max_episode_steps': EPISODE})
@@ -57,7 +57,7 @@ def farm_pendulums(thread_farm, n=2):
 
 # --- stable-baselines3 ----------------------------------------------------------------------------
 def sb3_adapter(make_vec, n, **kwargs):
-    from host.sb3_vec_env import SB3VecEnv
+    from vecenv.sb3 import SB3VecEnv
     return SB3VecEnv(make_vec('Pendulum-v1', n, max_episode_steps=EPISODE, **kwargs))
 
 
@@ -119,7 +119,7 @@ def test_sb3_seeds_apply_to_the_next_reset_only(make_vec):
 
 @needs_sb3
 def test_sb3_sac_trains_through_a_farm(thread_farm):
-    from host.sb3_vec_env import SB3VecEnv
+    from vecenv.sb3 import SB3VecEnv
     env = SB3VecEnv(farm_pendulums(thread_farm)[1])
     try:
         model = sac(env, learning_starts=64)
@@ -188,7 +188,7 @@ def test_sb3_what_a_farm_can_and_cannot_answer(make_vec):
 
 @needs_sb3
 def test_sb3_set_params_reaches_the_environments_at_their_next_reset(make_vec):
-    from host.sb3_vec_env import SB3VecEnv
+    from vecenv.sb3 import SB3VecEnv
     env = SB3VecEnv(make_vec('CheapEnv', 2, episode_length=3))
     env.reset()
     # from an SB3 callback: env_method with SB3's indices; or the adapter's own call
@@ -206,7 +206,7 @@ def test_sb3_set_params_reaches_the_environments_at_their_next_reset(make_vec):
 
 @needs_sb3
 def test_sb3_a_killed_worker_ends_its_episode_as_a_time_limit(thread_farm):
-    from host.sb3_vec_env import SB3VecEnv
+    from vecenv.sb3 import SB3VecEnv
     f, vec = farm_pendulums(thread_farm)
     env = SB3VecEnv(vec)
     try:
@@ -345,7 +345,7 @@ def test_gym_a_killed_worker_ends_its_episode_truncated_with_the_reason(thread_f
 ])
 def test_importing_an_adapter_without_its_library_is_one_line(module, missing, says):
     script = ('import sys; sys.modules[%r] = None\n'  # as if not installed
-              'import errors; errors.install_excepthook(program="learner")\n'
+              'from common import errors; errors.install_excepthook(program="learner")\n'
               'try:\n'
               '    import %s\n'
               'except ImportError as e:\n'

@@ -276,5 +276,4 @@ def test_ddpg_noise_follows_its_environment():
 
 
 if __name__ == '__main__':
-    sys.path.insert(0, os.path.dirname(THIS))
     agents_support.main(globals())

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [p for p in (os.path.dirname(HERE), HERE) if p not in sys.path]
 
 import agents_support  # noqa: E402
 from agents.normalize import RunningNorm  # noqa: E402
@@ -197,7 +196,7 @@ def test_the_statistics_are_saved_beside_the_weights_and_loading_switches_them_o
 
 
 def test_the_training_state_holds_the_statistics(tmp_path):
-    import checkpoints
+    from run import checkpoints
     agent, vec = _sac()
     agent.train_vec(vec, nb_steps=30, seed=0)
     checkpoints.save(agent, str(tmp_path / 'checkpoints'), 'c')

@@ -282,8 +282,7 @@ def test_a_hold_does_not_depend_on_the_reset_seed():
     """arm_reach shares holds between targets: where a hold puts the hand must not depend on the
     reset seed (it does by some hundredths of a millimetre: the integrator's, not the target's)."""
     pytest.importorskip('opensim')
-    sys.path.insert(0, os.path.join(ROOT, 'bench'))
-    import arm_reach
+    from bench import arm_reach
     env = envs.make('Arm2DEnv', sim='fast')
     try:
         holds = arm_reach.Holds(env, steps=10)
@@ -322,8 +321,7 @@ def test_arm_statics_finds_rest_low_and_none_for_the_arm_held_out_straight():
     and the lift, computed from each muscle's response alone, is what the model gives with those
     muscles on together (it is linear in the muscle forces)."""
     pytest.importorskip('opensim')
-    sys.path.insert(0, os.path.join(ROOT, 'bench'))
-    import arm_statics
+    from bench import arm_statics
     env = envs.make('Arm2DEnv', sim='fast')
     try:
         env.reset(seed=0)
@@ -351,8 +349,7 @@ def test_arm_statics_finds_rest_low_and_none_for_the_arm_held_out_straight():
 
 
 def test_arm_trajectory_correction_holds_each_knot_over_its_span_and_clips():
-    sys.path.insert(0, os.path.join(ROOT, 'bench'))
-    import arm_trajectory
+    from bench import arm_trajectory
     base = np.full((10, 2), 0.5)
     x = [0.1, -0.1, 0.2, -0.2, 0.7, -0.7]  # 3 knots x 2 muscles
     out = arm_trajectory.corrected(base, x, 3)
@@ -379,8 +376,7 @@ def test_arm_trajectory_quick_starts_from_the_policy_and_its_plan_replays():
     assert row['policy_distance_m'] == pytest.approx(
         statics['policy_distance_m'][policy], abs=2e-3)
     assert 0 <= row['planned_distance_m'] <= row['policy_distance_m']
-    sys.path.insert(0, os.path.join(ROOT, 'bench'))
-    import arm_trajectory
+    from bench import arm_trajectory
     plan = np.asarray(row['planned_actions'])
     ret, dist, length = arm_trajectory.replay('Arm2DEnv', result['env_kwargs'],
                                               result['eval_seed'], plan)

@@ -1,4 +1,4 @@
-"""checkpoints.py, and Session.save / Session.load on top of it, with a fake agent that writes
+"""run/checkpoints.py, and Session.save / Session.load on top of it, with a fake agent that writes
 what a keras-rl agent's ``save_weights`` writes (HDF5 weight files and a JSON state file), so no
 TensorFlow is needed. The kill test runs saves in a real child process and kill -9's it at random
 moments: the newest whole checkpoint must always load."""
@@ -15,12 +15,11 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, ROOT)
 
-import checkpoints  # noqa: E402
-import runfiles  # noqa: E402
-import session  # noqa: E402
-from errors import UserError  # noqa: E402
+from run import checkpoints  # noqa: E402
+from run import runfiles  # noqa: E402
+from run import session  # noqa: E402
+from common.errors import UserError  # noqa: E402
 
 
 class FakeAgent(object):

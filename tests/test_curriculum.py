@@ -5,7 +5,7 @@ import pytest
 
 import envs
 import farmer
-from vecenv import InProcessVecEnv
+from vecenv.contract import InProcessVecEnv
 
 GOOD = [0.5, 0.5]
 
@@ -177,10 +177,10 @@ def test_environments_rebuilt_after_a_lost_farm_keep_the_params(process_farm):
         assert 3 in episode_lengths(env, 3)
 
 
-# --- the schedule (curriculum.py) ----------------------------------------------------------------
+# --- the schedule (run/curriculum.py) ----------------------------------------------------------------
 def test_schedule_applies_stages_in_order_through_a_vec_env(tmp_path):
     import json
-    from curriculum import Curriculum
+    from run.curriculum import Curriculum
     path = tmp_path / 'c.json'
     path.write_text(json.dumps([
         {'episodes': 0, 'params': {'episode_length': 2}},
@@ -206,8 +206,8 @@ def test_schedule_applies_stages_in_order_through_a_vec_env(tmp_path):
 
 
 def test_schedule_mistakes_are_one_line_user_errors(tmp_path):
-    import errors
-    from curriculum import Curriculum
+    from common import errors
+    from run.curriculum import Curriculum
     bad = tmp_path / 'bad.json'
     for text, message in [
             ('{"episodes": 0}', 'must be a JSON list'),

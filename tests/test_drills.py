@@ -15,8 +15,7 @@ import pytest
 
 from conftest import ROOT
 
-sys.path.insert(0, os.path.join(ROOT, 'bench'))
-import drills  # noqa: E402
+from bench import drills  # noqa: E402
 from envs.drill import DrillEnv  # noqa: E402
 
 
@@ -113,7 +112,6 @@ def test_episodes_csv_against_the_received_ends(tmp_path):
 
 def test_drill_env_through_a_real_farm_counts_clean(process_farm):
     """DrillEnv served by a real farm.py: what comes back decodes, in order, with no gap."""
-    sys.path.insert(0, ROOT)
     import farmer
     farm = process_farm(capacity=2)
     with farmer.Farmer(farms=[('127.0.0.1', 2, farm.port)], start_local=False) as f:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import envs
-import envworker
-import wire
-from envworker import EnvWorker, WorkerError, WorkerLost, replies
+from farmside import envworker
+from common import wire
+from farmside.envworker import EnvWorker, WorkerError, WorkerLost, replies
 
 CHEAP = {'obs_size': 3, 'act_size': 2, 'episode_length': 3}
 

@@ -81,8 +81,8 @@ import checkpoints, envs, evaluate, vecenv
 from agents.compat import tf
 from agents.%s import %s as Agent
 env = envs.make('Pendulum-v1')
-agent = Agent.from_spaces(vecenv.make_space(env.observation_space),
-                          vecenv.make_space(env.action_space), hidden=(16, 16), memory_limit=1)
+agent = Agent.from_spaces(contract.make_space(env.observation_space),
+                          contract.make_space(env.action_space), hidden=(16, 16), memory_limit=1)
 agent.compile()
 agent.load_weights(checkpoints.find(sys.argv[1]))
 assert agent.normalize_obs  # the train scripts' default, switched on by the checkpoint's file
@@ -196,10 +196,10 @@ def test_an_evaluation_through_a_vectorized_env_measures_the_arm_as_evaluate_py_
     in-process reading, for the same policy, seed and episode."""
     osim()
     import evaluate
-    import vecenv
+    from vecenv import contract
     from agents.sac import SAC
     kwargs = {'max_episode_steps': 12, 'integrator_accuracy': 1e-3}
-    vec = vecenv.InProcessVecEnv('Arm2DEnv', 1, kwargs)
+    vec = contract.InProcessVecEnv('Arm2DEnv', 1, kwargs)
     try:
         agent = SAC.from_spaces(vec.observation_space, vec.action_space, hidden=(8, 8), seed=3)
         agent.compile()
@@ -248,7 +248,7 @@ import json
 from agents.compat import tf
 from agents.sac import SAC
 import errors, evaluate, vecenv
-env = vecenv.InProcessVecEnv('Pendulum-v1', 1)
+env = contract.InProcessVecEnv('Pendulum-v1', 1)
 agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=(8, 8), memory_limit=1)
 agent.compile()
 try:

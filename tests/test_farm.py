@@ -9,7 +9,7 @@ import Pyro4.errors
 import pytest
 
 import farm
-import farm_core
+from farmside import core
 from conftest import alive
 
 GOOD = [0.5, 0.5]
@@ -88,7 +88,7 @@ def test_a_worker_lost_while_its_lease_closes_is_not_replaced(thread_farm, monke
     slot = f.farm._slots[env_id]
     assert p.close_lease(lease)  # _drop: the slot leaves the books, its worker is closed
     started = []
-    real_worker = farm_core.EnvWorker
+    real_worker = core.EnvWorker
     monkeypatch.setattr(farm_core, 'EnvWorker',
                         lambda *a, **k: started.append(real_worker(*a, **k)) or started[-1])
     f.farm._failure(slot, farm.WorkerLost('step timed out'))

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import farm
-import farm_books
-import wire
+from farmside import books
+from common import wire
 from conftest import alive
 
 GOOD = [0.5, 0.5]
@@ -22,7 +22,7 @@ GOOD = [0.5, 0.5]
 
 @pytest.fixture(params=['epoll', 'poll'])
 def watch_mode(request, monkeypatch):
-    """The recv's two ways of waiting (farm_books.Watch): epoll, where a send adds its pipe to the set
+    """The recv's two ways of waiting (books.Watch): epoll, where a send adds its pipe to the set
     a waiting recv sleeps on, and poll (no epoll on this platform), where send wakes it."""
     if request.param == 'poll':
         without_epoll = types.SimpleNamespace(poll=select.poll, POLLIN=select.POLLIN,
@@ -360,7 +360,7 @@ def test_an_ended_lease_wakes_its_recvs_however_late_the_end_is_recorded(thread_
     from the end's nudge before the farm's closing thread goes on: they must find the lease
     ended then, or sleep on with no nudge left to come (it used to record the end after the
     nudge; this widens that window to a certainty)."""
-    nudge = farm_books.Watch.nudge
+    nudge = books.Watch.nudge
 
     def nudge_then_pause(watch):
         nudge(watch)
@@ -372,7 +372,7 @@ def test_an_ended_lease_wakes_its_recvs_however_late_the_end_is_recorded(thread_
     make(closer, lease, 2)
     waiting = waiting_recvs(f, lease, (first, second))
     time.sleep(0.1)  # both asleep in the wait itself, not on their way to it
-    monkeypatch.setattr(farm_books.Watch, 'nudge', nudge_then_pause)
+    monkeypatch.setattr(books.Watch, 'nudge', nudge_then_pause)
     closer.close_lease(lease)
     for t in waiting:
         t.join(10)

@@ -127,7 +127,7 @@ def test_a_stranger_cannot_make_the_farm_allocate_what_a_header_claims(thread_fa
 
 
 def test_refusals_are_rate_limited_per_host():
-    from farm_daemon import Refusals
+    from farmside.daemon import Refusals
     lines = []
 
     class Catch(logging.Handler):

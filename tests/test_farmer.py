@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
-import errors
+from common import errors
 import farmer
 from conftest import ROOT, descendants_alive, free_port
 from host import settings
-from vecenv import InProcessVecEnv
+from vecenv.contract import InProcessVecEnv
 
 
 def farm_vec(farms, name, n, kwargs):
@@ -204,13 +204,13 @@ def test_lost_farm_moves_its_envs_to_the_others_and_is_retried(process_farm, mon
 
 def test_embedded_farm_is_started_and_stopped_with_no_process_left():
     port = free_port()
-    code = ('import sys; sys.path.insert(0, %r)\n'
+    code = ('import sys\n'
             'import numpy as np, farmer\n'
             'f = farmer.Farmer(farms=[("127.0.0.1", 2, %d)])\n'
             'env = f.vec_env("CheapEnv", 2, {})\n'
             'env.reset(); print("stepped", env.step(np.zeros((2, 2)))[0][:, 0].tolist())\n'
             'print("farm pid", f.local_farm.pid)\n'
-            'f.close()\n' % (ROOT, port))
+            'f.close()\n' % port)
     proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
     out = proc.communicate(timeout=120)[0].decode()
@@ -263,11 +263,11 @@ def test_remote_env_passes_gymnasiums_env_checker(thread_farm):
 def test_embedded_farm_stops_when_its_learner_is_killed():
     """A learner killed by SIGKILL runs no atexit handler; its local farm must still go."""
     port = free_port()
-    code = ('import sys, time; sys.path.insert(0, %r)\n'
+    code = ('import sys, time\n'
             'import farmer\n'
             'f = farmer.Farmer(farms=[("127.0.0.1", 1, %d)])\n'
             'print("farm pid", f.local_farm.pid, flush=True)\n'
-            'time.sleep(600)\n' % (ROOT, port))
+            'time.sleep(600)\n' % port)
     proc = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, cwd=ROOT)
     line = proc.stdout.readline().decode()

@@ -1,4 +1,4 @@
-"""FarmVecEnv's asynchronous mode (send/recv): vecenv.py's contract checks (tests/test_vecenv.py)
+"""FarmVecEnv's asynchronous mode (send/recv): vecenv/contract.py's contract checks (tests/test_vecenv.py)
 on one and on two farms, a slow environment that holds no other, lost workers, a farm killed
 mid-flight, a lease the farm forgot, close with environments in flight, and the protocol check.
 Orders and ids are asserted, never timings."""
@@ -9,11 +9,11 @@ import time
 import numpy as np
 import pytest
 
-import errors
+from common import errors
 import farm
-import farm_core
+from farmside import core
 import farmer
-import wire
+from common import wire
 from conftest import ThreadFarm
 from host import settings
 from test_vecenv import CONTRACT_CHECKS, _recv_all
@@ -240,7 +240,7 @@ def test_a_farm_of_another_protocol_beside_good_ones_is_marked_unusable(old_farm
 
 
 def test_settings_take_the_shared_names_from_wire():
-    import wire
+    from common import wire
     assert (settings.DEFAULT_PORT, settings.KEY_ENV, settings.TLS_CA_ENV) == (
         wire.DEFAULT_PORT, wire.KEY_ENV, wire.TLS_CA_ENV)
 

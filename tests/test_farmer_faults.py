@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import Pyro4
 
-import errors
+from common import errors
 import farm
 import farmer
 from conftest import ROOT, ThreadFarm
@@ -120,7 +120,7 @@ def test_ctrl_c_during_a_stall_interrupts_and_close_returns(process_farm):
     """Regression: Ctrl-C during a stall, then closing, hung until the stuck call timed out
     (call timeout here: 30 + 30 s); now both return at once whatever the farm does."""
     f = process_farm(capacity=2)
-    code = ('import sys, time; sys.path.insert(0, %r)\n'
+    code = ('import sys, time\n'
             'import numpy as np, farmer\n'
             'fm = farmer.Farmer(farms=[("127.0.0.1", 2, %d)], start_local=False)\n'
             'env = fm.vec_env("CheapEnv", 2, {"episode_length": 100})\n'
@@ -134,7 +134,7 @@ def test_ctrl_c_during_a_stall_interrupts_and_close_returns(process_farm):
             'except KeyboardInterrupt:\n'
             '    print("interrupted", flush=True)\n'
             'fm.close()\n'
-            'print("closed", flush=True)\n' % (ROOT, f.port))
+            'print("closed", flush=True)\n' % f.port)
     proc = subprocess.Popen([sys.executable, '-c', code], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
@@ -264,10 +264,10 @@ def test_a_learner_process_that_ends_frees_its_leases_at_once(thread_farm, endin
     environments reserved until the lease TTL. And at atexit concurrent.futures refuses new
     work; the leases must be closed all the same, so the capacity is free at once."""
     f = thread_farm(capacity=2)
-    code = ('import sys, atexit; sys.path.insert(0, %r)\n'
+    code = ('import sys, atexit\n'
             'import farmer\n'
             'fm = farmer.Farmer(farms=[("127.0.0.1", 2, %d)], start_local=False)\n'
-            'env = fm.vec_env("CheapEnv", 2, {})\n' % (ROOT, f.port))
+            'env = fm.vec_env("CheapEnv", 2, {})\n' % f.port)
     code += ('raise SystemExit("the agent refuses this environment")\n'
              if ending == 'dies during start-up' else 'atexit.register(fm.close)\n')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, timeout=60)
@@ -377,15 +377,15 @@ def make_certificates(directory):
 
 def learner(port, tls_ca_env):
     """A learner process (Pyro4's SSL settings are process-wide) stepping a farm once."""
-    code = ('import sys; sys.path.insert(0, %r)\n'
-            'import numpy as np, errors, farmer\n'
+    code = ('import sys\n'
+            'import numpy as np, farmer\nfrom common import errors\n'
             'try:\n'
             '    fm = farmer.Farmer(farms=[("127.0.0.1", 1, %d)], start_local=False)\n'
             'except errors.NoFarmError as e:\n'
             '    print("NoFarmError:", e); sys.exit(3)\n'
             'env = fm.vec_env("CheapEnv", 1, {})\n'
             'env.reset(); print("stepped", env.step(np.zeros((1, 2)))[0][:, 0].tolist())\n'
-            'fm.close()\n' % (ROOT, port))
+            'fm.close()\n' % port)
     env = dict(os.environ)
     env.pop(farmer.TLS_CA_ENV, None)
     env.update(tls_ca_env)

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-import errors
+from common import errors
 import farmer
 from conftest import ROOT, free_port
 from host import settings
@@ -55,8 +55,8 @@ def write_farmlist(tmp_path, text):
 
 def run_farmer_cli(farmlist_dir, *args, env=None):
     """``python farmer.py`` reading the farmlist.py in ``farmlist_dir``."""
-    code = ('import sys; sys.path[:0] = [%r, %r]; import farmer; sys.exit(farmer.main(%r))'
-            % (farmlist_dir, ROOT, list(args)))
+    # (-c: the working directory comes first on sys.path, so its farmlist.py is the one read)
+    code = 'import sys, farmer; sys.exit(farmer.main(%r))' % (list(args),)
     full_env = dict(os.environ)
     full_env.pop('FARM_KEY', None)
     full_env.update(env or {})

@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-import errors
+from common import errors
 import farmer
 from conftest import ROOT
 
@@ -75,7 +75,7 @@ def test_python27_farm_steps_asynchronously_with_packed_arrays(process_farm):
     """send/send_reset/post/recv and packed observations and actions between a Python 2.7 farm and
     this Python 3 learner: raw bytes cross as msgpack bin both ways (farm_compat, wire.Bin)."""
     import Pyro4
-    import wire
+    from common import wire
     f = process_farm(capacity=5, python=PY27, env=PY27_ENV)
     p = Pyro4.Proxy(wire.uri('127.0.0.1', f.port))
     p._pyroSerializer = 'msgpack'

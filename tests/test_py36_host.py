@@ -1,5 +1,5 @@
 """A Python 3.6 learner (TensorFlow 2.6, keras 2.6, keras-rl2) against a Python 3.11 farm: the host
-side (farmer.py, vecenv.py, agents/, session.py, runconfig.py, train_*.py) keeps Python 3.6 syntax
+side (farmer.py, vecenv/contract.py, agents/, run/session.py, run/config.py, train_*.py) keeps Python 3.6 syntax
 and runs there.
 
 Uses ``.venv36/`` (``setup.sh`` builds it where a 3.6 interpreter exists); skipped with the reason
@@ -15,8 +15,8 @@ import pytest
 from conftest import ROOT
 
 PY36 = os.path.join(ROOT, '.venv36', 'bin', 'python')
-HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'errors.py', 'checkpoints.py', 'session.py',
-             'runconfig.py', 'runfiles.py', 'train_sac.py', 'train_ddpg.py'] + sorted(os.path.relpath(p, ROOT)
+HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv/contract.py', 'common/errors.py', 'run/checkpoints.py', 'run/session.py',
+             'run/config.py', 'run/runfiles.py', 'train_sac.py', 'train_ddpg.py'] + sorted(os.path.relpath(p, ROOT)
                                        for p in glob.glob(os.path.join(ROOT, 'agents', '*.py'))
                                        + glob.glob(os.path.join(ROOT, 'host', '*.py')))
 VERMIN = os.path.join(os.path.dirname(sys.executable), 'vermin')

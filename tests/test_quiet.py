@@ -93,7 +93,7 @@ def test_the_format_check_catches_another_format():
 # --- TensorFlow's native start-up lines ----------------------------------------------------------
 IMPORT_COMPAT = '''
 import logging, os, sys
-import logformat
+from common import logformat
 if sys.argv[1] == 'verbose':
     logformat.setup(logging.DEBUG)
 else:
@@ -196,13 +196,13 @@ def test_a_learners_verbose_reaches_the_farm_it_starts():
     """runconfig.setup_logging(verbose=True) hands DEBUG to the local farm through the
     environment: farm.py's --log-level defaults to $FARM_LOG_LEVEL (here a bad one, refused in
     its one line, which shows it was read)."""
-    import logformat
+    from common import logformat
     env = dict(user_env(), **{logformat.LEVEL_ENV: 'LOUD'})
     proc = subprocess.run([sys.executable, 'farm.py', '--port', str(free_port())], cwd=ROOT,
                           env=env, stderr=subprocess.PIPE, universal_newlines=True,
                           timeout=TIMEOUT)
     assert proc.returncode == 2 and '--log-level LOUD' in proc.stderr, proc.stderr
-    code = ('import os, runconfig, logformat; runconfig.setup_logging(True); '
+    code = ('import os; from run import config as runconfig; from common import logformat; runconfig.setup_logging(True); '
             'print(os.environ[logformat.LEVEL_ENV])')
     proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=user_env(),
                           stdout=subprocess.PIPE, universal_newlines=True, timeout=TIMEOUT)

@@ -1,4 +1,4 @@
-"""render.py: frames without a display (osim-rl models drawn from their state, gym ids through
+"""run/render.py: frames without a display (osim-rl models drawn from their state, gym ids through
 rgb_array) and the MP4/GIF files they go to, read back with imageio and Pillow."""
 import importlib
 import sys
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import envs
-import errors
-import render
+from common import errors
+from run import render
 
 
 def osim_missing():

@@ -21,7 +21,6 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CASES = os.path.join(HERE, 'resume_cases.py')
-sys.path[:0] = [p for p in (ROOT, HERE) if p not in sys.path]
 
 from resume_cases import HALF, N_ENVS, _build  # noqa: E402
 
@@ -85,7 +84,7 @@ def _fresh_sac():
 
 
 def test_a_checkpoint_holds_the_memory_and_says_its_size(trained_sac, tmp_path, caplog):
-    import checkpoints
+    from run import checkpoints
     with caplog.at_level(logging.INFO, logger='checkpoints'):
         path = checkpoints.save(trained_sac, str(tmp_path), 'half')
     assert sorted(os.listdir(path)) == sorted('half_%s' % part for part in (
@@ -107,7 +106,7 @@ def test_a_checkpoint_holds_the_memory_and_says_its_size(trained_sac, tmp_path, 
 
 
 def test_without_the_memory_it_starts_empty_and_the_rest_loads(trained_sac, tmp_path, caplog):
-    import checkpoints
+    from run import checkpoints
     trained_sac.save_memory = False  # what --no-save-memory sets
     path = checkpoints.save(trained_sac, str(tmp_path), 'half')
     assert not os.path.exists(os.path.join(path, 'half_memory.npz'))
@@ -123,7 +122,7 @@ def test_without_the_memory_it_starts_empty_and_the_rest_loads(trained_sac, tmp_
 
 def test_a_checkpoint_of_an_earlier_version_loads_weights_and_counters_with_one_note(
         trained_sac, tmp_path, caplog):
-    import checkpoints
+    from run import checkpoints
     folder = tmp_path / 'checkpoints' / 'ep0000015'
     folder.mkdir(parents=True)
     trained_sac.save_weights(str(folder / 'ep0000015.h5'))  # all an earlier save wrote
@@ -143,7 +142,7 @@ def test_a_checkpoint_of_an_earlier_version_loads_weights_and_counters_with_one_
 
 
 def test_only_the_newest_checkpoint_keeps_its_replay_memory(trained_sac, tmp_path, caplog):
-    import checkpoints
+    from run import checkpoints
     folder = str(tmp_path / 'checkpoints')
     paths = []
     for episodes in (15, 16, 17):
@@ -162,7 +161,7 @@ def test_only_the_newest_checkpoint_keeps_its_replay_memory(trained_sac, tmp_pat
 
 def test_a_truncated_memory_file_is_named_and_the_older_checkpoint_loads(trained_sac, tmp_path,
                                                                           caplog):
-    import checkpoints
+    from run import checkpoints
     folder = str(tmp_path / 'checkpoints')
     older = checkpoints.save(trained_sac, folder, 'ep0000015')
     trained_sac.episodes += 1

@@ -1,4 +1,4 @@
-"""runfiles.py on its own: signals held while a file is written, episodes.csv's rows, upgrade
+"""run/runfiles.py on its own: signals held while a file is written, episodes.csv's rows, upgrade
 and trim, eval.csv's rows and the move from an earlier version's evaluations.csv, curve.png.
 The same files through a Session are covered in test_session.py."""
 import csv
@@ -7,7 +7,7 @@ import signal
 import time
 
 import conftest  # noqa: F401  (puts the project on sys.path)
-import runfiles
+from run import runfiles
 
 
 def rows_of(path):

@@ -1,4 +1,4 @@
-"""session.py and runconfig.py in-process, with fakes for the agent, the vectorized env and the
+"""run/session.py and run/config.py in-process, with fakes for the agent, the vectorized env and the
 farmer (no TensorFlow, no farm): the flags' limits, the checks before start-up, episodes.csv's
 ``end`` column, load() from an earlier run, a run ending because every farm is lost, SIGTERM
 (real signals sent to this process), and test() on environments of its own. One test runs a real
@@ -15,11 +15,11 @@ import pytest
 
 import conftest  # noqa: F401  (puts the project on sys.path)
 from test_checkpoints import FakeAgent
-import checkpoints
-import errors
-import runconfig
-import runfiles
-import session
+from run import checkpoints
+from common import errors
+from run import config as runconfig
+from run import runfiles
+from run import session
 
 
 # --- fakes ---------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_an_unwritable_run_dir_is_refused_before_anything_starts(tmp_path):
 
 
 def test_only_a_box_action_space_is_accepted():
-    from vecenv import gym_spaces_lib as lib
+    from vecenv.contract import gym_spaces_lib as lib
     import numpy as np
     runconfig.require_box(lib.spaces.Box(-np.ones(2, np.float32), np.ones(2, np.float32)), 'SAC',
                         'Pendulum-v1')
@@ -438,7 +438,7 @@ def test_evaluation_every_n_episodes_during_r_uses_its_own_environments_or_none(
 # --- TensorBoard ---------------------------------------------------------------------------------
 def test_a_session_writes_training_evaluation_agent_and_speed_scalars_for_tensorboard(
         tmp_path, monkeypatch, restore_signals):
-    import tblog
+    from run import tblog
     from agents.parallel import UpdateMetrics
     agent = VecAgent(during_step=lambda agent: time.sleep(0.35))  # 4 steps: over 1 s in all
     agent.update_metrics = UpdateMetrics()
@@ -470,7 +470,7 @@ def test_r_test_r_continues_the_training_episodes_in_flight(tmp_path, thread_far
     Asynchronously, the environments still in flight after an r stay in flight through test()."""
     import agents.compat  # noqa: F401  (before TensorFlow)
     import farmer as farmer_module
-    import tblog
+    from run import tblog
     from agents.sac import SAC
     f = thread_farm(capacity=3)
     farmer = farmer_module.Farmer(farms=[('127.0.0.1', 3, f.port)], start_local=False)
@@ -542,7 +542,7 @@ def test_every_r_steps_in_the_configured_mode(tmp_path):
 
 
 def test_a_curriculum_changes_the_environments_as_training_reaches_its_stages(tmp_path):
-    schedule = tmp_path / 'curriculum.json'
+    schedule = tmp_path / 'run.curriculum.json'
     schedule.write_text(json.dumps([{'episodes': 0, 'params': {'episode_length': 5}},
                                     {'episodes': 3, 'params': {'episode_length': 8}},
                                     {'steps': 50, 'params': {'offset': 1.0}}]))

@@ -10,7 +10,7 @@ import envs
 import farmer
 from envs import guard, registry
 from envs.base import EnvAdapter, EnvError, box, unbounded_box
-from vecenv import InProcessVecEnv
+from vecenv.contract import InProcessVecEnv
 
 
 class BlowUpEnv(EnvAdapter):

@@ -48,13 +48,13 @@ def imported_project_files(entry):
     return sorted(found)
 
 
-# The farm side is found, not listed: farm.py and everything it imports (wire.py and
-# logformat.py included: the host imports them too, so they are held to the farm side's floor).
+# The farm side is found, not listed: farm.py and everything it imports (common/wire.py and
+# common/logformat.py included: the host imports them too, so they are held to the farm side's floor).
 FARM_SIDE = imported_project_files('farm.py')
-# (a module listed here that does not exist yet is skipped: evaluate.py, render.py are coming)
-HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv.py', 'errors.py', 'wire.py', 'session.py',
-             'runconfig.py', 'runfiles.py', 'checkpoints.py', 'train_sac.py', 'train_ddpg.py', 'tblog.py', 'evaluate.py',
-             'render.py'] + sorted(
+# (a module listed here that does not exist yet is skipped: evaluate.py, run/render.py are coming)
+HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv/contract.py', 'common/errors.py', 'common/wire.py', 'run/session.py',
+             'run/config.py', 'run/runfiles.py', 'run/checkpoints.py', 'train_sac.py', 'train_ddpg.py', 'run/tblog.py', 'evaluate.py',
+             'run/render.py'] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'agents', '*.py'))
     + glob.glob(os.path.join(ROOT, 'host', '*.py')))
 
@@ -72,10 +72,10 @@ def vermin(targets, files):
 def test_farm_side_is_python27_and_36_compatible():
     result, files = vermin(['2.7', '3.6-'], FARM_SIDE)
     # The walk found the modules the farm runs (envs through a function-level import).
-    assert set(files) >= {'farm.py', 'farm_daemon.py', 'envworker.py', 'farm_compat.py',
-                          'logformat.py', 'wire.py', 'envs/__init__.py', 'envs/base.py',
+    assert set(files) >= {'farm.py', 'farmside/daemon.py', 'farmside/envworker.py', 'farmside/compat.py',
+                          'common/logformat.py', 'common/wire.py', 'envs/__init__.py', 'envs/base.py',
                           'envs/toy.py', 'envs/osim.py', 'envs/seeding.py'}, files
-    assert not set(files) & {'farmer.py', 'errors.py', 'vecenv.py'}, files
+    assert not set(files) & {'farmer.py', 'common/errors.py', 'vecenv/contract.py'}, files
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -1,4 +1,4 @@
-"""tblog.py: event files TensorBoard reads, read back by TensorFlow's own reader (and by
+"""run/tblog.py: event files TensorBoard reads, read back by TensorFlow's own reader (and by
 TensorBoard's where it is installed); a session's event files in graph mode (DDPG imports
 rl.agents: run in a fresh interpreter); the PNG rendering script.
 
@@ -12,7 +12,7 @@ import pytest
 
 import conftest  # noqa: F401  (puts the project on sys.path)
 from conftest import ROOT
-import tblog
+from run import tblog
 
 
 def tf_reader(folder):
@@ -96,16 +96,16 @@ def test_the_script_draws_a_runs_scalars_to_a_png(tmp_path):
         log.scalars({'train/episode_return': step, 'eval/mean_return': 2 * step}, step)
     log.close()
     png = tmp_path / 'scalars.png'
-    done = subprocess.run([sys.executable, 'tblog.py', str(run), '--png', str(png)], cwd=ROOT,
+    done = subprocess.run([sys.executable, 'run/tblog.py', str(run), '--png', str(png)], cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
     assert done.returncode == 0, done.stdout
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    empty = subprocess.run([sys.executable, 'tblog.py', str(tmp_path)], cwd=ROOT,
+    empty = subprocess.run([sys.executable, 'run/tblog.py', str(tmp_path)], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            universal_newlines=True)
     assert empty.returncode == 2
-    assert empty.stderr == 'tblog.py: no event files in %s: give a run directory (runs/...)\n' % (
+    assert empty.stderr == 'run/tblog.py: no event files in %s: give a run directory (runs/...)\n' % (
         tmp_path)
 
 
@@ -120,7 +120,7 @@ def case_ddpg_session_in_graph_mode():
 
     import agents.compat  # noqa: F401
     import farmer as farmer_module
-    import session
+    from run import session
     from agents.compat import tf
     from agents.ddpg import DDPG
     from test_session import Cfg

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from conftest import ROOT, free_port
-import runconfig
+from run import config as runconfig
 
 SCRIPTS = ['train_sac.py', 'train_ddpg.py']
 CHEAP = ['--env', 'CheapEnv', '--env-kwargs',

@@ -1,9 +1,9 @@
-"""vecenv.py: the vectorized-env contract in both stepping modes, why an episode ended
+"""vecenv/contract.py: the vectorized-env contract in both stepping modes, why an episode ended
 (end_reason), and --sim reaching the environments' kwargs.
 
 The contract checks are ``check_*(make)`` functions: ``make(n_envs, **env_kwargs)`` returns a
 vectorized env of ``CheapEnv`` built with those kwargs (obs ``[t, offset + t, ...]``, reward
-``-(a - 0.5)^2``; see envs/toy.py). They run here on :class:`vecenv.InProcessVecEnv`, and
+``-(a - 0.5)^2``; see envs/toy.py). They run here on :class:`contract.InProcessVecEnv`, and
 tests/test_farmer_async.py runs the same :data:`CONTRACT_CHECKS` on FarmVecEnv.
 """
 from dataclasses import dataclass, field
@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-import runconfig
-import vecenv
-from errors import NothingPendingError, PendingError
-from vecenv import END_REASONS, end_reason
+from run import config
+from vecenv import contract
+from common.errors import NothingPendingError, PendingError
+from contract.contract import END_REASONS, end_reason
 
 CHEAP = {'obs_size': 3, 'act_size': 1}
 
@@ -255,7 +255,7 @@ CONTRACT_CHECKS = [check_lockstep_auto_reset_and_episode, check_async_auto_reset
 
 
 def _in_process(n_envs, **env_kwargs):
-    return vecenv.InProcessVecEnv('CheapEnv', n_envs, env_kwargs)
+    return contract.InProcessVecEnv('CheapEnv', n_envs, env_kwargs)
 
 
 @pytest.mark.parametrize('check', CONTRACT_CHECKS, ids=lambda check: check.__name__[6:])
@@ -299,6 +299,6 @@ class _Cfg:
 
 
 def test_sim_reaches_the_env_kwargs_unless_they_name_one():
-    assert runconfig.apply_sim(_Cfg()).env_kwargs == {}  # default: nothing for non-osim envs
-    assert runconfig.apply_sim(_Cfg('fast')).env_kwargs == {'sim': 'fast'}
-    assert runconfig.apply_sim(_Cfg('fast', {'sim': 'exact'})).env_kwargs == {'sim': 'exact'}
+    assert config.apply_sim(_Cfg()).env_kwargs == {}  # default: nothing for non-osim envs
+    assert config.apply_sim(_Cfg('fast')).env_kwargs == {'sim': 'fast'}
+    assert config.apply_sim(_Cfg('fast', {'sim': 'exact'})).env_kwargs == {'sim': 'exact'}

@@ -1,10 +1,10 @@
-"""wire.py: what farm and learner agree on, and packed arrays (plain data, never pickle)."""
+"""common/wire.py: what farm and learner agree on, and packed arrays (plain data, never pickle)."""
 import msgpack
 import numpy as np
 import pytest
 from Pyro4 import util
 
-import wire
+from common import wire
 
 
 def test_the_shared_facts():
@@ -92,10 +92,10 @@ def test_a_python2_bin_is_packed_as_msgpack_bin_by_farm_compat():
     """farm_compat's Python 2 packing, exercised here on Python 3 with what Python 2 would hand
     it: a message holding a wire.Bin goes out with every str as msgpack str and the Bin as bin
     (tests/test_py27.py runs the real thing)."""
-    import farm_compat
+    from farmside import compat
     message = {'obs': {'nd': 'float32', 'shape': [1], 'data': wire.Bin(b'\x00\x00\x80?')},
                'info': ['t', 1]}
-    text = farm_compat._text(message, wire.Bin)
+    text = compat._text(message, wire.Bin)
     packed = msgpack.packb(text, use_bin_type=True)
     back = msgpack.unpackb(packed, raw=False)
     assert wire.unpack(back['obs']).tolist() == [1.0] and back['info'] == ['t', 1]

@@ -1,4 +1,4 @@
-"""farm_books.py: the farm's books of who holds what, and its policy defaults.
+"""farmside/books.py: the farm's books of who holds what, and its policy defaults.
 
 - :class:`Lease`: one learner's claim (token, TTL, its environments, the connections it called
   on, what it has in flight); :class:`Slot`: one leased environment and its worker;
@@ -9,7 +9,7 @@
   farm.py's flags override.
 - Small helpers the farm's modules share (plain-data checks, packed observations).
 
-Data only: the verbs that change these books are farm_core.py's and farm_async.py's.
+Data only: the verbs that change these books are farmside/core.py's and farmside/async_verbs.py's.
 Runs unmodified on Python 2.7 and 3.6+.
 """
 from __future__ import absolute_import
@@ -25,7 +25,7 @@ import time
 
 import numpy
 
-import wire
+from common import wire
 
 # --- configuration -------------------------------------------------------------------------------
 STEP_TIMEOUT = 30.0          # seconds one step or reset may take before the worker is replaced

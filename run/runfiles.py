@@ -1,4 +1,4 @@
-"""runfiles.py: the files of a run directory that grow as it trains, each written whole.
+"""run/runfiles.py: the files of a run directory that grow as it trains, each written whole.
 
 - ``episodes.csv``: one row per episode, appended as it ends (:data:`CSV_COLUMNS`; ``end`` is why
   it ended, one of vecenv.END_REASONS). A file of an earlier version gets today's columns (empty
@@ -9,7 +9,7 @@
   reads it.
 - ``curve.png``: episode returns and evaluations against env steps.
 
-Checkpoints are checkpoints.py's, TensorBoard files tblog.py's. A signal that arrives while one of
+Checkpoints are run/checkpoints.py's, TensorBoard files run/tblog.py's. A signal that arrives while one of
 these files is written is acted on once the file is complete (:func:`signals_deferred`); a file
 rewritten in full goes through a temporary file renamed into place, so a kill leaves the old one.
 

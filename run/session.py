@@ -1,13 +1,13 @@
-"""session.py: a run once it has started: what train_sac.py and train_ddpg.py do after
-runconfig.py has read the flags, checked what needs no farm and built the farmer and the agent.
+"""run/session.py: a run once it has started: what train_sac.py and train_ddpg.py do after
+run/config.py has read the flags, checked what needs no farm and built the farmer and the agent.
 
 - :class:`Session`: one run directory and the verbs behind the scripts' ``r``, ``test``, ``save``,
   ``load``. A run directory (default ``runs/<algo>-<env>-<timestamp>``) holds:
 
   - ``config.json`` (``config-<timestamp>.json`` for each later session resuming the run);
   - ``episodes.csv``, one row per episode, and ``eval.csv``, one row per evaluation (``test()``
-    and ``--eval-every``): see runfiles.py;
-  - ``tb/``: TensorBoard event files (tblog.py; ``tensorboard --logdir runs``): per episode
+    and ``--eval-every``): see run/runfiles.py;
+  - ``tb/``: TensorBoard event files (run/tblog.py; ``tensorboard --logdir runs``): per episode
     ``train/episode_return`` and ``train/episode_length``; every :data:`TB_EVERY` seconds of
     ``r`` the means of the agent's update metrics since the last point (``agent/<name>``: SAC's
     losses, ``alpha``, ``entropy``, ``mean_q``; DDPG's ``critic_loss``, ``mean_q``) and
@@ -15,10 +15,10 @@ runconfig.py has read the flags, checked what needs no farm and built the farmer
     ``perf/learner_waited`` (the share of that time spent waiting on the farms); per ``test()``
     ``eval/mean_return``, ``eval/std_return``, ``eval/mean_length``. The x axis is always env
     steps (``global_step``);
-  - ``checkpoints/ep<episodes>/`` (see checkpoints.py), every ``checkpoint_every`` episodes, at
+  - ``checkpoints/ep<episodes>/`` (see run/checkpoints.py), every ``checkpoint_every`` episodes, at
     the end of every ``r`` and on exit, and ``checkpoint.json`` naming the newest: written so that
-    a kill at any moment leaves the previous one loadable (checkpoints.py);
-  - ``curve.png``: the learning curve, redrawn after every ``r`` (runfiles.py).
+    a kill at any moment leaves the previous one loadable (run/checkpoints.py);
+  - ``curve.png``: the learning curve, redrawn after every ``r`` (run/runfiles.py).
 
 ``test(n)`` runs on environments of its own (``cfg.eval_envs`` of them, built through the same
 farms on first use, kept for later calls, closed with the session), so the training
@@ -30,7 +30,7 @@ environments instead (their episodes in flight end); ``eval_envs`` 0 always does
 that evaluation is skipped (said once), since the training environments are mid-``r``.
 
 A checkpoint holds what continuing needs (weights, target networks, optimizer states, RNG states,
-counters and, unless ``--save-memory no``, the replay memory; see checkpoints.py): a run resumed
+counters and, unless ``--save-memory no``, the replay memory; see run/checkpoints.py): a run resumed
 from it goes on as if it had not stopped, except that episodes in flight start over.
 
 Stepping: ``cfg.stepping`` ('async' or 'lockstep', see agents/parallel.py) is the mode of every
@@ -62,13 +62,13 @@ from collections import deque
 
 import numpy as np
 
-import checkpoints
-import errors
-import runconfig
-import tblog
-from curriculum import Curriculum
-from runconfig import TERM_EXIT
-from runfiles import MEASURE_COLUMNS, RunFiles, signals_deferred
+from run import checkpoints
+from common import errors
+from run import config as runconfig
+from run import tblog
+from run.curriculum import Curriculum
+from run.config import TERM_EXIT
+from run.runfiles import MEASURE_COLUMNS, RunFiles, signals_deferred
 
 log = logging.getLogger('session')
 
@@ -158,7 +158,7 @@ class Session(object):
     def __init__(self, cfg, algo, agent, env, farmer, run_dir=None):
         self.cfg, self.algo, self.agent, self.env, self.farmer = cfg, algo, agent, env, farmer
         agent.save_memory = getattr(cfg, 'save_memory', True)
-        # --curriculum: environment parameters by episodes/steps reached (curriculum.py)
+        # --curriculum: environment parameters by episodes/steps reached (run/curriculum.py)
         self.curriculum = (Curriculum.load(cfg.curriculum) if getattr(cfg, 'curriculum', '')
                            else None)
         self.summary = None
@@ -340,7 +340,7 @@ class Session(object):
         self.tb.scalars(scalars, self.agent.global_step)
         self.tb.flush()
 
-    # -- checkpoints (checkpoints.py) -------------------------------------------------------------
+    # -- checkpoints (run/checkpoints.py) -------------------------------------------------------------
     def save(self, path=None):
         """Weights and counters to ``checkpoints/ep<episodes>/`` (or to the folder ``path``, a
         suffix added when taken); returns the checkpoint's folder."""
@@ -406,7 +406,7 @@ class Session(object):
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def plot(self):
-        """Redraw ``curve.png`` (runfiles.py); returns its path."""
+        """Redraw ``curve.png`` (run/runfiles.py); returns its path."""
         return self.files.plot()
 
     # -- end --------------------------------------------------------------------------------------

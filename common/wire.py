@@ -1,4 +1,4 @@
-"""wire.py: what the farm (farm.py) and the learner (farmer.py, host/) must agree on, in one place.
+"""common/wire.py: what the farm (farm.py) and the learner (farmer.py, host/) must agree on, in one place.
 
 Both sides import it, so it runs on Python 2.7 (the farm side's floor) and 3.6+, and imports
 nothing but the standard library (numpy only inside pack/unpack, which need it anyway).
@@ -8,10 +8,10 @@ Packed arrays: an observation or a batch of actions may cross the wire as one di
 ``data`` is msgpack ``bin``: plain data, never pickle. Converting 32 x 339 floats to and from
 lists costs about a millisecond per vector step; the raw bytes cost a copy.
 
-Python 2.7: a Python 2 ``str`` is bytes, and farm_compat.py packs every ``str`` as msgpack's
+Python 2.7: a Python 2 ``str`` is bytes, and farmside/compat.py packs every ``str`` as msgpack's
 *str* type so that a Python 3 peer can read the farm's text (see there). Raw bytes would then
 arrive as text and fail to decode. So on Python 2, :func:`pack` wraps the bytes in :class:`Bin`,
-which farm_compat.py packs as msgpack ``bin``; a Python 3 peer gets ``bytes``. What a Python 3
+which farmside/compat.py packs as msgpack ``bin``; a Python 3 peer gets ``bytes``. What a Python 3
 peer sends as ``bin`` reaches Python 2 as ``str``, which :func:`unpack` reads directly.
 """
 from __future__ import absolute_import

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""tblog.py: a run's TensorBoard event files, written with TensorFlow's own record writer and
+"""run/tblog.py: a run's TensorBoard event files, written with TensorFlow's own record writer and
 protocol buffers; and, as a script, the scalars of a run drawn to a PNG.
 
     tensorboard --logdir runs                                     # every run, side by side
-    python tblog.py runs/sac-Pendulum-v1-<time> --png scalars.png  # the same scalars, as a PNG
+    python run/tblog.py runs/sac-Pendulum-v1-<time> --png scalars.png  # the same scalars, as a PNG
 
 - :class:`EventLog` appends scalars to ``<folder>/events.out.tfevents.<time>.<host>.<pid>``.
   Records are buffered and flushed at most every :data:`FLUSH_EVERY` seconds (and by ``flush``
@@ -193,7 +193,7 @@ def main(argv=None):
     folder = os.path.join(args.run, 'tb') if os.path.isdir(os.path.join(args.run, 'tb')) \
         else args.run
     if not event_files(folder):
-        parser.exit(2, 'tblog.py: no event files in %s: give a run directory (runs/...)\n'
+        parser.exit(2, 'run/tblog.py: no event files in %s: give a run directory (runs/...)\n'
                     % folder)
     plot(folder, args.png, title=args.title or '%s (rendered from its event files)'
          % os.path.normpath(args.run))

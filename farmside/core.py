@@ -1,9 +1,9 @@
-"""farm_core.py: :class:`Farm`, the verbs a learner calls, and the dispatching core.
+"""farmside/core.py: :class:`Farm`, the verbs a learner calls, and the dispatching core.
 
 The contract of every verb is farm.py's docstring (the farm's one description for its users);
-this module keeps the books (farm_books.py) and talks to the workers (envworker.py): lockstep
+this module keeps the books (farmside/books.py) and talks to the workers (farmside/envworker.py): lockstep
 calls send every command first and collect the answers in the order they come
-(``_call_all``); the asynchronous verbs are farm_async.py's. What follows a worker's answer,
+(``_call_all``); the asynchronous verbs are farmside/async_verbs.py's. What follows a worker's answer,
 in both modes, is ``_settled`` (counting, recycling, failures) and ``_shaped`` (packed
 observations). Runs unmodified on Python 2.7 and 3.6+.
 """
@@ -19,13 +19,13 @@ import uuid
 
 import Pyro4
 
-import wire
-from envworker import EnvWorker, WorkerError, WorkerLost, replies
-from farm_async import AsyncStepping
-from farm_books import (BUILD_TIMEOUT, CALL, LEASE_TTL, OVERCOMMIT, RECYCLE_RESETS,  # noqa: F401
+from common import wire
+from farmside.envworker import EnvWorker, WorkerError, WorkerLost, replies
+from farmside.async_verbs import AsyncStepping
+from farmside.books import (BUILD_TIMEOUT, CALL, LEASE_TTL, OVERCOMMIT, RECYCLE_RESETS,  # noqa: F401
                         RECYCLE_STEPS, RELEASE_AFTER, STEP_TIMEOUT, STRINGS, Lease, Slot,
                         is_error, is_number, packed_obs)
-from wire import PROTOCOL
+from common.wire import PROTOCOL
 
 log = logging.getLogger('farm')
 

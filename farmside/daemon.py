@@ -1,4 +1,4 @@
-"""farm_daemon.py: the farm's Pyro4 daemon, which lets learners in and keeps everyone else out
+"""farmside/daemon.py: the farm's Pyro4 daemon, which lets learners in and keeps everyone else out
 without costing them a thread.
 
 Why not a plain ``Pyro4.Daemon``: its thread-pool server hands every accepted connection to a
@@ -40,7 +40,7 @@ from Pyro4.socketserver.multiplexserver import selectors
 from Pyro4.socketserver.threadpool import NoFreeWorkersError, PoolError
 from Pyro4.socketserver.threadpoolserver import ClientConnectionJob, SocketServer_Threadpool
 
-import wire
+from common import wire
 
 HANDSHAKE_TIMEOUT = 5.0  # seconds from connect to a finished handshake (a learner needs ms)
 MAX_WAITING = 1024       # connections waiting for their first byte; beyond, the oldest is closed

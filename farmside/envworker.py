@@ -43,7 +43,7 @@ import time
 
 import numpy as np
 
-import wire
+from common import wire
 from envs import seeding
 
 try:  # Python 2.7: the C pickler
@@ -78,7 +78,7 @@ if sys.version_info[0] >= 3:
     # not apply it before the preload): started from another directory, it imported osim-rl's
     # top-level ``envs`` instead of ours. It does inherit the environment, so put the project
     # first on PYTHONPATH before it starts.
-    _here = os.path.dirname(os.path.abspath(__file__))
+    _here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
     os.environ['PYTHONPATH'] = os.pathsep.join(
         [_here] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
     _context.set_forkserver_preload(['numpy', 'envs', 'envs.registry'])
@@ -160,7 +160,7 @@ class Block(object):
     # farm side
     def load_action(self, action):
         """Writes ``action`` into the block if it is a flat list of numbers of the right length
-        (or a row of a packed float array, wire.py); False otherwise (it then goes through the
+        (or a row of a packed float array, common/wire.py); False otherwise (it then goes through the
         pipe, and the worker explains what is wrong)."""
         if isinstance(action, np.ndarray):
             if action.shape != (self.act_size,) or action.dtype.kind != 'f':

@@ -1,4 +1,4 @@
-"""curriculum.py: a schedule of environment parameters over training (``--curriculum FILE.json``).
+"""run/curriculum.py: a schedule of environment parameters over training (``--curriculum FILE.json``).
 
 The file is a JSON list of stages, in order::
 
@@ -20,7 +20,7 @@ import json
 import logging
 import numbers
 
-from errors import UserError
+from common.errors import UserError
 
 log = logging.getLogger('curriculum')
 

@@ -1,4 +1,4 @@
-"""render.py: pictures of an environment's current state without a display, and the video files
+"""run/render.py: pictures of an environment's current state without a display, and the video files
 they go to.
 
 A frame is a numpy ``uint8`` array of shape ``(height, width, 3)``.
@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 
-import errors
+from common import errors
 
 SIZE = 480          # pixels, square: divisible by 16, what H.264 encoders prefer
 GROUND_MARKS = 0.5  # metres between the marks on L2M's ground: the eye sees the walker advance

@@ -73,7 +73,7 @@ import collections
 
 import numpy as np
 
-from errors import NothingPendingError, PendingError
+from common.errors import NothingPendingError, PendingError
 
 try:  # gymnasium where it exists (3.8+); gym 0.26 on a Python 3.6 host
     import gymnasium as gym_spaces_lib

@@ -1,15 +1,15 @@
 """GymVectorEnv: a farm's environments as a gymnasium ``VectorEnv`` (gymnasium 1.x API).
 
     from farmer import Farmer
-    from host.gym_vector_env import GymVectorEnv
+    from vecenv.gym_vector import GymVectorEnv
 
     with Farmer() as farmer:
         envs = GymVectorEnv(farmer.vec_env('Pendulum-v1', 8))
         obs, infos = envs.reset(seed=0)
         obs, rewards, terminations, truncations, infos = envs.step(envs.action_space.sample())
 
-It wraps anything that meets vecenv.py's contract (``Farmer.vec_env``'s FarmVecEnv, or
-vecenv.InProcessVecEnv) and translates, nothing more:
+It wraps anything that meets vecenv/contract.py's contract (``Farmer.vec_env``'s FarmVecEnv, or
+contract.InProcessVecEnv) and translates, nothing more:
 
 - Autoreset: the farm resets an environment in the same step that ends its episode, which is
   gymnasium's SAME_STEP mode (``metadata['autoreset_mode']``): ``obs[i]`` is then the next
@@ -26,7 +26,7 @@ vecenv.InProcessVecEnv) and translates, nothing more:
   reward 0, its last known observation as ``final_obs``), or ``final_info['moved']``.
 - A curriculum: ``set_params(params, indices=None)``, or ``call('set_params', **params)`` as
   gymnasium's own vector envs call a method of every environment, passes plain-data parameters
-  to the wrapped env's ``set_params`` (vecenv.py: applied at each environment's next reset;
+  to the wrapped env's ``set_params`` (vecenv/contract.py: applied at each environment's next reset;
   ValueError naming what the environment accepts when refused). ``call`` knows no other name.
 - ``render()`` raises NotImplementedError: environments on a farm do not render to the learner;
   for videos of a policy see ``evaluate.py``.
@@ -39,15 +39,15 @@ try:
     from gymnasium.vector import AutoresetMode, VectorEnv
     from gymnasium.vector.utils import batch_space
 except ImportError as _error:  # gymnasium < 1.0, or none (a Python 3.6 host has gym 0.26)
-    from errors import UserError
+    from common.errors import UserError
 
     class MissingDependencyError(UserError, ImportError):
         """One line (errors.install_excepthook), still an ImportError."""
 
-    raise MissingDependencyError('host/gym_vector_env.py needs gymnasium 1.x (%s); install it '
+    raise MissingDependencyError('vecenv/gym_vector.py needs gymnasium 1.x (%s); install it '
                                  'with: pip install "gymnasium>=1.0"' % (_error,)) from None
 
-import vecenv  # noqa: E402  (after the check: it imports gym(nasium) itself)
+from vecenv import contract  # noqa: E402  (after the check: it imports gym(nasium) itself)
 
 # Keys of the wrapped env's infos that are the farm's, not the environment's.
 _TERMINAL = 'terminal_observation'
@@ -55,7 +55,7 @@ _EPISODE = 'episode'  # the farm's episode statistics: gymnasium's RecordEpisode
 
 
 class GymVectorEnv(VectorEnv):
-    """A vecenv.py vectorized env (a farm's, or in-process) as a gymnasium 1.x VectorEnv."""
+    """A vecenv/contract.py vectorized env (a farm's, or in-process) as a gymnasium 1.x VectorEnv."""
 
     metadata = {'autoreset_mode': AutoresetMode.SAME_STEP, 'render_modes': []}
     render_mode = None
@@ -112,7 +112,7 @@ class GymVectorEnv(VectorEnv):
     def call(self, name, *args, **kwargs):
         """``call('set_params', **params)`` (or one dict) on every environment; returns a
         tuple with None per environment, as SyncVectorEnv.call does for such a method."""
-        self.set_params(vecenv.params_by_name('call', name, args, kwargs))
+        self.set_params(contract.params_by_name('call', name, args, kwargs))
         return (None,) * self.num_envs
 
     def render(self):

@@ -1,4 +1,4 @@
-"""logformat.py: the one log line format of every process of the project: the farm (farm.py), the
+"""common/logformat.py: the one log line format of every process of the project: the farm (farm.py), the
 learner (runconfig.setup_logging: train_sac.py, train_ddpg.py) and the farmer's smoke run.
 
 A local farm's lines are interleaved with the learner's on one terminal, so both must read alike:

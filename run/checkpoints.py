@@ -1,4 +1,4 @@
-"""checkpoints.py: a run's checkpoints, written so that a kill at any moment leaves the previous
+"""run/checkpoints.py: a run's checkpoints, written so that a kill at any moment leaves the previous
 one loadable, and loaded newest first, past damaged ones.
 
 Layout inside a run directory::
@@ -41,7 +41,7 @@ import shutil
 import time
 import zipfile
 
-from errors import UserError
+from common.errors import UserError
 
 log = logging.getLogger('checkpoints')
 

@@ -7,7 +7,7 @@ strings as msgpack's str type; Python 3 then reads them as ``str``, and what Pyt
 arrives on Python 2 as ``unicode`` (``raw=False``), which compares and hashes equal to the ASCII
 ``str`` the farm uses. Nothing changes on Python 3.
 
-Packed arrays (wire.py) carry raw bytes, which must cross as msgpack ``bin``: on Python 2 they are
+Packed arrays (common/wire.py) carry raw bytes, which must cross as msgpack ``bin``: on Python 2 they are
 wrapped in ``wire.Bin``. A message without one is packed as above (the fast, common path: the
 packer meets a Bin only through ``default``, which it calls for types it does not know). A
 message with one is packed again with ``use_bin_type=True`` after every ``str`` in it became
@@ -73,7 +73,7 @@ def apply():
     import msgpack
     from Pyro4 import util
 
-    import wire
+    from common import wire
 
     serializer = util.MsgpackSerializer
 

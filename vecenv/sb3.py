@@ -1,15 +1,15 @@
 """SB3VecEnv: a farm's environments as a stable-baselines3 ``VecEnv``.
 
     from farmer import Farmer
-    from host.sb3_vec_env import SB3VecEnv
+    from vecenv.sb3 import SB3VecEnv
     from stable_baselines3 import SAC
 
     with Farmer() as farmer:
         env = SB3VecEnv(farmer.vec_env('Pendulum-v1', 8))
         SAC('MlpPolicy', env, seed=0).learn(20000)
 
-It wraps anything that meets vecenv.py's contract (``Farmer.vec_env``'s FarmVecEnv, or
-vecenv.InProcessVecEnv) and translates, nothing more:
+It wraps anything that meets vecenv/contract.py's contract (``Farmer.vec_env``'s FarmVecEnv, or
+contract.InProcessVecEnv) and translates, nothing more:
 
 - ``reset()`` -> obs; the seeds SB3 sets with ``seed(s)`` (env i: ``s + i``) are used at the next
   reset only, as SB3's own vector envs do. Farm resets take no options: ``set_options`` with
@@ -29,7 +29,7 @@ vecenv.InProcessVecEnv) and translates, nothing more:
   base class warns that no render mode was set). For videos of a policy see ``evaluate.py``.
 - A curriculum: ``set_params(params, indices=None)``, or from an SB3 callback
   ``env_method('set_params', difficulty=2, indices=...)``, passes plain-data parameters to the
-  wrapped env's ``set_params`` (vecenv.py: applied at each environment's next reset; ValueError
+  wrapped env's ``set_params`` (vecenv/contract.py: applied at each environment's next reset; ValueError
   naming what the environment accepts when refused).
 - A farm or worker lost mid-step (``infos[i]['lost']``) ends that episode truncated, with the
   step's observation as terminal observation and reward 0: SB3 stores that one transition (it
@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 
-from errors import UserError
+from common.errors import UserError
 
 _INSTALL = ('pip install -r requirements-bench.txt (torch==2.13.0, CPU build; '
             'stable-baselines3==2.9.2)')
@@ -60,14 +60,14 @@ try:
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import VecEnv as _SB3VecEnv
 except ImportError as _error:  # the message says what to do; SB3's own trace adds nothing
-    raise MissingDependencyError('host/sb3_vec_env.py needs stable-baselines3 (%s); install it '
+    raise MissingDependencyError('vecenv/sb3.py needs stable-baselines3 (%s); install it '
                                  'with: %s' % (_error, _INSTALL)) from None
 
-import vecenv  # noqa: E402  (after the check: it imports gym(nasium) itself)
+from vecenv import contract  # noqa: E402  (after the check: it imports gym(nasium) itself)
 
 
 class SB3VecEnv(_SB3VecEnv):
-    """A vecenv.py vectorized env (a farm's, or in-process) as a stable-baselines3 VecEnv."""
+    """A vecenv/contract.py vectorized env (a farm's, or in-process) as a stable-baselines3 VecEnv."""
 
     def __init__(self, venv):
         self.venv = venv  # before SB3's __init__, which asks get_attr('render_mode')
@@ -154,7 +154,7 @@ class SB3VecEnv(_SB3VecEnv):
         """``set_params`` only (its params as keywords, or as one dict); returns None per
         environment, as a method without a result does in SB3's own vector envs."""
         indices = method_kwargs.pop('indices', None)
-        self.set_params(vecenv.params_by_name('env_method', method_name, method_args,
+        self.set_params(contract.params_by_name('env_method', method_name, method_args,
                                               method_kwargs), indices)
         return [None] * len(list(self._get_indices(indices)))
 

@@ -1,4 +1,4 @@
-"""errors.py: the errors a user of the learning side can fix, shown as one line with no traceback.
+"""common/errors.py: the errors a user of the learning side can fix, shown as one line with no traceback.
 
 Host side; Python 3.6 compatible; imports nothing heavy (``--help`` and the farm list are checked
 before TensorFlow or any farm starts).
@@ -33,7 +33,7 @@ class FarmsLostError(UserError):
 
 
 class CallOrderError(UserError, RuntimeError):
-    """A vectorized env was called out of order (see vecenv.py's two stepping modes)."""
+    """A vectorized env was called out of order (see vecenv/contract.py's two stepping modes)."""
 
 
 class PendingError(CallOrderError):

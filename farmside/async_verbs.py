@@ -1,4 +1,4 @@
-"""farm_async.py: the farm's asynchronous verbs, ``send``, ``send_reset``, ``post``, ``post_reset``
+"""farmside/async_verbs.py: the farm's asynchronous verbs, ``send``, ``send_reset``, ``post``, ``post_reset``
 and ``recv``.
 
 A mixin of :class:`farm_core.Farm` (which provides the lease lookup, the ownership checks, the
@@ -14,8 +14,8 @@ import time
 
 import Pyro4
 
-from envworker import SPIN_SECONDS, WorkerError, WorkerLost
-from farm_books import BUILD_TIMEOUT, CALL, Flight, Watch, is_number, readable, yield_cpu
+from farmside.envworker import SPIN_SECONDS, WorkerError, WorkerLost
+from farmside.books import BUILD_TIMEOUT, CALL, Flight, Watch, is_number, readable, yield_cpu
 
 
 class AsyncStepping(object):

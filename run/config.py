@@ -1,4 +1,4 @@
-"""runconfig.py: configuring and starting a run, before there is a run to save: what
+"""run/config.py: configuring and starting a run, before there is a run to save: what
 train_sac.py and train_ddpg.py do first, so each script can stay one short story.
 
 - :func:`parse_config`: command-line flags generated from a config dataclass; each field's
@@ -15,7 +15,7 @@ train_sac.py and train_ddpg.py do first, so each script can stay one short story
   where it builds everything and waits for ``r(n)`` instead of training and exiting.
 
 What happens once the run exists (its directory, ``r``, ``test``, ``save``, ``load``, signals
-during training) is session.py's. Python 3.6 compatible; imports no TensorFlow, and the farmer
+during training) is run/session.py's. Python 3.6 compatible; imports no TensorFlow, and the farmer
 only inside the functions that need it (``--help`` stays instant).
 """
 import argparse
@@ -30,9 +30,9 @@ import sys
 import threading
 import time
 
-import checkpoints
-import errors
-import logformat
+from run import checkpoints
+from common import errors
+from common import logformat
 
 TERM_EXIT = 128 + signal.SIGTERM   # the shell's code for "ended by SIGTERM"
 
@@ -173,7 +173,7 @@ def _ipython():
 
 
 def setup_logging(verbose=False):
-    """The learner's logging, in the farm's line format (logformat.py): INFO, or with ``verbose``
+    """The learner's logging, in the farm's line format (common/logformat.py): INFO, or with ``verbose``
     DEBUG, which also lets TensorFlow's native start-up lines through (agents/compat.py reads
     the root level) and is handed to a local farm (logformat.LEVEL_ENV)."""
     logformat.setup(logging.DEBUG if verbose else logging.INFO)
@@ -202,7 +202,7 @@ def prepare(cfg, algo):
     setup_logging(cfg.verbose)
     apply_sim(cfg)
     if getattr(cfg, 'curriculum', ''):  # a bad schedule is one line now, not after start-up
-        from curriculum import Curriculum
+        from run.curriculum import Curriculum
         Curriculum.load(cfg.curriculum)
     if cfg.resume:
         try:
