@@ -88,15 +88,15 @@ import Pyro4
 from farmside import compat
 from farmside import daemon as farm_daemon
 from common import logformat
-from common import wire
-# The farm's parts (farmside/books.py, farmside/core.py, farmside/async_verbs.py); these names stay importable from
-# here, where users and tests have always found them, as do common/wire.py's shared facts.
+from common import protocol, wire
+# The farm's parts (farmside/); these names stay importable from here, where users and tests
+# have always found them, as do common/protocol.py's shared facts.
 from farmside.envworker import WorkerError, WorkerLost  # noqa: F401
-from farmside.books import (BUILD_TIMEOUT, KEEPALIVE_EVERY, LEASE_TTL, OVERCOMMIT,  # noqa: F401
-                        RECYCLE_RESETS, RECYCLE_STEPS, RELEASE_AFTER, STEP_TIMEOUT, Lease, Slot,
-                        Watch)
+from farmside.books import (BUILD_TIMEOUT, RECYCLE_RESETS, RECYCLE_STEPS,  # noqa: F401
+                            STEP_TIMEOUT, Lease, Slot, Watch)
 from farmside.core import Farm, versions  # noqa: F401
-from common.wire import DEFAULT_PORT, KEY_ENV, OBJECT_ID, PROTOCOL  # noqa: F401
+from common.protocol import (DEFAULT_PORT, KEEPALIVE_EVERY, KEY_ENV, LEASE_TTL,  # noqa: F401
+                             OBJECT_ID, OVERCOMMIT, PROTOCOL, RELEASE_AFTER)
 
 log = logging.getLogger('farm')
 
@@ -289,7 +289,7 @@ def main(argv=None):
                         'not hide them (use --tls-cert/--tls-key for that)' % KEY_ENV)
     parser.add_argument('--tls-cert', metavar='FILE',
                         help='serve with TLS: this PEM certificate (learners trust its CA through '
-                        '%s)' % wire.TLS_CA_ENV)
+                        '%s)' % protocol.TLS_CA_ENV)
     parser.add_argument('--tls-key', metavar='FILE', help="the certificate's PEM private key")
     parser.add_argument('--step-timeout', type=float, default=STEP_TIMEOUT, metavar='SECONDS',
                         help='seconds a step or reset may take before the worker is replaced '

@@ -8,7 +8,7 @@
   only this machine and none answers, and builds environments on the farms:
   ``farmer.vec_env(name, n_envs, env_kwargs, batch_size=1)`` (see vecenv/contract.py for the contract)
   and ``farmer.env(name, env_kwargs)`` (one remote environment with the gym interface). A farm
-  that speaks another farm protocol (wire.PROTOCOL) is not used, and says so.
+  that speaks another farm protocol (protocol.PROTOCOL) is not used, and says so.
 - Two stepping modes. Lockstep (``step``, ``step_async``/``step_wait``): one call to every farm
   at once (each farm's on a thread of its own), so a vector step costs the slowest environment
   plus a round trip. Asynchronous (``async_reset``, ``send``, ``recv``): actions go to the farms

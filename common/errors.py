@@ -47,7 +47,7 @@ class NothingPendingError(CallOrderError):
 
 
 class ProtocolMismatchError(UserError):
-    """A farm speaks another version of the farm protocol than this learner (wire.PROTOCOL)."""
+    """A farm speaks another version of the farm protocol than this learner (protocol.PROTOCOL)."""
 
 
 def install_excepthook(verbose=False, program=None):

@@ -1,4 +1,6 @@
-"""common/wire.py: what the farm (farm.py) and the learner (farmer.py, host/) must agree on, in one place.
+"""common/wire.py: how data crosses between the farm (farm.py) and the learner (farmer.py, host/):
+plain data and packed numeric arrays. The protocol's facts (port, key, version, error kinds,
+lease timings) are in common/protocol.py.
 
 Both sides import it, so it runs on Python 2.7 (the farm side's floor) and 3.6+, and imports
 nothing but the standard library (numpy only inside pack/unpack, which need it anyway).
@@ -18,28 +20,12 @@ from __future__ import absolute_import
 
 import sys
 
-PROTOCOL = 3                 # the farm's verbs and their shapes; bump when one changes
-DEFAULT_PORT = 20099
-OBJECT_ID = 'farm'
-ONEWAY = ('post', 'post_reset')  # the farm's one-way verbs: no answer is waited for
-KEY_ENV = 'FARM_KEY'         # the shared key (Pyro4's HMAC), same on farm and learner
-TLS_CA_ENV = 'FARM_TLS_CA'   # the CA file a learner trusts for farms serving TLS
-# The kinds of a per-environment error element {'error': text, 'kind': kind}:
-# 'input': the caller's request was bad (nothing happened); 'env': the simulation raised (reset
-# it); 'lost': its worker died or passed the step timeout and has been replaced (reset it).
-ERROR_KINDS = ('input', 'env', 'lost')
-
 # The dtypes a packed array may have: numbers only (an object dtype would be pickle in disguise).
 DTYPES = ('float32', 'float64', 'float16', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
           'uint32', 'uint64', 'bool')
 _PACKED_KEYS = frozenset(('nd', 'shape', 'data'))
 _PY2 = sys.version_info[0] < 3
 _INTS = (int, type(2 ** 64))  # Python 2: a size may arrive as long
-
-
-def uri(host, port):
-    """The Pyro4 URI of the farm at host:port."""
-    return 'PYRO:%s@%s:%d' % (OBJECT_ID, host, int(port))
 
 
 class Bin(object):
@@ -151,19 +137,6 @@ def unpack_rows(objs):
             return None
         rows.append(data)
     return unpack({'nd': name, 'shape': [len(objs)] + list(shape), 'data': b''.join(rows)})
-
-
-def protocol_mismatch(info):
-    """None when a farm's ``info()`` reports this protocol, else one line saying what differs
-    and what to do (the learner raises errors.ProtocolMismatchError with it)."""
-    versions = info.get('versions') if isinstance(info, dict) else None
-    spoken = versions.get('farm_protocol') if isinstance(versions, dict) else None
-    if spoken == PROTOCOL:
-        return None
-    where = info.get('farm') if isinstance(info, dict) else None
-    said = 'no farm protocol version' if spoken is None else 'farm protocol %s' % (spoken,)
-    return ('farm %s speaks %s, this learner %d: run the same version of this project on both'
-            % (where or '?', said, PROTOCOL))
 
 
 def _short(value):

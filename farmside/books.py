@@ -30,19 +30,10 @@ from common import wire
 # --- configuration -------------------------------------------------------------------------------
 STEP_TIMEOUT = 30.0          # seconds one step or reset may take before the worker is replaced
 BUILD_TIMEOUT = 120.0        # seconds to build an environment (OpenSim: 0.1-0.4 s, but cold imports)
-LEASE_TTL = 60.0             # seconds a lease lives without any call; also the most a caller gets
 RECYCLE_STEPS = 100000       # a worker is replaced at the next reset after this many steps...
 RECYCLE_RESETS = 500         # ...or this many resets (osim-rl issues #58, #176: leaks, slowdowns)
-# How far above capacity a learner may go when it takes over a lost farm's environments
-# (make(..., overcommit=True)). 2: a learner spread evenly over two farms that loses one keeps
-# all its environments on the other (at half speed each, two processes per core) until the lost
-# farm answers again and they move back; with more farms a loss needs less (n/(n-1)). 1 refuses
-# it: that learner then stops when either farm dies. More than 2 only slows everything down.
-OVERCOMMIT = 2.0
-# Seconds after a lease's last connection closed before its environments are released. More
-# than the farmer's keep-alive (10 s): a farmer whose connection broke reconnects at its next call.
-RELEASE_AFTER = 15.0
-KEEPALIVE_EVERY = 10.0       # the farmer's longest renewal interval (farmer.py): see RELEASE_AFTER
+# LEASE_TTL, RELEASE_AFTER, KEEPALIVE_EVERY and OVERCOMMIT, which the learner's behaviour depends
+# on too, are common/protocol.py's.
 
 
 class Slot(object):
@@ -209,10 +200,6 @@ STRINGS = (str, type(u''))  # msgpack gives Python 2.7 unicode for a Python 3 pe
 
 def is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def is_error(result):
-    return isinstance(result, dict) and 'error' in result and 'kind' in result and len(result) == 2
 
 
 def packed_obs(obs):

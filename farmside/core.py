@@ -22,10 +22,9 @@ import Pyro4
 from common import wire
 from farmside.envworker import EnvWorker, WorkerError, WorkerLost, replies
 from farmside.async_verbs import AsyncStepping
-from farmside.books import (BUILD_TIMEOUT, CALL, LEASE_TTL, OVERCOMMIT, RECYCLE_RESETS,  # noqa: F401
-                        RECYCLE_STEPS, RELEASE_AFTER, STEP_TIMEOUT, STRINGS, Lease, Slot,
-                        is_error, is_number, packed_obs)
-from common.wire import PROTOCOL
+from farmside.books import (BUILD_TIMEOUT, CALL, RECYCLE_RESETS, RECYCLE_STEPS,  # noqa: F401
+                            STEP_TIMEOUT, STRINGS, Lease, Slot, is_number, packed_obs)
+from common.protocol import LEASE_TTL, OVERCOMMIT, PROTOCOL, RELEASE_AFTER, is_error
 
 log = logging.getLogger('farm')
 

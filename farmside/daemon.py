@@ -40,7 +40,7 @@ from Pyro4.socketserver.multiplexserver import selectors
 from Pyro4.socketserver.threadpool import NoFreeWorkersError, PoolError
 from Pyro4.socketserver.threadpoolserver import ClientConnectionJob, SocketServer_Threadpool
 
-from common import wire
+from common import protocol
 
 HANDSHAKE_TIMEOUT = 5.0  # seconds from connect to a finished handshake (a learner needs ms)
 MAX_WAITING = 1024       # connections waiting for their first byte; beyond, the oldest is closed
@@ -233,7 +233,7 @@ class GuardedServer(SocketServer_Threadpool):
                 why = 'connection failed before its handshake (%s)' % _reason(e)
             else:
                 why = ('TLS handshake failed (%s); this farm needs TLS: give the learner its CA '
-                       '(%s)' % (_reason(e), wire.TLS_CA_ENV))
+                       '(%s)' % (_reason(e), protocol.TLS_CA_ENV))
             self.refusals.note(address, why)
             _close(sock)
             return
@@ -322,7 +322,7 @@ class FarmDaemon(Pyro4.Daemon):
             return False  # nothing useful to answer: it did not finish speaking
         except errors.SecurityError:
             reason = ('wrong or missing key (%s must be the same on farm and learner)'
-                      % wire.KEY_ENV)
+                      % protocol.KEY_ENV)
         except errors.ProtocolError:
             reason = 'not a Pyro4 client (garbage instead of a handshake)'
         except Exception as e:  # anything else Pyro4 refuses, e.g. a message too large

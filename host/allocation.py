@@ -13,7 +13,7 @@
   the env's ``close()``, a build that fails part-way, ``Farmer.close()``, interpreter exit
   (atexit, below). A lease the farm forgot is dropped from renewal; the vector env rebuilds its
   environments.
-- Protocol: a farm whose ``info()`` reports another farm protocol than wire.PROTOCOL is not
+- Protocol: a farm whose ``info()`` reports another farm protocol than protocol.PROTOCOL is not
   used: its status says why, and with no other farm answering :class:`errors.ProtocolMismatchError`
   is the one line the user sees.
 - Keep-alive thread (every ``MONITOR_EVERY``): reports calls outstanding past ``STALL_AFTER``

@@ -2,7 +2,7 @@
 
 - :func:`classify` sorts a failed call's exception into a cause: 'dns', 'refused', 'timeout',
   'key', 'tls', 'protocol', 'closed' or 'other' (host/link.py adds 'version': a farm that
-  answers in another farm protocol version, see wire.protocol_mismatch).
+  answers in another farm protocol version, see protocol.protocol_mismatch).
 - :func:`describe` is the exception's text for logs and ``info['lost']``, with a hint for a key
   mismatch.
 - :func:`advice` is one sentence for a farm link that did not answer (its ``cause``, ``error``,

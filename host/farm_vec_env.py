@@ -46,7 +46,8 @@ from host import settings
 from host.diagnosis import describe
 from host.link import FARM_DOWN
 from host.placement import Placing
-from host.receivers import AsyncState, as_obs, as_obs_rows, is_error, no_such_lease
+from common.protocol import is_error
+from host.receivers import AsyncState, as_obs, as_obs_rows, no_such_lease
 from vecenv.contract import EpisodeTracker, VecEnv, check_env_ids, make_space
 
 log = logging.getLogger('farmer')

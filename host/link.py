@@ -28,7 +28,7 @@ import weakref
 import Pyro4
 import Pyro4.errors
 
-from common import wire
+from common import protocol
 from common.errors import ProtocolMismatchError, UserError
 from host import settings
 from host.diagnosis import classify, describe
@@ -148,11 +148,11 @@ class FarmLink(object):
             self._drop_proxy()
             proxy = None
         if proxy is None:
-            proxy = Pyro4.Proxy(wire.uri(self.host, self.port))
+            proxy = Pyro4.Proxy(protocol.uri(self.host, self.port))
             proxy._pyroMaxRetries = 0  # never replay a step: environments are not idempotent
             # (Pyro4 also learns these from the farm's metadata on connecting; stated here so
             # that a post never waits for an answer whatever the metadata says.)
-            proxy._pyroOneway.update(wire.ONEWAY)
+            proxy._pyroOneway.update(protocol.ONEWAY)
             if self.key:
                 proxy._pyroHmacKey = self.key.encode('utf-8')
             self._local.proxy = proxy
@@ -255,7 +255,7 @@ class FarmLink(object):
         except Exception as e:
             self.error, self.cause = describe(e), classify(e)
             return e
-        self.mismatch = wire.protocol_mismatch(info)
+        self.mismatch = protocol.protocol_mismatch(info)
         if self.mismatch:
             if not isinstance(info.get('farm'), str):  # a farm that does not know its name
                 self.mismatch = self.mismatch.replace('farm ? ', 'farm %s ' % self.name, 1)

@@ -18,7 +18,8 @@ from common.errors import FarmsLostError, NoCapacityError, UserError
 from host import settings
 from host.diagnosis import describe
 from host.link import FARM_DOWN
-from host.receivers import is_error, no_such_lease
+from common.protocol import is_error
+from host.receivers import no_such_lease
 
 log = logging.getLogger('farmer')
 

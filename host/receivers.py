@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from common import wire
+from common.protocol import is_error
 from common.errors import NothingPendingError, PendingError
 from host import settings
 from host.diagnosis import describe
@@ -69,11 +70,6 @@ def as_obs_rows(values):
 def no_such_lease(error):
     """Whether a farm's error says it does not know our lease (expired, or the farm restarted)."""
     return isinstance(error, LookupError) and 'no such lease' in str(error)
-
-
-def is_error(result):
-    """Whether a per-environment element is an error (``{'error', 'kind'}``), not a result."""
-    return isinstance(result, dict) and 'error' in result and not wire.is_packed(result)
 
 
 def receiver_threads(link):

@@ -14,7 +14,7 @@ import pytest
 
 import farm
 from farmside import books
-from common import wire
+from common import protocol, wire
 from conftest import alive
 
 GOOD = [0.5, 0.5]
@@ -55,8 +55,8 @@ def wait_until_receiving(f, lease):
 
 def test_protocol_3_is_in_info(thread_farm):
     info = thread_farm().proxy().info()
-    assert info['versions']['farm_protocol'] == wire.PROTOCOL == farm.PROTOCOL == 3
-    assert wire.protocol_mismatch(info) is None
+    assert info['versions']['farm_protocol'] == protocol.PROTOCOL == farm.PROTOCOL == 3
+    assert protocol.protocol_mismatch(info) is None
 
 
 def test_send_recv_gives_the_lockstep_results_for_the_same_seeds_and_actions(thread_farm):
@@ -562,7 +562,7 @@ def test_a_farm_stopped_with_envs_in_flight_and_a_recv_waiting_leaves_no_process
     import Pyro4
     from conftest import descendants_alive
     f = process_farm(capacity=3)
-    sender, receiver = (Pyro4.Proxy(wire.uri('127.0.0.1', f.port)) for _ in range(2))
+    sender, receiver = (Pyro4.Proxy(protocol.uri('127.0.0.1', f.port)) for _ in range(2))
     for proxy in (sender, receiver):
         proxy._pyroSerializer = 'msgpack'
     lease = sender.open_lease(30, True)

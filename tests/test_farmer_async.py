@@ -13,7 +13,7 @@ from common import errors
 import farm
 from farmside import core
 import farmer
-from common import wire
+from common import protocol
 from conftest import ThreadFarm
 from host import settings
 from test_vecenv import CONTRACT_CHECKS, _recv_all
@@ -212,7 +212,7 @@ def test_reset_collects_what_is_in_flight_and_close_leaves_no_lease(thread_farm)
 def old_farm(monkeypatch):
     """A farm that speaks the previous farm protocol."""
     with monkeypatch.context() as m:
-        m.setattr(farm_core, 'PROTOCOL', wire.PROTOCOL - 1)
+        m.setattr(farm_core, 'PROTOCOL', protocol.PROTOCOL - 1)
         f = ThreadFarm(capacity=2)
     yield f
     f.close()
@@ -222,7 +222,7 @@ def test_a_farm_of_another_protocol_is_one_clear_line(old_farm):
     with pytest.raises(errors.ProtocolMismatchError) as caught:
         make_farmer([(old_farm, 2)])
     text = str(caught.value)
-    assert 'farm protocol %d, this learner %d' % (wire.PROTOCOL - 1, wire.PROTOCOL) in text and '\n' not in text
+    assert 'farm protocol %d, this learner %d' % (protocol.PROTOCOL - 1, protocol.PROTOCOL) in text and '\n' not in text
     assert '127.0.0.1:%d' % old_farm.port in text
 
 
@@ -231,18 +231,18 @@ def test_a_farm_of_another_protocol_beside_good_ones_is_marked_unusable(old_farm
     good = thread_farm(capacity=2)
     with make_farmer([(old_farm, 2), (good, 2)]) as fm:
         status = fm.status()
-        assert not status[0]['up'] and 'farm protocol %d' % (wire.PROTOCOL - 1) in status[0]['error']
+        assert not status[0]['up'] and 'farm protocol %d' % (protocol.PROTOCOL - 1) in status[0]['error']
         assert status[1]['up']
         env = fm.vec_env('CheapEnv', 2, {})
         assert {p.link.port for p in env.places} == {good.port}
         farmer.print_status(status)
-    assert 'farm protocol %d, this learner %d' % (wire.PROTOCOL - 1, wire.PROTOCOL) in capsys.readouterr().out
+    assert 'farm protocol %d, this learner %d' % (protocol.PROTOCOL - 1, protocol.PROTOCOL) in capsys.readouterr().out
 
 
 def test_settings_take_the_shared_names_from_wire():
     from common import wire
     assert (settings.DEFAULT_PORT, settings.KEY_ENV, settings.TLS_CA_ENV) == (
-        wire.DEFAULT_PORT, wire.KEY_ENV, wire.TLS_CA_ENV)
+        protocol.DEFAULT_PORT, protocol.KEY_ENV, protocol.TLS_CA_ENV)
 
 
 def test_envs_displaced_by_a_lost_farm_move_back_when_it_answers_again(process_farm,

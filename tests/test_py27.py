@@ -75,11 +75,11 @@ def test_python27_farm_steps_asynchronously_with_packed_arrays(process_farm):
     """send/send_reset/post/recv and packed observations and actions between a Python 2.7 farm and
     this Python 3 learner: raw bytes cross as msgpack bin both ways (farm_compat, wire.Bin)."""
     import Pyro4
-    from common import wire
+    from common import protocol, wire
     f = process_farm(capacity=5, python=PY27, env=PY27_ENV)
-    p = Pyro4.Proxy(wire.uri('127.0.0.1', f.port))
+    p = Pyro4.Proxy(protocol.uri('127.0.0.1', f.port))
     p._pyroSerializer = 'msgpack'
-    assert p.info()['versions']['farm_protocol'] == wire.PROTOCOL
+    assert p.info()['versions']['farm_protocol'] == protocol.PROTOCOL
     plain, packed = p.open_lease(30), p.open_lease(30, True)
     kwargs = {'episode_length': 2, 'obs_size': 4, 'act_size': 2}
     plain_ids = p.make(plain, 'CheapEnv', kwargs, 2)['env_ids']

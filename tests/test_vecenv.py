@@ -14,7 +14,7 @@ import pytest
 from run import config
 from vecenv import contract
 from common.errors import NothingPendingError, PendingError
-from contract.contract import END_REASONS, end_reason
+from vecenv.contract import END_REASONS, end_reason
 
 CHEAP = {'obs_size': 3, 'act_size': 1}
 

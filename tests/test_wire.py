@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from Pyro4 import util
 
-from common import wire
+from common import protocol, wire
 
 
 def test_the_shared_facts():
-    assert (wire.PROTOCOL, wire.DEFAULT_PORT, wire.OBJECT_ID) == (3, 20099, 'farm')
-    assert (wire.KEY_ENV, wire.TLS_CA_ENV) == ('FARM_KEY', 'FARM_TLS_CA')
-    assert wire.ERROR_KINDS == ('input', 'env', 'lost')
-    assert wire.uri('10.0.0.2', 20100) == 'PYRO:farm@10.0.0.2:20100'
+    assert (protocol.PROTOCOL, protocol.DEFAULT_PORT, protocol.OBJECT_ID) == (3, 20099, 'farm')
+    assert (protocol.KEY_ENV, protocol.TLS_CA_ENV) == ('FARM_KEY', 'FARM_TLS_CA')
+    assert protocol.ERROR_KINDS == ('input', 'env', 'lost')
+    assert protocol.uri('10.0.0.2', 20100) == 'PYRO:farm@10.0.0.2:20100'
 
 
 @pytest.mark.parametrize('dtype', ['float32', 'float64', 'int64', 'uint8', 'bool'])
@@ -80,12 +80,12 @@ def test_unpack_rows_stacks_what_unpack_gives_one_by_one_or_declines():
 
 
 def test_protocol_mismatch_says_what_differs_and_what_to_do():
-    assert wire.protocol_mismatch({'farm': 'a:1', 'versions': {'farm_protocol': 3}}) is None
-    text = wire.protocol_mismatch({'farm': 'vm:20099', 'versions': {'farm_protocol': 2}})
+    assert protocol.protocol_mismatch({'farm': 'a:1', 'versions': {'farm_protocol': 3}}) is None
+    text = protocol.protocol_mismatch({'farm': 'vm:20099', 'versions': {'farm_protocol': 2}})
     assert text == ('farm vm:20099 speaks farm protocol 2, this learner 3: run the same version '
                     'of this project on both')
-    assert 'no farm protocol version' in wire.protocol_mismatch({'farm': 'old:1'})
-    assert wire.protocol_mismatch(None).startswith('farm ? speaks no farm protocol')
+    assert 'no farm protocol version' in protocol.protocol_mismatch({'farm': 'old:1'})
+    assert protocol.protocol_mismatch(None).startswith('farm ? speaks no farm protocol')
 
 
 def test_a_python2_bin_is_packed_as_msgpack_bin_by_farm_compat():
