@@ -225,6 +225,11 @@ def run_seed(args, seed, env_kwargs, frame_skip, measure_key=None):
                                 seed, args.max_minutes, agent.global_step)
                     break
                 chunk = min(next_eval, next_checkpoint, target) - agent.global_step
+                if chunk <= 0:  # never train_vec(nb_steps=0): it returns at once, for ever
+                    raise RuntimeError(
+                        'seed %d: training chunk of %d agent steps at step %d (next evaluation '
+                        '%d, next checkpoint %d, target %d): a schedule was not advanced'
+                        % (seed, chunk, agent.global_step, next_eval, next_checkpoint, target))
                 t = time.time()
                 summary = agent.train_vec(vec, nb_steps=chunk, callback=on_episode,
                                           seed=reset_seed, mode=args.stepping)
@@ -237,11 +242,13 @@ def run_seed(args, seed, env_kwargs, frame_skip, measure_key=None):
                     next_eval = (agent.global_step // eval_every + 1) * eval_every
                     _evaluate_into(agent, act, eval_env, args, add_row, seed, frame_skip,
                                    train_seconds)
-                if folder and (agent.global_step >= next_checkpoint
-                               or agent.global_step >= target):
+                if agent.global_step >= next_checkpoint or agent.global_step >= target:
+                    # the schedule advances with or without a run directory (issue 23): a
+                    # boundary reached and left in place made every later chunk 0 steps
                     next_checkpoint = ((agent.global_step // checkpoint_every + 1)
                                        * checkpoint_every)
-                    checkpoints.save(agent, folder, 'step%09d' % agent.global_step, keep=2)
+                    if folder:
+                        checkpoints.save(agent, folder, 'step%09d' % agent.global_step, keep=2)
             evals = [r for r in rows if r['kind'] == 'eval']
             if not evals or int(evals[-1]['agent_steps']) != agent.global_step:
                 _evaluate_into(agent, act, eval_env, args, add_row, seed, frame_skip,

@@ -118,3 +118,33 @@ def test_a_bad_flag_is_one_line(flags, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+HANG_TIMEOUT = 120  # seconds; the run itself takes a few
+
+
+def test_a_run_without_a_run_dir_passes_its_checkpoint_boundaries_and_ends(tmp_path):
+    """Issue 23: without --run-dir the checkpoint schedule was never advanced, so the first
+    --checkpoint-every boundary left every later training chunk at 0 steps, for ever (the
+    README's command hung at 10,000 steps). Three boundaries (100, 200, 300) here; a hang is
+    a failure after HANG_TIMEOUT seconds (the run itself takes a few)."""
+    command = [sys.executable, LEARN, '--algo', 'sac', '--env', 'Pendulum-v1', '--env-kwargs',
+               '{"max_episode_steps": 20}', '--envs', '2', '--steps', '300',
+               '--checkpoint-every', '100', '--eval-every', '1000', '--eval-episodes', '1',
+               '--hidden', '16,16', '--warmup', '20', '--batch-size', '16', '--seeds', '0',
+               '--backend', 'inprocess', '--out', str(tmp_path / 'out'), '--json']
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    try:
+        proc = subprocess.run(command, cwd=ROOT, env=env, timeout=HANG_TIMEOUT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail('bench/learn.py without --run-dir still running after %d s: stuck at a '
+                    'checkpoint boundary' % HANG_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    out = json.loads(proc.stdout)
+    seed = out['seeds'][0]
+    assert seed['agent_steps'] == seed['sim_steps'] == 300
+    assert [point[0] for point in seed['eval_curve']] == [300]  # the final evaluation
+    assert seed['resumed_from_agent_steps'] is None
+    assert sorted(os.listdir(str(tmp_path))) == ['out']  # no run directory, no checkpoints
