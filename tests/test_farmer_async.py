@@ -212,7 +212,7 @@ def test_reset_collects_what_is_in_flight_and_close_leaves_no_lease(thread_farm)
 def old_farm(monkeypatch):
     """A farm that speaks the previous farm protocol."""
     with monkeypatch.context() as m:
-        m.setattr(core, 'PROTOCOL', protocol.PROTOCOL - 1)
+        m.setattr(farm_core, 'PROTOCOL', protocol.PROTOCOL - 1)
         f = ThreadFarm(capacity=2)
     yield f
     f.close()
