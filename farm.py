@@ -88,7 +88,7 @@ import Pyro4
 from farmside import compat
 from farmside import daemon as farm_daemon
 from common import logformat
-from common import protocol, wire
+from common import protocol
 # The farm's parts (farmside/); these names stay importable from here, where users and tests
 # have always found them, as do common/protocol.py's shared facts.
 from farmside.envworker import WorkerError, WorkerLost  # noqa: F401
@@ -202,7 +202,7 @@ def serve(farm, host='127.0.0.1', port=DEFAULT_PORT, key=None, ready=None, paren
         log.info('farm %s serving %d environments at %s%s (python %s; lease ttl at most %.0f s, '
                  'released %.0f s after its learner disconnects; overcommit %gx)', farm.label,
                  farm.capacity, uri.location, ' with TLS' if Pyro4.config.SSL else '',
-                 farm._versions['python'], farm.lease_ttl, farm.release_after, farm.overcommit)
+                 farm.versions['python'], farm.lease_ttl, farm.release_after, farm.overcommit)
         if not key:
             log.info('loopback only; to serve other machines: python farm.py --host 0.0.0.0 '
                      '--key SECRET, and export %s=SECRET on the learner', KEY_ENV)

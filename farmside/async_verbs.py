@@ -1,83 +1,81 @@
-"""farmside/async_verbs.py: the farm's asynchronous verbs, ``send``, ``send_reset``, ``post``, ``post_reset``
-and ``recv``.
+"""farmside/async_verbs.py: :class:`AsyncStepping`, the farm's asynchronous stepping: ``send``,
+``send_reset``, ``post``, ``post_reset`` and ``recv``.
 
-A mixin of :class:`farm_core.Farm` (which provides the lease lookup, the ownership checks, the
-dispatching core's ``_settled``/``_shaped``/``_failure`` and worker replacement): an environment is
-*in flight* from ``send``/``send_reset`` until ``recv`` hands its result over, and its lease's
-:class:`farm_books.Watch` holds its worker's pipe meanwhile. What these verbs promise is in
-farm.py's docstring. Runs unmodified on Python 2.7 and 3.6+.
+An environment is *in flight* from ``send``/``send_reset`` until ``recv`` hands its result over,
+and its lease's :class:`farmside.books.Watch` holds its worker's pipe meanwhile. The Farm
+(farmside/core.py) exposes these verbs over the wire and hands this object the lease each call
+names; it is handed the farm's :class:`farmside.ledger.Ledger` (which slots a lease owns) and its
+:class:`farmside.dispatch.Dispatcher` (claims, shaped results, argument checks, and through it
+the :class:`farmside.lifecycle.WorkerLife` that settles answers and replaces workers), and uses
+only their public verbs. What the verbs promise is farm.py's docstring. Runs unmodified on
+Python 2.7 and 3.6+.
 """
 from __future__ import absolute_import
 
 import numbers
 import time
 
-import Pyro4
-
-from farmside.envworker import SPIN_SECONDS, WorkerError, WorkerLost
 from farmside.books import BUILD_TIMEOUT, CALL, Flight, Watch, is_number, readable, yield_cpu
+from farmside.envworker import SPIN_SECONDS, WorkerError, WorkerLost
 
 
 class AsyncStepping(object):
-    """Farm's asynchronous verbs (see the module docstring)."""
+    """A farm's asynchronous verbs (see the module docstring), each called with the lease
+    (:class:`farmside.books.Lease`) that the farm looked up for the call."""
 
-    @Pyro4.expose
-    def send(self, lease, env_ids, actions, auto_reset=True):
+    def __init__(self, ledger, dispatcher):
+        self.ledger = ledger
+        self.dispatcher = dispatcher
+        self.life = dispatcher.life
+
+    @property
+    def label(self):
+        return self.ledger.label
+
+    def send(self, held, env_ids, actions, auto_reset=True):
         """Hands each environment its action and returns at once: one element per environment,
         None (stepping now; its result comes from recv) or the error dict. A worker found dead
         is replaced and its element is the 'lost' error at once."""
-        return self._start_steps(self._lease(lease), env_ids, actions, auto_reset)
-
-    def _start_steps(self, held, env_ids, actions, auto_reset):
-        slots = self._owned(held, env_ids)
-        actions = self._actions(slots, actions, 'send')
+        slots = self.ledger.owned(held, env_ids)
+        actions = self.dispatcher.actions(slots, actions, 'send')
         auto_reset = bool(auto_reset)
 
         def start(k, slot):
             if slot.needs_hello:
                 raise WorkerError('input', 'environment was lost; reset it before stepping')
             slot.worker.send_step(actions[k], auto_reset)
-            return Flight(slot, 'step', 'reply', time.time() + self.step_timeout)
+            return Flight(slot, 'step', 'reply', time.time() + self.life.step_timeout)
         return self._dispatch(held, slots, start)
 
-    @Pyro4.expose
-    def send_reset(self, lease, env_ids, seeds=None):
+    def send_reset(self, held, env_ids, seeds=None):
         """Resets each environment without waiting; its first observation comes from recv.
         A worker due for recycling, or replaced after a loss, is rebuilt first (also without
         waiting: recv sends the reset once the new worker is up)."""
-        return self._start_resets(self._lease(lease), env_ids, seeds)
-
-    def _start_resets(self, held, env_ids, seeds):
-        slots = self._owned(held, env_ids)
-        seeds = self._seeds(slots, seeds)
+        slots = self.ledger.owned(held, env_ids)
+        seeds = self.dispatcher.seeds(slots, seeds)
 
         def start(k, slot):
-            self._recycle_if_due(slot)
+            self.life.recycle_if_due(slot)
             now = time.time()
             if slot.needs_hello:
                 return Flight(slot, 'reset', 'hello', now + BUILD_TIMEOUT, seeds[k])
             slot.worker.send('reset', seeds[k])
-            return Flight(slot, 'reset', 'reply', now + self.step_timeout)
+            return Flight(slot, 'reset', 'reply', now + self.life.step_timeout)
         return self._dispatch(held, slots, start)
 
-    @Pyro4.expose
-    @Pyro4.oneway
-    def post(self, lease, env_ids, actions, auto_reset=True):
+    def post(self, held, env_ids, actions, auto_reset=True):
         """``send`` as a one-way call: the learner does not wait for an answer, so a far farm's
         round trip is not paid per send. Each environment's error element comes from recv as
         ``[env_id, error]``; an error of the call as a whole (a malformed call) is raised by
         the lease's next recv. Order with the connection's other calls is kept: farm.py runs
         one-way calls on the connection's own thread (Pyro4's ONEWAY_THREADED off)."""
-        self._post(lease, self._start_steps, env_ids, actions, auto_reset)
+        self._post(held, self.send, env_ids, actions, auto_reset)
 
-    @Pyro4.expose
-    @Pyro4.oneway
-    def post_reset(self, lease, env_ids, seeds=None):
+    def post_reset(self, held, env_ids, seeds=None):
         """``send_reset`` as a one-way call, answered through recv as ``post`` is."""
-        self._post(lease, self._start_resets, env_ids, seeds)
+        self._post(held, self.send_reset, env_ids, seeds)
 
-    def _post(self, lease, start, env_ids, *args):
-        held = self._lease(lease)  # an unknown lease: its recv says so
+    def _post(self, held, start, env_ids, *args):
         try:
             results = start(held, env_ids, *args)
             refused = [[env_ids[k], result] for k, result in enumerate(results)
@@ -98,7 +96,7 @@ class AsyncStepping(object):
         """Claims ``slots`` and sets each off with ``start(k, slot)`` -> its Flight; one element
         per environment: None (in flight now), or the error dict (refused, or its worker lost:
         replaced)."""
-        results = self._claim(held, slots, CALL)
+        results = self.dispatcher.claim(held, slots, CALL)
         flights = []
         for k, slot in enumerate(slots):
             if results[k] is not None:
@@ -106,8 +104,8 @@ class AsyncStepping(object):
             try:
                 flights.append(start(k, slot))
             except Exception as e:
-                self._unclaim(held, [slot])
-                results[k] = self._failure(slot, e)
+                self.dispatcher.unclaim(held, [slot])
+                results[k] = self.life.failure(slot, e)
         self._launch(held, flights)
         return results
 
@@ -134,8 +132,7 @@ class AsyncStepping(object):
             return
         held.watch.add(flight.fd, flight, held.receiving)
 
-    @Pyro4.expose
-    def recv(self, lease, min_count=1, timeout=1.0, wait=False, linger=0.0):
+    def recv(self, held, min_count=1, timeout=1.0, wait=False, linger=0.0):
         """``[[env_id, result], ...]`` of environments in flight, in the order they finished:
         as soon as ``min(min_count, number in flight)`` are ready, with every other one ready by
         then; at ``timeout`` seconds (None: no limit) with whatever is ready. A result is a
@@ -149,7 +146,6 @@ class AsyncStepping(object):
         result that just misses an answer costs the learner a whole round trip.
         The refusals of ``post``/``post_reset`` come first; a malformed post's error is
         raised here."""
-        held = self._lease(lease)
         if isinstance(min_count, bool) or not isinstance(min_count, numbers.Integral) \
                 or min_count < 0:
             raise ValueError('farm %s: recv: min_count must be an int >= 0, got %r'
@@ -291,31 +287,31 @@ class AsyncStepping(object):
                     slot.worker.kill()
                     raise WorkerLost('worker %s not built within %g s' % (slot.worker.pid,
                                                                           BUILD_TIMEOUT))
-                self._hello(slot, max(0.0, flight.deadline - time.time()))
+                self.life.hello(slot, max(0.0, flight.deadline - time.time()))
                 slot.worker.send('reset', flight.seed)
             except Exception as e:
-                return self._failure(slot, e)
+                return self.life.failure(slot, e)
             flight.stage, flight.worker = 'reply', slot.worker
             flight.sent = time.time()
-            flight.deadline = flight.sent + self.step_timeout
+            flight.deadline = flight.sent + self.life.step_timeout
             return None
-        outcome = flight.worker._timed_out() if late else flight.worker._take()
+        outcome = flight.worker.timed_out() if late else flight.worker.take()
         if flight.outcome is not None:  # the reset after recycling: the episode's first obs
             if isinstance(outcome, Exception):
-                return self._failure(slot, outcome)
+                return self.life.failure(slot, outcome)
             slot.worker.resets += 1
             result, flight.outcome = flight.outcome, None
             result[0] = outcome
-            return self._shaped(held, 'step', result)
+            return self.dispatcher.shaped(held, 'step', result)
         if flight.command == 'step' and not late:
             flight.worker.last_seconds = time.time() - flight.sent
-        result, due = self._settled(slot, flight.command, outcome)
+        result, due = self.life.settled(slot, flight.command, outcome)
         if not due:
-            return self._shaped(held, flight.command, result)
+            return self.dispatcher.shaped(held, flight.command, result)
         try:
-            self._recycle_if_due(slot)  # its successor builds while the others step
+            self.life.recycle_if_due(slot)  # its successor builds while the others step
         except Exception as e:
-            return self._failure(slot, e)
+            return self.life.failure(slot, e)
         flight.stage, flight.seed, flight.outcome, flight.worker = 'hello', None, result, \
             slot.worker
         flight.deadline = time.time() + BUILD_TIMEOUT

@@ -111,7 +111,7 @@ def test_farm_refuses_params_that_are_not_plain_data(thread_farm):
     result = p.set_params(lease, ids, {'nope': 3})[0]
     assert result['kind'] == 'input' and 'unknown parameter nope' in result['error']
     # What a replacement worker is built with: the accepted params only.
-    assert f.farm._slots[ids[0]].worker.params == {'offset': 3}
+    assert f.farm.ledger.slot(ids[0]).worker.params == {'offset': 3}
 
 
 def test_a_recycled_worker_keeps_the_params(thread_farm):

@@ -143,7 +143,7 @@ def test_markdown_table_of_a_saved_run(tmp_path, capsys):
 
 
 def test_soak_growth_is_the_slope_over_the_second_half():
-    import soak
+    from bench import soak
     # Start-up: 100 MiB jump in the first half; then a steady 1 MiB per minute.
     samples = [{'t': 60.0 * k, 'x': (0.0 if k < 5 else 100.0) + k} for k in range(10)]
     summary = soak.summarize(samples)['x']

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import envs
-from farmside import envworker
+from farmside import channel, envworker
 from common import wire
 from farmside.envworker import EnvWorker, WorkerError, WorkerLost, replies
 
@@ -17,7 +17,7 @@ CHEAP = {'obs_size': 3, 'act_size': 2, 'episode_length': 3}
 
 
 def shm_files():
-    return set(glob.glob(os.path.join(envworker.SHM_DIR or '/tmp', 'osimfarm-*')))
+    return set(glob.glob(os.path.join(channel.SHM_DIR or '/tmp', 'osimfarm-*')))
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_a_dead_worker_is_lost_not_waited_for(worker):
 
 def test_block_layout_round_trips_exactly():
     sizes = (3, 4)
-    block = envworker.Block(mmap.mmap(-1, envworker.Block.nbytes(sizes)), sizes)
+    block = channel.Block(mmap.mmap(-1, channel.Block.nbytes(sizes)), sizes)
     assert block.load_action([0.25, 1, 2 ** 40])
     assert block.action.tolist() == [0.25, 1.0, float(2 ** 40)]
     assert not block.load_action([0.25, 1])          # wrong length
@@ -171,7 +171,7 @@ def test_block_layout_round_trips_exactly():
 def test_without_shared_memory_the_pipe_carries_the_steps(worker, monkeypatch):
     def no_space(sizes):
         raise OSError(28, 'No space left on device')
-    monkeypatch.setattr(envworker.Block, 'create', staticmethod(no_space))
+    monkeypatch.setattr(channel.Block, 'create', staticmethod(no_space))
     w = worker()
     assert w.block is None
     w.send('reset', None)

@@ -9,7 +9,7 @@ import Pyro4.errors
 import pytest
 
 import farm
-from farmside import core
+from farmside import core, lifecycle
 from conftest import alive
 
 GOOD = [0.5, 0.5]
@@ -85,13 +85,13 @@ def test_a_worker_lost_while_its_lease_closes_is_not_replaced(thread_farm, monke
     p = f.proxy()
     lease = p.open_lease()
     env_id = p.make(lease, 'CheapEnv', {}, 1)['env_ids'][0]
-    slot = f.farm._slots[env_id]
+    slot = f.farm.ledger.slot(env_id)
     assert p.close_lease(lease)  # _drop: the slot leaves the books, its worker is closed
     started = []
-    real_worker = core.EnvWorker
-    monkeypatch.setattr(farm_core, 'EnvWorker',
+    real_worker = lifecycle.EnvWorker
+    monkeypatch.setattr(lifecycle, 'EnvWorker',
                         lambda *a, **k: started.append(real_worker(*a, **k)) or started[-1])
-    f.farm._failure(slot, farm.WorkerLost('step timed out'))
+    f.farm.life.failure(slot, farm.WorkerLost('step timed out'))
     assert started, 'the failure handling started no worker: the test proves nothing'
     deadline = time.time() + 10
     while any(w.alive() for w in started) and time.time() < deadline:

@@ -27,7 +27,7 @@ def watch_mode(request, monkeypatch):
     if request.param == 'poll':
         without_epoll = types.SimpleNamespace(poll=select.poll, POLLIN=select.POLLIN,
                                               error=select.error)
-        monkeypatch.setattr(farm_books, 'select', without_epoll)
+        monkeypatch.setattr(books, 'select', without_epoll)
     return request.param
 
 
@@ -48,9 +48,9 @@ def recv_all(proxy, lease, count, timeout=30):
 def wait_until_receiving(f, lease):
     """Until a recv waits on ``lease`` of the in-process farm ``f`` (thread_farm)."""
     deadline = time.time() + 20
-    while not f.farm._leases[lease].receiving and time.time() < deadline:
+    while not f.farm.ledger.get(lease).receiving and time.time() < deadline:
         time.sleep(0.01)
-    assert f.farm._leases[lease].receiving
+    assert f.farm.ledger.get(lease).receiving
 
 
 def test_protocol_3_is_in_info(thread_farm):
@@ -306,7 +306,7 @@ def waiting_recvs(f, lease, proxies):
     for t in threads:
         t.start()
     deadline = time.time() + 20
-    while f.farm._leases[lease].receiving < len(proxies) and time.time() < deadline:
+    while f.farm.ledger.get(lease).receiving < len(proxies) and time.time() < deadline:
         time.sleep(0.01)
     return threads
 
@@ -490,7 +490,7 @@ def test_recv_hands_over_every_result_already_there_in_one_answer(thread_farm, w
     ids = make(p, lease, 3)
     p.reset(lease, ids)
     p.send(lease, ids, [GOOD] * 3)
-    pipes = [f.farm._slots[i].worker.conn for i in ids]
+    pipes = [f.farm.ledger.slot(i).worker.conn for i in ids]
     deadline = time.time() + 20
     while time.time() < deadline and not all(pipe.poll(0) for pipe in pipes):
         time.sleep(0.05)  # until every answer waits in its pipe (polling does not take it)
@@ -509,7 +509,7 @@ def test_lockstep_calls_on_other_envs_of_the_lease_go_on_beside_async_ones(threa
     lockstep = threading.Thread(target=lambda: stepped.append(q.step(lease, [slow], [GOOD])))
     lockstep.start()  # a lockstep step of 3 s on one connection...
     deadline = time.time() + 20
-    while f.farm._slots[slow].busy is None and time.time() < deadline:
+    while f.farm.ledger.slot(slow).busy is None and time.time() < deadline:
         time.sleep(0.01)
     for k in range(3):  # ...while the other environment goes round on another
         assert p.send(lease, [fast], [GOOD]) == [None]

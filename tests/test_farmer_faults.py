@@ -207,7 +207,7 @@ class RefusingFarm(farm.Farm):
         if self.refusals <= 0:
             return super(RefusingFarm, self).make(lease, name, kwargs, n, overcommit)
         self.refusals -= 1
-        self._lease(lease)
+        self.renew(lease)  # an unknown lease is still refused as such
         raise ValueError('farm %s: cannot make %s: broken on purpose' % (self.label, name))
 
 

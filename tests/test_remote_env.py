@@ -71,8 +71,7 @@ def test_remote_env_resets_once_per_episode(thread_farm):
 
 def _resets(thread_farm, env):
     place = env.vec.places[0]
-    with thread_farm.farm._books:
-        return thread_farm.farm._slots[place.env_id].worker.resets
+    return thread_farm.farm.ledger.slot(place.env_id).worker.resets
 
 
 def _osim_available():
