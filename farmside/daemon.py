@@ -293,6 +293,12 @@ class FarmDaemon(Pyro4.Daemon):
     def refusals(self):
         return self.transportServer.refusals
 
+    # The project's one override of a private Pyro4 method. Pyro4's documented hook,
+    # validateHandshake(conn, data), runs only after Pyro4 has decoded the first message, so a
+    # caller with a wrong key, a client that is not Pyro4 or an oversized or unfinished
+    # handshake would be refused with no reason we could log, and an unfinished one would hold
+    # a pool thread. Pyro4 4.82 is frozen upstream; tests/test_farm_security.py checks the
+    # signature this relies on, so a Pyro4 that changes it fails a test instead of the farm.
     def _handshake(self, conn, denied_reason=None):
         """Pyro4's handshake, once we know why a caller fails it (for the log). The first
         message is read here, classified, then handed to Pyro4's own handshake again."""

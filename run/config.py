@@ -1,10 +1,12 @@
 """run/config.py: configuring and starting a run, before there is a run to save: what
 train_sac.py and train_ddpg.py do first, so each script can stay one short story.
 
+- :class:`RunConfig`: the fields both scripts share (environments and farms, what the agent
+  learns from, the run); each script's ``Config`` extends it with its algorithm's hyperparameters.
 - :func:`parse_config`: command-line flags generated from a config dataclass; each field's
-  docstring (the string literal under it, read by :func:`field_docs`) is its ``--help`` text; a
-  value out of range (:data:`LIMITS`: ``--n-envs 0``, ``--episodes -1``) is refused in one line
-  (exit code 2) before anything starts.
+  docstring (the string literal under it, read by :func:`field_docs`, in the base class's own file
+  for an inherited field) is its ``--help`` text; a value out of range (:data:`LIMITS`:
+  ``--n-envs 0``, ``--episodes -1``) is refused in one line (exit code 2) before anything starts.
 - :func:`prepare`: the checks that need no farm (run directory writable, ``--resume`` loadable,
   the farm list readable), one-line user errors (``--verbose``: tracebacks and debug logs, see
   :func:`setup_logging`), and until a Session takes over, SIGTERM exits (:data:`TERM_EXIT`)
@@ -15,13 +17,15 @@ train_sac.py and train_ddpg.py do first, so each script can stay one short story
   where it builds everything and waits for ``r(n)`` instead of training and exiting.
 
 What happens once the run exists (its directory, ``r``, ``test``, ``save``, ``load``, signals
-during training) is run/session.py's. Python 3.6 compatible; imports no TensorFlow, and the farmer
-only inside the functions that need it (``--help`` stays instant).
+during training) is run/session.py's; run/main.py puts the two together for the scripts.
+Python 3.6 compatible; imports no TensorFlow, and the farmer only inside the functions that need
+it (``--help`` stays instant).
 """
 import argparse
 import ast
 import contextlib
 import dataclasses  # novermin (3.6: the dataclasses backport, environment-py36.yml)
+import inspect
 import json
 import logging
 import os
@@ -38,6 +42,73 @@ TERM_EXIT = 128 + signal.SIGTERM   # the shell's code for "ended by SIGTERM"
 
 
 # --- configuration -------------------------------------------------------------------------------
+@dataclasses.dataclass
+class RunConfig:
+    """environments, farms and the run (the same for every algorithm)"""
+    # --- environments
+    env: str = 'L2M2019Env'
+    """environment: an osim-rl env (L2M2019Env, Arm2DEnv), a gym id (Pendulum-v1) or CheapEnv"""
+    env_kwargs: dict = dataclasses.field(default_factory=dict)
+    """the environment's keyword arguments, as JSON, e.g. '{"difficulty": 2}'"""
+    curriculum: str = ''
+    """a JSON file of stages [{"episodes": N, "params": {...}}, ...] that change the environments'
+    parameters during training (run/curriculum.py); empty: none"""
+    sim: str = 'default'
+    """osim-rl simulator preset: exact (integrator accuracy 1e-5), default (osim-rl's 5e-5), fast
+    (1e-3); an integrator_accuracy in --env-kwargs wins"""
+    frame_skip: int = 1
+    """simulator steps per agent step (the action repeated, the rewards summed); a frame_skip in
+    --env-kwargs wins"""
+    n_envs: int = os.cpu_count() or 1
+    """environments stepped in parallel on the farms"""
+    stepping: str = 'async'
+    """async: the learner acts for whichever environments are ready and learns while the others
+    simulate (no core waits for the slowest); lockstep: all environments step together"""
+    farms: str = ''
+    """farms as host:capacity[:port],... ; empty: those of farmlist.py"""
+    eval_envs: int = 1
+    """environments of test()'s own, on the farms (0: test on the training ones, ending episodes)"""
+    eval_every: int = 0
+    """episodes between evaluations during r, on the evaluation environments (0: only test())"""
+    eval_episodes: int = 5
+    """episodes per evaluation during r"""
+    give_up_after: float = 0.0
+    """seconds with no farm answering before training ends with a checkpoint (0: wait for ever)"""
+    # --- what the agent learns from (agents/base.py: any agent, whatever its algorithm)
+    normalize_obs: bool = True
+    """normalize observations with running statistics for the networks (agents/normalize.py; the
+    statistics are saved with the weights); --normalize-obs no feeds them raw"""
+    reward_scale: float = 1.0
+    """the updates learn from reward_scale * (r + reward_offset); returns, episodes.csv and
+    evaluations stay the environment's own rewards"""
+    reward_offset: float = 0.0
+    """see --reward-scale; Arm2DEnv (reward 1 - d^2 per simulator step): --reward-offset
+    -FRAME_SKIP --reward-scale 10 learns from -10 d^2"""
+    reward_root: bool = False
+    """the updates learn from -reward_scale * sqrt(max(0, -(r + reward_offset))): a squared
+    penalty made linear (Arm2DEnv: --reward-offset -FRAME_SKIP --reward-root yes learns from
+    about the hand's distance to the target; agents/base.py)"""
+    # --- the run
+    episodes: int = 100
+    """episodes to train when run as a script (interactively nothing trains until r(n))"""
+    run_dir: str = ''
+    """where the run is written; empty: runs/<algo>-<env>-<timestamp>"""
+    resume: str = ''
+    """a run directory or checkpoint to continue (weights, optimizer and RNG states, replay memory,
+    counters; that run's CSV goes on)"""
+    checkpoint_every: int = 50
+    """episodes between checkpoints (one is also written at the end of each r and on exit)"""
+    keep_checkpoints: int = 5
+    """checkpoints kept in the run directory (the newest)"""
+    save_memory: bool = True
+    """checkpoints hold the replay memory, so a resumed run goes on exactly (1M L2M transitions:
+    about 1.3 GB, kept in the newest checkpoint only); --save-memory no leaves it out"""
+    log_every: float = 30.0
+    """seconds between progress lines when stdout is not a terminal"""
+    verbose: bool = False
+    """debug logs, and a traceback with every error (otherwise a user error is one line)"""
+
+
 def field_docs(cls, path):
     """``{field: docstring}`` for the dataclass ``cls`` as written in the file ``path``."""
     with open(path) as f:
@@ -55,6 +126,27 @@ def field_docs(cls, path):
                         docs[field.target.id] = ' '.join(text.split())
             return docs
     return {}
+
+
+def config_docs(cls, path):
+    """:func:`field_docs` of ``cls`` (written in ``path``) and of the dataclasses it extends (each
+    read in its own file: RunConfig's here); a field a subclass declares again keeps its text."""
+    docs = {}
+    for base in reversed(cls.__mro__[1:]):
+        if dataclasses.is_dataclass(base):
+            docs.update(field_docs(base, inspect.getsourcefile(base)))
+    docs.update(field_docs(cls, path))
+    return docs
+
+
+def _declared_by(cls):
+    """``{field: the class in cls's bases, or cls, that declares it first}``."""
+    owners = {}
+    for base in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(base):
+            for f in dataclasses.fields(base):
+                owners.setdefault(f.name, base)
+    return owners
 
 
 def _named(name, convert):
@@ -120,24 +212,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, '%s: %s (see --help)\n' % (self.prog, message))
 
 
-def parse_config(cls, path, argv=None, description=None):
+def parse_config(cls, path, argv=None, description=None, algo=None):
     """An instance of the dataclass ``cls`` from command-line flags (``--n-envs`` or
-    ``--n_envs``); every field must carry a docstring, which becomes its help. A value outside
-    :data:`LIMITS` ends the program with one line (exit code 2)."""
-    docs = field_docs(cls, path)
+    ``--n_envs``); every field must carry a docstring, which becomes its help (``<algo>`` in it
+    reads ``algo``). A value outside :data:`LIMITS` ends the program with one line (exit code 2).
+    A ``cls`` that extends another config (RunConfig) lists each class's flags under its own
+    heading, its docstring's first line, the inherited ones first."""
+    docs = config_docs(cls, path)
     parser = _Parser(prog=os.path.basename(path), description=description)
+    owners, groups = _declared_by(cls), {}
     for f in dataclasses.fields(cls):
+        owner = owners[f.name]
+        if owner not in groups:
+            groups[owner] = (parser if len(set(owners.values())) == 1 else
+                             parser.add_argument_group(owner.__doc__.strip().split('\n')[0]))
         if f.name not in docs:
             raise TypeError('%s.%s has no docstring (it is the --help text)' % (cls.__name__,
                                                                                 f.name))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         flags = ['--' + f.name.replace('_', '-')] + (['--' + f.name] if '_' in f.name else [])
+        text = docs[f.name].replace('<algo>', algo) if algo else docs[f.name]
         options = dict(dest=f.name, type=_flag_type(default), default=default,
                        metavar=type(default).__name__.upper(),
-                       help='%s (default: %s)' % (docs[f.name], _show(default)))
+                       help='%s (default: %s)' % (text, _show(default)))
         if isinstance(default, bool):
             options.update(nargs='?', const=True)  # --verbose alone means yes
-        parser.add_argument(*flags, **options)
+        groups[owner].add_argument(*flags, **options)
     values = vars(parser.parse_args(argv))
     for name, value in sorted(values.items()):
         allowed, text = LIMITS.get(name, (lambda v: True, ''))

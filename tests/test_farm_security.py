@@ -285,3 +285,17 @@ def test_only_the_verbs_can_be_called_over_the_wire(thread_farm):
     assert sorted(p._pyroMethods) == sorted([
         'info', 'open_lease', 'renew', 'close_lease', 'worker_pids', 'make', 'release', 'reset',
         'step', 'set_params', 'send', 'send_reset', 'post', 'post_reset', 'recv'])
+
+
+def test_the_one_private_pyro4_override_still_matches_pyro4():
+    """farmside/daemon.py overrides Pyro4.Daemon._handshake (its comment says why) and swaps the
+    class of Pyro4's thread-pool transport server: both rely on Pyro4 4.82's shapes. A Pyro4
+    that changes them fails here, not in a farm that silently stops classifying refusals."""
+    import inspect
+    from Pyro4.socketserver.threadpoolserver import SocketServer_Threadpool
+    from farmside import daemon
+    assert Pyro4.__version__ == '4.82'
+    assert list(inspect.signature(Pyro4.Daemon._handshake).parameters) == [
+        'self', 'conn', 'denied_reason']
+    assert daemon.FarmDaemon._handshake is not Pyro4.Daemon._handshake
+    assert issubclass(daemon.GuardedServer, SocketServer_Threadpool)

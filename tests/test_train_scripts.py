@@ -102,15 +102,70 @@ def test_parse_config_types_and_aliases():
     assert runconfig.parse_config(Example, __file__, argv=[]) == Example()
 
 
+def script_docs(script):
+    """The docstrings of a script's fields: its Config's own, read in the script (it cannot be
+    imported here: it starts a run), and those it inherits from run/config.py's RunConfig."""
+    shared = runconfig.field_docs(runconfig.RunConfig, runconfig.__file__)
+    own = runconfig.field_docs(type('Config', (), {}), os.path.join(ROOT, script))
+    return shared, own
+
+
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_help_lists_every_field_with_its_docstring(script):
     out = run_script([script, '--help'])  # parse_config refuses a field without a docstring
-    docs = runconfig.field_docs(type('Config', (), {}), os.path.join(ROOT, script))
+    shared, own = script_docs(script)
+    docs = dict(shared, **own)
     assert {'env', 'env_kwargs', 'n_envs', 'farms', 'episodes', 'run_dir', 'resume'} <= set(docs)
     squeezed = ''.join(out.split())  # argparse re-wraps the help text
     for name, doc in docs.items():
         assert '--' + name.replace('_', '-') in out
+        doc = doc.replace('<algo>', script[6:-3])  # run_dir's: runs/sac-<env>-<timestamp>
         assert ''.join(doc.split()) in squeezed, name
+
+
+def test_both_helps_list_the_shared_flags_then_their_own():
+    """One RunConfig for both scripts: each --help lists all of its flags under one heading, then
+    the algorithm's own under the algorithm's; the hyperparameters that differ stay apart."""
+    helps = {script: run_script([script, '--help']) for script in SCRIPTS}
+    for script, out in helps.items():
+        shared, own = script_docs(script)
+        assert own and not set(own) & set(shared), script  # a script declares no shared field
+        heading = out.index('\nenvironments, farms and the run')
+        algo = out.index('\n%s; defaults from ' % script[6:-3].upper())
+        for name in shared:
+            assert heading < out.index('\n  --%s ' % name.replace('_', '-')) < algo, name
+        for name in own:
+            assert algo < out.index('\n  --%s ' % name.replace('_', '-')), name
+    for flag in ('--actor-lr', '--critic-lr', '--noise', '--sigma', '--random-steps'):
+        assert flag in helps['train_ddpg.py'] and flag not in helps['train_sac.py']
+    for flag in ('--lr ', '--initial-alpha'):
+        assert flag in helps['train_sac.py'] and flag not in helps['train_ddpg.py']
+    assert 'runs/sac-<env>-<timestamp>' in helps['train_sac.py']
+    assert 'runs/ddpg-<env>-<timestamp>' in helps['train_ddpg.py']
+
+
+@dataclass
+class Algorithm(runconfig.RunConfig):
+    """ALGO; one knob of its own"""
+    knob: float = 0.5
+    """a knob"""
+    seed: int = 1
+    """a seed"""
+
+
+def test_parse_config_of_a_run_config_subclass_reads_inherited_docs_and_groups_them(capsys):
+    cfg = runconfig.parse_config(Algorithm, __file__, argv=['--knob', '2', '--n-envs', '3'],
+                                 algo='algo')
+    assert (cfg.knob, cfg.n_envs, cfg.env, cfg.seed) == (2.0, 3, 'L2M2019Env', 1)
+    assert isinstance(cfg, runconfig.RunConfig)
+    with pytest.raises(SystemExit):
+        runconfig.parse_config(Algorithm, __file__, argv=['--help'], algo='algo')
+    out = capsys.readouterr().out
+    assert out.index('\nenvironments, farms and the run') < out.index('\n  --env ') < out.index(
+        '\nALGO; one knob of its own:') < out.index('\n  --knob ')
+    assert 'runs/algo-<env>-<timestamp>' in ''.join(out.split())
+    assert runconfig.config_docs(Algorithm, __file__)['knob'] == 'a knob'
+    assert runconfig.config_docs(Algorithm, __file__)['farms'].startswith('farms as host')
 
 
 # --- end to end ----------------------------------------------------------------------------------
@@ -155,16 +210,20 @@ def test_a_script_run_trains_saves_and_stops_its_local_farm(script, stepping, tm
 
 
 COUNTERS = 'import json\ndef show(tag): print(tag, json.dumps(agent.counters()))\n\nshow("@C0")\n'
+NAMES = ('print("@NAMES", json.dumps(sorted(n for n in ("r", "test", "save", "load", "video", '
+         '"cfg", "farmer", "env", "agent") if n in globals())))\n')
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
 def test_r_continues_counters_and_load_resumes(script, tmp_path):
     port, run_dir = free_port(), tmp_path / 'run'
     # python -i: the interactive path; stdin feeds the prompt.
-    out = run_script(['-i', script] + CHEAP + tiny(script, port, run_dir), stdin=COUNTERS + (
-        'r(2)\nshow("@C1")\nr(2)\nshow("@C2")\n'
-        'agent.episodes = 999\nload()\nshow("@LOADED")\n'))
+    out = run_script(['-i', script] + CHEAP + tiny(script, port, run_dir),
+                     stdin=COUNTERS + NAMES + 'r(2)\nshow("@C1")\nr(2)\nshow("@C2")\n'
+                     'agent.episodes = 999\nload()\nshow("@LOADED")\n')
     assert 'r(100) trains 100 more episodes' in out
+    assert marked(out, '@NAMES') == ['agent', 'cfg', 'env', 'farmer', 'load', 'r', 'save', 'test',
+                                     'video']  # the prompt's names (run/main.py)
     c0, c1, c2 = marked(out, '@C0'), marked(out, '@C1'), marked(out, '@C2')
     assert c0 == {'global_step': 0, 'episodes': 0, 'updates': 0}  # nothing trains before r
     assert c0['global_step'] < c1['global_step'] < c2['global_step']
