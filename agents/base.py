@@ -8,7 +8,7 @@ bases. The concrete agent provides:
 - ``train_once() -> list of metric values`` (one gradient update from ``self.memory``);
 - ``reset_noise(indices)``; ``memory`` (:class:`agents.replay.TransitionReplay`), ``batch_size``,
   ``nb_steps_warmup`` (no updates before this many env steps), ``updates_per_step``,
-  ``action_low`` / ``action_high``; ``_weight_files(filepath)`` (suffix -> model) for
+  ``action_low`` / ``action_high``; ``weight_files(filepath)`` (suffix -> model) for
   save/load; ``_optimizers()`` (name -> (optimizer, the variables it trains)) and ``_rngs()``
   (name -> numpy ``RandomState``) for the training state; ``_acting_model()`` (the network
   that acts, for :meth:`OffPolicyAgent.save_policy`).
@@ -283,7 +283,7 @@ class OffPolicyAgent(object):
         stdin). Optimizer states, RNG states and the replay memory are
         :meth:`save_training_state`'s.
         """
-        files = self._weight_files(filepath)
+        files = self.weight_files(filepath)
         state_file = self._state_file(filepath)
         norm_file = self.norm_file(filepath)
         if not overwrite:
@@ -304,7 +304,7 @@ class OffPolicyAgent(object):
         if not self.compiled:
             raise RuntimeError('compile() the agent before load_weights (targets and the '
                                'temperature are created by compile)')
-        for path, model in self._weight_files(filepath).items():
+        for path, model in self.weight_files(filepath).items():
             if os.path.exists(path) or not self._optional_weight_file(path):
                 model.load_weights(path)
         self._after_load(filepath)
@@ -415,7 +415,8 @@ class OffPolicyAgent(object):
             values = [arrays[key] for key in sorted(arrays) if key.startswith(prefix)]
             if values and not optimizer.weights:
                 # Slots are made at the first update (eager mode): make them now to fill them.
-                optimizer._create_all_weights(variables)
+                from agents import compat  # (TensorFlow: imported where it is needed)
+                compat.create_optimizer_slots(optimizer, variables)
             if values or optimizer.weights:
                 optimizer.set_weights(values or [np.zeros_like(w)
                                                  for w in optimizer.get_weights()])

@@ -139,3 +139,19 @@ def adam(learning_rate=3e-4, **kwargs):
 def clone_optimizer(optimizer):
     """A fresh optimizer with the same configuration (each network needs its own slots)."""
     return optimizer.__class__.from_config(optimizer.get_config())
+
+
+def create_optimizer_slots(optimizer, variables):
+    """Makes a legacy optimizer's slot variables now. They are made at its first update, and a
+    checkpoint's optimizer state must be loaded before that; tf-keras 2.21's legacy optimizers
+    have no public call for it, so this uses their ``_create_all_weights`` (the one place)."""
+    optimizer._create_all_weights(variables)
+
+
+def renamed_clone(model, name):
+    """A copy of ``model`` (same architecture, fresh weights) named ``name``. Keras models have
+    no public setter for the name, which the weight files' layer lookup depends on: tf-keras
+    reads ``_name``."""
+    clone = keras.models.clone_model(model)
+    clone._name = name
+    return clone

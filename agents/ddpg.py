@@ -168,7 +168,7 @@ class DDPG(OffPolicyAgent, DDPGAgent):
             names += self.processor.metrics_names[:]
         return names
 
-    def _weight_files(self, filepath):
+    def weight_files(self, filepath):
         # keras-rl's file names, so plain DDPGAgent weights load here and vice versa; the targets
         # beside them, so that a resumed run continues with the targets it had.
         files = {self._part_file(filepath, 'actor'): self.actor,

@@ -64,7 +64,7 @@ import time
 import numpy as np
 
 from envs.measures import episode_measures, summary as measure_summary
-from vecenv.contract import end_reason
+from vecenv.contract import end_reason, env_ids_of
 
 log = logging.getLogger(__name__)
 
@@ -247,8 +247,8 @@ def _record(agent, state, actions, result, summary, env_ids=None):
 
 def _record_received(agent, state, received, summary):
     """Take in one ``recv`` batch: first observations of resets, transitions of steps."""
-    obs, rewards, terminated, truncated, infos, env_ids = received
-    env_ids = np.asarray(env_ids, dtype=np.int64)
+    obs, rewards, terminated, truncated, infos = received
+    env_ids = env_ids_of(infos)
     if len(env_ids) == 0:
         return []
     first = state.resetting[env_ids]

@@ -30,6 +30,7 @@ from rl.core import Agent
 
 from agents import networks, sac_math
 from agents.base import OffPolicyAgent
+from agents import compat
 from agents.compat import adam, clone_optimizer, keras, tf
 from agents.replay import TransitionReplay
 from agents.tf_function import NumpyFunction
@@ -126,8 +127,7 @@ class SAC(OffPolicyAgent, Agent):
 
     @staticmethod
     def _clone(model):
-        clone = keras.models.clone_model(model)
-        clone._name = 'target_' + model.name
+        clone = compat.renamed_clone(model, 'target_' + model.name)
         clone.set_weights(model.get_weights())
         return clone
 
@@ -240,7 +240,7 @@ class SAC(OffPolicyAgent, Agent):
             names += self.processor.metrics_names[:]
         return names
 
-    def _weight_files(self, filepath):
+    def weight_files(self, filepath):
         files = {self._part_file(filepath, 'policy'): self.policy,
                  self._part_file(filepath, 'critic1'): self.critic1,
                  self._part_file(filepath, 'critic2'): self.critic2}

@@ -57,11 +57,11 @@ def replay(env_name, env_kwargs, seed, actions):
     from the reset with ``seed`` by evaluate.py's episode loop, on an environment built for it;
     the last action is held should the episode outlast ``actions``. The distance is ``FAILED``
     when the episode ended before its time limit (diverged) or its distance is not finite."""
-    import evaluate
-    env = evaluate.make_env(env_name, env_kwargs, False)
+    from run import evaluation
+    env = evaluation.make_env(env_name, env_kwargs, False)
     played = itertools.count()
     try:
-        returns, lengths, measures = evaluate.run_episodes(
+        returns, lengths, measures = evaluation.run_episodes(
             lambda obs: actions[min(next(played), len(actions) - 1)], env, 1, seed)
     finally:
         env.close()
@@ -127,13 +127,13 @@ def progress(verbose):
 def record(policy, ks):
     """The policy's environment, its settings, and for each evaluation target in ``ks`` its
     actions (agent steps x muscles) and the target, from evaluate.py's own loading code."""
-    import evaluate
+    from run import evaluation
     algo, env_name, env_kwargs, hidden = evaluate.plan(evaluate.parse_args([policy]))
     # Each episode on an environment of its own, as replay() plays it: osim-rl's Arm2DEnv keeps
     # a trace of earlier episodes (hundredths of a millimetre), enough to tip an episode at the
     # edge of diverging one way or the other.
-    env = evaluate.make_env(env_name, env_kwargs, False)
-    act, _ = evaluate.load_policy(algo, hidden, env, policy)
+    env = evaluation.make_env(env_name, env_kwargs, False)
+    act, _ = evaluation.load_policy(algo, hidden, env, policy)
     env.close()
     episodes = []
     for k in sorted(ks):
@@ -145,9 +145,9 @@ def record(policy, ks):
             played.append(np.clip(np.asarray(act(obs), dtype=float).ravel(), 0.0, 1.0))
             return played[-1]
 
-        env = evaluate.make_env(env_name, env_kwargs, False)
+        env = evaluation.make_env(env_name, env_kwargs, False)
         try:
-            evaluate.run_episodes(recording, env, 1, EVAL_SEED + k)
+            evaluation.run_episodes(recording, env, 1, EVAL_SEED + k)
         finally:
             env.close()
         target = np.asarray(first[0], dtype=float)[:2]  # as bench/arm_reach.py reads it

@@ -112,7 +112,7 @@ class Recorder(object):
 
 def weights_digest(agent, path='x.h5'):
     digest = hashlib.sha1()
-    for _, model in sorted(agent._weight_files(path).items()):
+    for _, model in sorted(agent.weight_files(path).items()):
         for w in model.get_weights():
             digest.update(np.ascontiguousarray(w).tobytes())
     return digest.hexdigest()[:16]

@@ -203,7 +203,7 @@ def session_alive(sid):
     return sorted(processes(lambda pid, stat: stat[2] == sid))
 
 
-def _cmdline(pid):
+def cmdline(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as f:
             return f.read().decode(errors='replace').replace('\0', ' ')
@@ -287,7 +287,7 @@ class Farm(object):
         """PIDs of this farm's environment workers: children of its forkserver."""
         mine = processes(lambda pid, stat: stat[2] == self.process.pid)
         servers = [pid for pid, stat in mine.items() if stat[1] == self.process.pid
-                   and 'forkserver' in _cmdline(pid)]
+                   and 'forkserver' in cmdline(pid)]
         return sorted(pid for pid, stat in mine.items() if stat[1] in servers)
 
     def stop(self):

@@ -31,7 +31,7 @@ with its step count, replay memory and curve (rows past the checkpoint are dropp
 again); a finished seed is not trained again. ``--steps`` may grow between runs (a longer run);
 the flags that shape training must stay the same (refused in one line otherwise).
 
-Export: ``--export DIR`` writes each seed's trained policy (evaluate.export_policy: actor
+Export: ``--export DIR`` writes each seed's trained policy (evaluation.export_policy: actor
 weights, observation statistics, config.json; a few hundred KB) to DIR (one seed) or DIR/seed<k>,
 for ``python evaluate.py DIR --episodes 20 --seed S --json``.
 
@@ -134,16 +134,16 @@ def build_agent(args, vec, seed):
 # --- evaluation: evaluate.py's code ---------------------------------------------------------------
 def evaluation(act, env, args):
     """evaluate.py's result for ``act`` on ``--eval-episodes`` episodes from EVAL_SEED."""
-    import evaluate
-    returns, lengths, measures = evaluate.run_episodes(act, env, args.eval_episodes, EVAL_SEED)
-    return evaluate.result('policy', None, args.env, {}, EVAL_SEED, returns, lengths, measures,
+    from run import evaluation
+    returns, lengths, measures = evaluation.run_episodes(act, env, args.eval_episodes, EVAL_SEED)
+    return evaluation.result('policy', None, args.env, {}, EVAL_SEED, returns, lengths, measures,
                            None, None, 0)
 
 
 def task_measure(outcome):
     """``(key, value)`` of the environment's task measure in an evaluation, or (None, None)."""
-    import evaluate
-    for key, _, _ in sorted(evaluate.MEASURES.values()):
+    from run import evaluation
+    for key, _, _ in sorted(evaluation.MEASURES.values()):
         if key in outcome:
             return key, outcome[key]
     return None, None
@@ -157,10 +157,10 @@ def random_baseline(args, env_kwargs):
             cached = json.load(f)
         if cached.get('episodes') == args.eval_episodes:
             return cached
-    import evaluate
-    env = evaluate.make_env(args.env, env_kwargs, video=False)
+    from run import evaluation
+    env = evaluation.make_env(args.env, env_kwargs, video=False)
     try:
-        act, _ = evaluate.load_policy('random', (), env, None, seed=12345)
+        act, _ = evaluation.load_policy('random', (), env, None, seed=12345)
         outcome = evaluation(act, env, args)
     finally:
         env.close()
@@ -174,7 +174,7 @@ def run_seed(args, seed, env_kwargs, frame_skip, measure_key=None):
     """Train (or continue) one seed; returns its result dict and its curve rows.
     ``measure_key``: the env's task measure (``mean_distance``...), None where it has none."""
     from run import checkpoints
-    import evaluate
+    from run import evaluation
     from agents.compat import keras, tf
     keras.backend.clear_session()  # a fresh graph per seed (graph mode would keep growing)
     random.seed(seed)
@@ -207,9 +207,9 @@ def run_seed(args, seed, env_kwargs, frame_skip, measure_key=None):
         def on_episode(event):
             add_row('train', event['global_step'], event['return'], event['length'])
 
-        eval_env = evaluate.make_env(args.env, env_kwargs, video=False)
+        eval_env = evaluation.make_env(args.env, env_kwargs, video=False)
         try:
-            act = evaluate.policy_of(agent)
+            act = evaluation.policy_of(agent)
             target = int(math.ceil(args.steps / float(frame_skip)))
             eval_every = max(1, args.eval_every // frame_skip)
             checkpoint_every = max(1, args.checkpoint_every // frame_skip)
@@ -287,7 +287,7 @@ def run_seed(args, seed, env_kwargs, frame_skip, measure_key=None):
         if args.export:
             where = (args.export if len(args.seeds) == 1
                      else os.path.join(args.export, 'seed%d' % seed))
-            evaluate.export_policy(agent, where, args.algo, args.env, env_kwargs, args.hidden,
+            evaluation.export_policy(agent, where, args.algo, args.env, env_kwargs, args.hidden,
                                    seed=seed, sim_steps=result['sim_steps'],
                                    agent_steps=result['agent_steps'],
                                    final_mean_return=result.get('final_mean_return'),
@@ -428,7 +428,7 @@ _hidden.__name__ = 'comma-separated int'
 
 def parse_args(argv=None):
     from run import config as runconfig
-    parser = runconfig._Parser(prog='bench/learn.py', description=__doc__.split('\n')[0])
+    parser = runconfig.Parser(prog='bench/learn.py', description=__doc__.split('\n')[0])
     parser.add_argument('--algo', choices=['sac', 'ddpg'], required=True)
     parser.add_argument('--env', default='Pendulum-v1')
     parser.add_argument('--env-kwargs', default='{}', help='JSON keyword arguments of the env')

@@ -47,6 +47,7 @@ ROOT = os.path.dirname(HERE)
 
 import gymnasium  # noqa: E402
 
+from vecenv import contract  # noqa: E402
 from bench import farm_bench  # noqa: E402  (bench/: its runners, local farm and load probes)
 
 log = logging.getLogger('scale_bench')
@@ -77,7 +78,8 @@ class AsyncRunner(object):
         env.send(self.rng.uniform(0, 1, (sent, self.act_size)), np.arange(sent))
         done = 0
         while env.in_flight:
-            _, _, terminated, truncated, _, ids = env.recv()
+            _, _, terminated, truncated, infos = env.recv()
+            ids = contract.env_ids_of(infos)
             done += len(ids)
             self.resets += int(np.count_nonzero(terminated | truncated))
             more = ids[:max(0, k - sent)]

@@ -60,7 +60,7 @@ def sample(farm, learner, started):
     row = {'t': round(time.time() - started, 2), 'env_steps': learner.step()}
     found = {'farm': measure(farm.pid), 'learner': measure(learner.pid)}
     servers = [pid for pid, stat in drills.processes(lambda p, s: s[1] == farm.pid).items()
-               if 'forkserver' in drills._cmdline(pid)]
+               if 'forkserver' in drills.cmdline(pid)]
     found['forkserver'] = measure(servers[0]) if servers else None
     workers = [m for m in (measure(pid) for pid in farm.workers()) if m]
     row['workers_n'] = len(workers)

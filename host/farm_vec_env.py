@@ -14,9 +14,10 @@ modes: lockstep (``reset``, ``step_async``/``step_wait``, ``step``) and asynchro
   ``recv`` while that farm has environments in flight and queues what comes back; ``recv``
   drains the queue.
 - Conversions: actions are checked here and cross as one packed array per farm (wire.pack);
-  observations come back packed (the lease is opened with ``packed``) and become one float32
-  array (:func:`host.receivers.as_obs`; a farm's answer at once, :func:`as_obs_rows`). Those
-  are the host's one conversion out and in.
+  observations come back packed (the lease is opened with ``packed``) and become one array in
+  the contract's form, ``obs_form`` (float32, or int64 for a Discrete space:
+  :func:`host.receivers.as_obs`; a farm's answer at once, :func:`as_obs_rows`). Those are the
+  host's one conversion out and in.
 - A farm lost mid-call (``FARM_DOWN``) or a lease it forgot: those environments' episodes end
   truncated, not terminated (``info['lost']``, ``info['lost_cause']`` 'farm' or 'lease'), and
   they are rebuilt where farms answer (one ``make`` per farm), above capacity up to the farm's
@@ -48,7 +49,7 @@ from host.link import FARM_DOWN
 from host.placement import Placing
 from common.protocol import is_error
 from host.receivers import AsyncState, as_obs, as_obs_rows, no_such_lease
-from vecenv.contract import EpisodeTracker, VecEnv, check_env_ids, make_space
+from vecenv.contract import EpisodeTracker, ObsForm, VecEnv, check_env_ids, make_space
 
 log = logging.getLogger('farmer')
 
@@ -91,9 +92,9 @@ class FarmVecEnv(Placing, VecEnv):
             self.closed = True
             raise
         self.max_episode_steps = self.spec.get('max_episode_steps')
-        self._obs_shape = self.observation_space.shape
+        self.obs_form = ObsForm(self.observation_space)
         self._act_size = int(np.prod(self.action_space.shape)) if self.action_space.shape else 1
-        self.last_obs = np.zeros((n_envs,) + self._obs_shape, dtype=np.float32)
+        self.last_obs = self.obs_form.zeros(n_envs)
         self.tracker = EpisodeTracker(n_envs)
         self._async = AsyncState(self)
 
@@ -113,10 +114,10 @@ class FarmVecEnv(Placing, VecEnv):
         for (link, lease), (indices, ids) in self._groups.items():
             seeds = None if seed is None else [seed + i for i in indices]
             futures[(link, lease)] = link.submit('reset', lease, ids, seeds)
-        obs = np.zeros((self.num_envs,) + self._obs_shape, dtype=np.float32)
+        obs = self.obs_form.zeros(self.num_envs)
 
         def store(indices, results):
-            obs[indices] = as_obs_rows(results)
+            obs[indices] = as_obs_rows(results, self.obs_form)
         lost = self._collect(futures, store)
         if lost:
             obs[sorted(lost)] = self._reset_many(sorted(lost), seed)
@@ -264,7 +265,8 @@ class FarmVecEnv(Placing, VecEnv):
             raise NothingPendingError('step_wait() with no step pending: step_async() first')
         started = time.time()
         n = self.num_envs
-        obs = np.zeros((n,) + self._obs_shape, dtype=np.float32)
+        form = self.obs_form
+        obs = form.zeros(n)
         rewards = np.zeros(n)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
@@ -272,14 +274,14 @@ class FarmVecEnv(Placing, VecEnv):
 
         def store(indices, results):
             # The host's one conversion in: a whole farm's answer per numpy call, not per env.
-            obs[indices] = as_obs_rows([res[0] for res in results])
+            obs[indices] = as_obs_rows([res[0] for res in results], form)
             rewards[indices] = [res[1] for res in results]
             terminated[indices] = [res[2] for res in results]
             truncated[indices] = [res[3] for res in results]
             for i, res in zip(indices, results):
                 info = res[4]
                 if 'terminal_observation' in info:
-                    info['terminal_observation'] = as_obs(info['terminal_observation'])
+                    info['terminal_observation'] = as_obs(info['terminal_observation'], form)
                 infos[i] = info
 
         futures, self._pending = self._pending, None
@@ -288,7 +290,7 @@ class FarmVecEnv(Placing, VecEnv):
             # Not terminal: the episode was cut short by the machinery, so a learner bootstraps.
             truncated[i], terminated[i], rewards[i] = True, False, 0.0
             infos[i] = {'lost': reason, 'lost_cause': cause,
-                        'terminal_observation': self.last_obs[i].copy()}
+                        'terminal_observation': form.item(self.last_obs[i])}
         if lost:
             obs[sorted(lost)] = self._reset_many(sorted(lost))
         if self._displaced and self.rebalance_due:
@@ -296,7 +298,8 @@ class FarmVecEnv(Placing, VecEnv):
             for i, (first_obs, reason) in self._move_back().items():
                 if not (terminated[i] or truncated[i]):  # this step's outcome stands; then cut
                     truncated[i] = True
-                    infos[i] = dict(infos[i], terminal_observation=obs[i].copy(), moved=reason)
+                    infos[i] = dict(infos[i], terminal_observation=form.item(obs[i]),
+                                    moved=reason)
                 # (an episode that ended on its own in this step keeps its own end reason)
                 obs[i] = first_obs
         self.tracker.record(rewards, terminated | truncated, infos)
@@ -418,9 +421,12 @@ class FarmVecEnv(Placing, VecEnv):
                     if is_error(result):
                         raise RuntimeError('could not reset a replaced environment: %s'
                                            % result['error'])
-                    obs[i] = as_obs(result)
+                    obs[i] = as_obs(result, self.obs_form)
             if not down and not expired:
-                return np.array([obs[i] for i in indices], dtype=np.float32)
+                first = self.obs_form.zeros(len(indices))
+                for k, i in enumerate(indices):
+                    first[k] = obs[i]
+                return first
             self._recover(down, expired)
         raise RuntimeError('could not reset replaced environments: farms keep failing')
 
@@ -445,7 +451,8 @@ class FarmVecEnv(Placing, VecEnv):
 
     def recv(self, batch_size=None, timeout=None):
         """Results of at least ``min(batch_size, in_flight)`` environments (and every other one
-        ready), in order of arrival: ``(obs, rewards, terminated, truncated, infos, env_ids)``."""
+        ready), in order of arrival: ``(obs, rewards, terminated, truncated, infos)``, each
+        info with its row's ``'env_id'`` (vecenv/contract.py; ``env_ids_of(infos)``)."""
         if self.closed:
             raise RuntimeError('recv on a closed vectorized env')
         if self._pending is not None:

@@ -34,8 +34,6 @@ import queue
 import threading
 import time
 
-import numpy as np
-
 from common import wire
 from common.protocol import is_error
 from common.errors import NothingPendingError, PendingError
@@ -50,21 +48,24 @@ STEP, RESET, REBUILDING = 'step', 'reset', 'rebuilding'  # what an environment i
 MAX_RESET_TRIES = 3  # resets of a replaced worker that may fail in a row before we give up
 
 
-def as_obs(value):
-    """One observation off the wire (packed, or a list) as float32: the host's one conversion
-    in, a fresh writable array."""
-    if wire.is_packed(value):
-        return np.array(wire.unpack(value), dtype=np.float32)
-    return np.asarray(value, dtype=np.float32)
+def as_obs(value, form):
+    """One observation off the wire (packed, or a list) in ``form`` (a
+    :class:`vecenv.contract.ObsForm`: float32, or an int for a Discrete space): the host's one
+    conversion in, a fresh writable array or a scalar."""
+    return form.one(wire.unpack(value) if wire.is_packed(value) else value)
 
 
-def as_obs_rows(values):
-    """Observations off the wire, one per row, as one float32 array (read-only when they came
-    packed: the caller stores them). A farm's packed answer takes one numpy call."""
+def as_obs_rows(values, form):
+    """Observations off the wire, one per row, as one array in ``form`` (read-only when they
+    came packed as float32: the caller stores them). A farm's packed answer takes one numpy
+    call."""
     rows = wire.unpack_rows(values)
     if rows is not None:
-        return rows.astype(np.float32, copy=False)
-    return np.array([as_obs(value) for value in values], dtype=np.float32)
+        return form.rows(rows)
+    stacked = form.zeros(len(values))
+    for k, value in enumerate(values):
+        stacked[k] = as_obs(value, form)
+    return stacked
 
 
 def no_such_lease(error):
@@ -377,7 +378,7 @@ class AsyncState(object):
                 continue
             del self.flight[i]
             self.ready.append(self._step_row(i, result) if kind == STEP
-                              else self._reset_row(i, as_obs(result)))
+                              else self._reset_row(i, as_obs(result, env.obs_form)))
         if moving:
             self._start(self._relocate, moving)
         if refused:
@@ -385,9 +386,11 @@ class AsyncState(object):
 
     def _step_row(self, i, result):
         obs, reward, terminated, truncated, info = result
+        form = self.env.obs_form
         if 'terminal_observation' in info:
-            info['terminal_observation'] = as_obs(info['terminal_observation'])
-        return (i, as_obs(obs), float(reward), bool(terminated), bool(truncated), info, True)
+            info['terminal_observation'] = as_obs(info['terminal_observation'], form)
+        return (i, as_obs(obs, form), float(reward), bool(terminated), bool(truncated), info,
+                True)
 
     def _reset_row(self, i, obs):
         if i in self.moving:  # moved after its step: that step's outcome, then the cut
@@ -400,9 +403,9 @@ class AsyncState(object):
             return (i, obs, 0.0, False, False, {}, False)
         reason, cause = self.lost.pop(i)
         # Not terminal: the machinery cut the episode short, so a learner bootstraps.
+        last = self.env.obs_form.item(self.env.last_obs[i])
         return (i, obs, 0.0, False, True, {'lost': reason, 'lost_cause': cause,
-                                           'terminal_observation': self.env.last_obs[i].copy()},
-                True)
+                                           'terminal_observation': last}, True)
 
     def _deliver(self):
         rows, self.ready = self.ready, []
@@ -413,7 +416,7 @@ class AsyncState(object):
             else:
                 env.tracker.restart(i)
             env.last_obs[i] = obs
-        return stack_results([row[:6] for row in rows], env.observation_space.shape)
+        return stack_results([row[:6] for row in rows], env.obs_form.shape, env.obs_form.dtype)
 
     # --- losses -----------------------------------------------------------------------------------
     def _worker_lost(self, i, text):

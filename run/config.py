@@ -206,7 +206,7 @@ LIMITS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message):
         """One line, no usage block: ``train_sac.py: argument --n-envs: ... (see --help)``."""
         self.exit(2, '%s: %s (see --help)\n' % (self.prog, message))
@@ -219,7 +219,7 @@ def parse_config(cls, path, argv=None, description=None, algo=None):
     A ``cls`` that extends another config (RunConfig) lists each class's flags under its own
     heading, its docstring's first line, the inherited ones first."""
     docs = config_docs(cls, path)
-    parser = _Parser(prog=os.path.basename(path), description=description)
+    parser = Parser(prog=os.path.basename(path), description=description)
     owners, groups = _declared_by(cls), {}
     for f in dataclasses.fields(cls):
         owner = owners[f.name]
@@ -312,11 +312,12 @@ def prepare(cfg, algo):
     run_dir = prepare_run_dir(cfg, algo)
     flag = '--resume' if cfg.resume and checkpoints.run_dir_of(cfg.resume) else '--run-dir'
     _check_writable(run_dir, flag)
-    import farmer  # the farm list: errors.FarmListError naming the entry, before any farm starts
+    # The farm list: errors.FarmListError naming the entry, before any farm starts.
+    from host.farmlist_reader import parse_farms, read_farmlist
     if cfg.farms:
-        farmer.parse_farms(farm_entries(cfg.farms), '--farms')
+        parse_farms(farm_entries(cfg.farms), '--farms')
     else:
-        farmer.read_farmlist()
+        read_farmlist()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return run_dir
@@ -343,7 +344,7 @@ def make_farmer(farms, give_up_after=0):
     ``host:capacity[:port],...``. Either way a local farm is started when only this machine is
     listed and none answers; ``Farmer.close`` stops it. ``give_up_after`` seconds with no farm
     answering end training with errors.FarmsLostError (0: never)."""
-    from farmer import Farmer
+    from host.allocation import Farmer
     kwargs = {'give_up_after': give_up_after} if give_up_after else {}
     if not farms:
         return Farmer(**kwargs)

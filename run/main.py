@@ -80,8 +80,8 @@ def verbs(run):
 
     def video(path='video.mp4', episodes=1, seed=0):
         """Film deterministic episodes of the current policy (its own env, in this process)."""
-        import evaluate
-        return evaluate.record(run.agent, run.cfg.env, run.cfg.env_kwargs, path,
+        from run import evaluation
+        return evaluation.record(run.agent, run.cfg.env, run.cfg.env_kwargs, path,
                                episodes=episodes, seed=seed)
 
     return r, test, save, load, video

@@ -271,9 +271,9 @@ class ScriptedAsyncVecEnv(contract.VecEnv):
 
     @staticmethod
     def _rows(result):
-        obs, rewards, terminated, truncated, infos, env_ids = result
-        return [(int(env_ids[k]), obs[k], rewards[k], terminated[k], truncated[k], infos[k])
-                for k in range(len(env_ids))]
+        obs, rewards, terminated, truncated, infos = result
+        return [(info['env_id'], obs[k], rewards[k], terminated[k], truncated[k], info)
+                for k, info in enumerate(infos)]
 
     def recv(self, batch_size=None, timeout=None):
         self.recvs += 1

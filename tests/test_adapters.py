@@ -8,7 +8,11 @@ daemon in this process, one worker process per environment).
 - gymnasium: a seeded random-action rollout, autoresets included, equals SyncVectorEnv's in
   SAME_STEP mode, infos and RecordEpisodeStatistics included.
 - Either: a worker killed mid-episode shows as a truncated episode with the reason; importing
-  an adapter without its library is one line that says what to install.
+  an adapter without its library is one line that says what to install; a gym id with a
+  ``Discrete`` observation space (FrozenLake, Taxi, CliffWalking) gives int observations inside
+  it, as the peers' own vector envs do.
+- The peers' small print: gymnasium's per-env ``np_random_seed`` and its TypeError for a scalar
+  action; SB3's VecMonitor over the adapter finds no Monitor to warn about.
 
 The SB3 tests skip where stable-baselines3 (and torch) are not installed: they are optional
 (requirements-bench.txt; ``./setup.sh --bench``).
@@ -136,10 +140,17 @@ def test_sb3_sac_trains_through_a_farm(thread_farm):
         env.close()
 
 
+def said(caught, *words):
+    """The messages of recorded warnings that name any of ``words``."""
+    return [str(w.message) for w in caught if any(word in str(w.message) for word in words)]
+
+
 @needs_sb3
 def test_sb3_evaluate_policy_and_vec_check_nan_see_the_episodes_a_monitor_sees(make_vec):
+    """Through VecMonitor, as SB3 evaluates any VecEnv without a Monitor per env (EnvPool's,
+    Procgen's): no warning, and the episodes DummyVecEnv of Monitors gives."""
     from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import VecCheckNan
+    from stable_baselines3.common.vec_env import VecCheckNan, VecMonitor
     model = sac(dummy(2), learning_starts=100)
 
     def episodes(env):
@@ -154,12 +165,34 @@ def test_sb3_evaluate_policy_and_vec_check_nan_see_the_episodes_a_monitor_sees(m
     # (recorded, not raised: the filter is process-wide, and the farm's daemon thread warns)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        returns, lengths = episodes(sb3_adapter(make_vec, 2))
-    said = [str(w.message) for w in caught]
-    assert not [m for m in said if 'Monitor' in m or 'render_mode' in m], said
+        returns, lengths = episodes(VecMonitor(sb3_adapter(make_vec, 2)))
+    assert not said(caught, 'Monitor', 'render_mode'), said(caught, '')
     their_returns, their_lengths = episodes(dummy(2, monitor=True))
     assert lengths == their_lengths == [EPISODE] * 4
-    np.testing.assert_allclose(returns, their_returns, atol=1e-5)  # Monitor rounds to 6 places
+    # (VecMonitor sums rewards in float32, Monitor in float64 rounded to 6 places)
+    np.testing.assert_allclose(returns, their_returns, rtol=1e-5)
+
+
+@needs_sb3
+def test_sb3_vec_monitor_finds_no_monitor_to_warn_about(make_vec):
+    """Regression: the adapter answered env_is_wrapped(Monitor) True (it writes
+    info['episode'] as a Monitor would), so VecMonitor warned that a Monitor was there."""
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import VecMonitor
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        theirs = VecMonitor(dummy(2))
+        ours = VecMonitor(sb3_adapter(make_vec, 2))
+    assert not said(caught, 'Monitor'), said(caught, 'Monitor')
+    assert ours.env_is_wrapped(Monitor) == theirs.env_is_wrapped(Monitor) == [False, False]
+    # and the episodes it records are the adapter's (the same as DummyVecEnv's)
+    ours.seed(3)
+    ours.reset()
+    for _ in range(EPISODE):
+        _, _, dones, infos = ours.step(np.zeros((2, 1), dtype=np.float32))
+    assert dones.all() and [info['episode']['l'] for info in infos] == [EPISODE] * 2
+    theirs.close()
+    ours.close()
 
 
 @needs_sb3
@@ -170,7 +203,7 @@ def test_sb3_what_a_farm_can_and_cannot_answer(make_vec):
     assert env.get_attr('render_mode') == [None, None] and env.render_mode is None
     assert env.get_attr('max_episode_steps', indices=1) == [EPISODE]
     assert not env.has_attr('np_random')
-    assert env.env_is_wrapped(Monitor) == [True, True]
+    assert env.env_is_wrapped(Monitor) == [False, False]  # (VecMonitor is SB3's way)
     assert env.env_is_wrapped(gymnasium.wrappers.TimeAwareObservation) == [False, False]
     with pytest.raises(NotImplementedError, match='other processes'):
         env.set_attr('difficulty', 2)
@@ -307,6 +340,51 @@ def test_gym_refuses_what_the_farm_cannot_do(make_vec):
         gymnasium.wrappers.vector.TransformObservation(envs, lambda obs: obs)
 
 
+def test_gym_np_random_seed_is_one_per_environment(make_vec):
+    """Regression: it was the adapter's one seed; SyncVectorEnv's is a tuple, env i's own."""
+    ours = GymVectorEnv(make_vec('Pendulum-v1', 2, max_episode_steps=EPISODE))
+    theirs = reference(2)
+    try:
+        unknown = ours.np_random_seed  # no seeded reset yet: gymnasium's -1, "unknown"
+        assert unknown == (-1, -1)
+        assert isinstance(theirs.np_random_seed, tuple) and len(theirs.np_random_seed) == 2
+        ours.reset(seed=5)
+        theirs.reset(seed=5)
+        assert ours.np_random_seed == theirs.np_random_seed == (5, 6)
+        ours.reset()  # an unseeded reset goes on from the seeded one
+        theirs.reset()
+        assert ours.np_random_seed == theirs.np_random_seed == (5, 6)
+        ours.reset(seed=[8, 9])
+        theirs.reset(seed=[8, 9])
+        assert ours.np_random_seed == theirs.np_random_seed == (8, 9)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_gym_a_scalar_action_is_a_type_error_as_in_gymnasium(make_vec):
+    """Regression: a scalar action was a ValueError here; gymnasium raises TypeError (it cannot
+    iterate over it); a wrong number of rows is a ValueError in both."""
+    ours = GymVectorEnv(make_vec('Pendulum-v1', 2, max_episode_steps=EPISODE))
+    theirs = reference(2)
+    try:
+        ours.reset(seed=0)
+        theirs.reset(seed=0)
+        for action in (0.5, np.float32(0.5), np.array(0.5)):
+            for envs in (theirs, ours):
+                with pytest.raises(TypeError):
+                    envs.step(action)
+        for envs in (theirs, ours):
+            with pytest.raises(ValueError):
+                envs.step(np.zeros((3, 1), dtype=np.float32))
+        # the refused steps left nothing pending (SyncVectorEnv stepped its first envs before
+        # its ValueError, so the two differ from here on)
+        assert ours.step(np.zeros((2, 1), dtype=np.float32))[0].shape == (2, 3)
+    finally:
+        ours.close()
+        theirs.close()
+
+
 def test_gym_set_params_reaches_the_environments_at_their_next_reset(make_vec):
     envs = GymVectorEnv(make_vec('CheapEnv', 2, episode_length=3))
     envs.reset()
@@ -338,10 +416,104 @@ def test_gym_a_killed_worker_ends_its_episode_truncated_with_the_reason(thread_f
         envs.close()
 
 
+# --- Discrete observation spaces --------------------------------------------------------------------
+DISCRETE = ['FrozenLake-v1', 'Taxi-v4', 'CliffWalking-v1']
+
+
+@pytest.mark.parametrize('name', DISCRETE)
+def test_discrete_observations_are_ints_inside_the_space_in_both_modes(make_vec, name):
+    """Regression: FarmVecEnv.reset failed with a bare numpy broadcast error and the in-process
+    env returned float rows [[k]], outside Discrete(n)."""
+    vec = make_vec(name, 2)
+    space = vec.observation_space
+    assert isinstance(space, gymnasium.spaces.Discrete)
+    local = gymnasium.make(name)
+    want = [local.reset(seed=4 + i)[0] for i in range(2)]
+
+    def check(obs):
+        assert obs.dtype == np.int64 and obs.shape == (len(obs),)
+        assert all(space.contains(o) for o in obs), obs
+
+    obs = vec.reset(seed=4)
+    check(obs)
+    assert obs.tolist() == want
+    for _ in range(3):
+        obs, _, _, _, infos = vec.step(np.array([1, 0]))
+        check(obs)
+    vec.async_reset(seed=4)
+    obs, _, _, _, infos = vec.recv(batch_size=2, timeout=30)
+    check(obs)
+    assert dict(zip([info['env_id'] for info in infos], obs.tolist())) == {0: want[0], 1: want[1]}
+    vec.send(np.array([[2], [3]]), [1, 0])
+    while vec.in_flight:
+        check(vec.recv(timeout=30)[0])
+    local.close()
+
+
+def test_discrete_gym_rollout_equals_sync_vector_env_same_step(make_vec):
+    """FrozenLake (slippery: the seeds matter) through the gymnasium adapter: observations,
+    rewards, ends and final observations as SyncVectorEnv's. (Its infos differ on purpose: a
+    farm sends no reset info, SyncVectorEnv merges the autoreset's into the step's.)"""
+    ours = GymVectorEnv(make_vec('FrozenLake-v1', 3))
+    theirs = SyncVectorEnv([lambda: gymnasium.make('FrozenLake-v1') for _ in range(3)],
+                           autoreset_mode=AutoresetMode.SAME_STEP)
+    try:
+        assert ours.single_observation_space == theirs.single_observation_space
+        assert ours.observation_space == theirs.observation_space  # MultiDiscrete([16 16 16])
+        obs, _ = ours.reset(seed=11)
+        their_obs, _ = theirs.reset(seed=11)
+        assert data_equivalence(obs, their_obs, exact=True) and obs in ours.observation_space
+        theirs.action_space.seed(0)
+        ends = 0
+        for _ in range(60):
+            actions = theirs.action_space.sample()
+            got, want = ours.step(actions), theirs.step(actions)
+            assert data_equivalence(got[:4], want[:4], exact=True), (got, want)
+            assert got[0] in ours.observation_space
+            if want[2].any() or want[3].any():
+                for key in ('final_obs', '_final_obs'):
+                    assert data_equivalence(got[4][key], want[4][key], exact=True), key
+            ends += int((want[2] | want[3]).sum())
+        assert ends >= 3  # autoresets happened
+    finally:
+        ours.close()
+        theirs.close()
+
+
+@needs_sb3
+def test_discrete_sb3_steps_equal_dummy_vec_env_and_ppo_learns_through_it(make_vec):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+    from vecenv.sb3 import SB3VecEnv
+    ours = SB3VecEnv(make_vec('FrozenLake-v1', 2))
+    theirs = DummyVecEnv([lambda: gymnasium.make('FrozenLake-v1') for _ in range(2)])
+    try:
+        assert ours.seed(7) == theirs.seed(7)
+        obs, their_obs = ours.reset(), theirs.reset()
+        assert obs.dtype == their_obs.dtype == np.int64 and obs.tolist() == their_obs.tolist()
+        rng = np.random.RandomState(0)
+        for _ in range(40):
+            actions = rng.randint(4, size=2)
+            (obs, rewards, dones, infos), want = ours.step(actions), theirs.step(actions)
+            assert obs.dtype == want[0].dtype and obs.tolist() == want[0].tolist()
+            assert rewards.tolist() == want[1].tolist() and dones.tolist() == want[2].tolist()
+            for info, their_info in zip(infos, want[3]):
+                if 'terminal_observation' in their_info:
+                    assert info['terminal_observation'] == their_info['terminal_observation']
+        torch.set_num_threads(1)
+        model = PPO('MlpPolicy', ours, n_steps=16, batch_size=16, n_epochs=1, seed=0,
+                    device='cpu', policy_kwargs={'net_arch': [8]})
+        model.learn(32)
+        assert model.num_timesteps == 32
+    finally:
+        ours.close()
+        theirs.close()
+
+
 # --- without the optional libraries ----------------------------------------------------------------
 @pytest.mark.parametrize('module, missing, says', [
-    ('host.sb3_vec_env', 'stable_baselines3', 'pip install -r requirements-bench.txt'),
-    ('host.gym_vector_env', 'gymnasium', 'pip install "gymnasium>=1.0"'),
+    ('vecenv.sb3', 'stable_baselines3', 'pip install -r requirements-bench.txt'),
+    ('vecenv.gym_vector', 'gymnasium', 'pip install "gymnasium>=1.0"'),
 ])
 def test_importing_an_adapter_without_its_library_is_one_line(module, missing, says):
     script = ('import sys; sys.modules[%r] = None\n'  # as if not installed

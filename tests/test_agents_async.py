@@ -15,6 +15,7 @@ import pytest
 
 from agents.compat import tf
 from agents.noise import VectorNoise
+from vecenv import contract
 
 THIS = os.path.abspath(__file__)
 LENGTH = 6  # CheapEnv episode length in these tests
@@ -202,7 +203,7 @@ def test_sac_on_a_real_farm_vec_env_pairs_each_transition_with_its_own_environme
 
         def spy(*args, **kwargs):
             result = recv(*args, **kwargs)
-            received.append(result[5].tolist())
+            received.append(contract.env_ids_of(result[4]).tolist())
             return result
         vec.recv = spy
         agent = _sac(vec, nb_steps_warmup=30)

@@ -108,8 +108,8 @@ def test_evaluation_does_not_move_the_statistics():
     agent.train_vec(vec, nb_steps=30, seed=0)
     before = agent.obs_norm.state()
     agent.evaluate_vec(vec, nb_episodes=3, seed=5)
-    import evaluate
-    act = evaluate.policy_of(agent)
+    from run import evaluation
+    act = evaluation.policy_of(agent)
     act(np.array([1.0, 2.0, 3.0]))
     after = agent.obs_norm.state()
     for key in before:

@@ -77,7 +77,9 @@ def test_the_video_shows_the_same_deterministic_episodes(trained, evaluated, tmp
 
 EXPORT = """
 import sys
-import checkpoints, envs, evaluate, vecenv
+import envs
+from run import checkpoints, evaluation
+from vecenv import contract
 from agents.compat import tf
 from agents.%s import %s as Agent
 env = envs.make('Pendulum-v1')
@@ -86,7 +88,7 @@ agent = Agent.from_spaces(contract.make_space(env.observation_space),
 agent.compile()
 agent.load_weights(checkpoints.find(sys.argv[1]))
 assert agent.normalize_obs  # the train scripts' default, switched on by the checkpoint's file
-print(evaluate.export_policy(agent, sys.argv[2], %r, 'Pendulum-v1', {}, (16, 16), note='test'))
+print(evaluation.export_policy(agent, sys.argv[2], %r, 'Pendulum-v1', {}, (16, 16), note='test'))
 """
 
 
@@ -182,12 +184,12 @@ def test_a_walker_s_forward_distance_is_measured_and_repeats_for_a_seed():
 
 
 def test_an_episode_s_measures_are_the_last_half_mean_and_the_end():
-    import evaluate
+    from run import evaluation
     readings = [{'distance': d, 'forward_distance': f}
                 for d, f in ((9.0, 0.1), (9.0, 0.2), (1.0, 0.3), (2.0, 0.4), (3.0, 0.5))]
-    assert evaluate.episode_measures(readings) == {'distance': 2.0, 'forward_distance': 0.5}
-    assert evaluate.episode_measures([{}, {}]) == {}
-    assert evaluate.episode_measures([{'distance': 4.0}]) == {'distance': 4.0}
+    assert evaluation.episode_measures(readings) == {'distance': 2.0, 'forward_distance': 0.5}
+    assert evaluation.episode_measures([{}, {}]) == {}
+    assert evaluation.episode_measures([{'distance': 4.0}]) == {'distance': 4.0}
 
 
 def test_an_evaluation_through_a_vectorized_env_measures_the_arm_as_evaluate_py_does():
@@ -195,7 +197,7 @@ def test_an_evaluation_through_a_vectorized_env_measures_the_arm_as_evaluate_py_
     step's info['task'] (it may come through a farm): the same figure as evaluate.py's
     in-process reading, for the same policy, seed and episode."""
     osim()
-    import evaluate
+    from run import evaluation
     from vecenv import contract
     from agents.sac import SAC
     kwargs = {'max_episode_steps': 12, 'integrator_accuracy': 1e-3}
@@ -206,9 +208,9 @@ def test_an_evaluation_through_a_vectorized_env_measures_the_arm_as_evaluate_py_
         through_vec = agent.evaluate_vec(vec, nb_episodes=1, seed=21)
     finally:
         vec.close()
-    env = evaluate.make_env('Arm2DEnv', kwargs, video=False)
+    env = evaluation.make_env('Arm2DEnv', kwargs, video=False)
     try:
-        returns, lengths, measures = evaluate.run_episodes(evaluate.policy_of(agent), env, 1, 21)
+        returns, lengths, measures = evaluation.run_episodes(evaluation.policy_of(agent), env, 1, 21)
     finally:
         env.close()
     assert through_vec['lengths'] == lengths == [12]
@@ -247,21 +249,23 @@ RECORD = """
 import json
 from agents.compat import tf
 from agents.sac import SAC
-import errors, evaluate, vecenv
+from common import errors
+from run import evaluation
+from vecenv import contract
 env = contract.InProcessVecEnv('Pendulum-v1', 1)
 agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=(8, 8), memory_limit=1)
 agent.compile()
 try:
-    evaluate.record(agent, 'Pendulum-v1', {}, 'x.avi')
+    evaluation.record(agent, 'Pendulum-v1', {}, 'x.avi')
 except errors.UserError as e:
     print('refused:', e)
-print(json.dumps(evaluate.record(agent, 'Pendulum-v1', {'max_episode_steps': 5}, %r,
+print(json.dumps(evaluation.record(agent, 'Pendulum-v1', {'max_episode_steps': 5}, %r,
                                  episodes=2, seed=4)))
 """
 
 
 def test_record_films_the_agent_being_trained(tmp_path):
-    """evaluate.record: what a ``video`` verb at the train scripts' prompt calls."""
+    """evaluation.record: what a ``video`` verb at the train scripts' prompt calls."""
     gif = str(tmp_path / 'now.gif')
     out = run(['-c', RECORD % gif]).stdout.splitlines()
     assert out[0] == "refused: video('x.avi'): the file name must end in .mp4 or .gif"
@@ -274,19 +278,19 @@ def test_record_films_the_agent_being_trained(tmp_path):
 COMMITTED = """
 import glob, json
 import numpy as np
-import evaluate
+from run import evaluation
 out = {}
 for folder in sorted(glob.glob('results/policies/*')):
-    config = evaluate.read_config(folder)
-    env = evaluate.make_env(config['env'], config['env_kwargs'], video=False)
+    config = evaluation.read_config(folder)
+    env = evaluation.make_env(config['env'], config['env_kwargs'], video=False)
     try:
-        act, base = evaluate.load_policy(config['algo'], tuple(config['hidden']), env, folder)
+        act, base = evaluation.load_policy(config['algo'], tuple(config['hidden']), env, folder)
         obs, actions = env.reset(5000000), []
         for _ in range(3):
             action = np.asarray(act(obs), dtype=float)
             actions.append(action.tolist())
             obs = env.step(action.tolist())[0]
-        out[folder] = {'policy': evaluate.is_policy_dir(folder), 'loaded': base,
+        out[folder] = {'policy': evaluation.is_policy_dir(folder), 'loaded': base,
                        'actions': actions, 'low': env.action_space['low'],
                        'high': env.action_space['high']}
     finally:

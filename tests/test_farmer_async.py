@@ -17,6 +17,7 @@ from common import protocol
 from conftest import ThreadFarm
 from host import settings
 from test_vecenv import CONTRACT_CHECKS, _recv_all
+from vecenv.contract import env_ids_of
 
 
 def make_farmer(farms, **kwargs):
@@ -89,7 +90,7 @@ def test_a_slow_environment_holds_no_other(thread_farm):
     got = []
     for _ in range(5):
         while len(got) < 3:
-            got += env.recv(timeout=30)[5].tolist()
+            got += env_ids_of(env.recv(timeout=30)[4]).tolist()
         assert sorted(got) == [1, 2, 3]
         assert env.in_flight == 1
         env.send(np.full((3, 2), 0.5), [1, 2, 3])
@@ -148,7 +149,7 @@ def test_a_farm_killed_mid_flight_its_envs_come_back_lost_and_rebuilt(process_fa
         env.send(np.full((4, 2), 0.5), [0, 1, 2, 3])
         got = []
         while len(got) < 2:
-            got += env.recv(timeout=30)[5].tolist()
+            got += env_ids_of(env.recv(timeout=30)[4]).tolist()
         assert sorted(got) == on_a  # a's come back; b's are in flight
         os.killpg(b.process.pid, signal.SIGKILL)
         b.process.wait()
@@ -177,7 +178,7 @@ def test_a_lease_the_farm_forgot_in_flight_or_between_steps(thread_farm):
         env.async_reset(seed=0)
         _recv_all(env)
         env.send(np.full((2, 2), 0.5), [0, 1])
-        assert env.recv(timeout=30)[5].tolist() == [0]
+        assert env_ids_of(env.recv(timeout=30)[4]).tolist() == [0]
         f.farm.close_lease(env.places[1].lease)  # as if expired while this learner slept
         results, _ = _recv_all(env)
         assert results[1][4]['lost_cause'] == 'lease' and results[1][3]
@@ -212,7 +213,7 @@ def test_reset_collects_what_is_in_flight_and_close_leaves_no_lease(thread_farm)
 def old_farm(monkeypatch):
     """A farm that speaks the previous farm protocol."""
     with monkeypatch.context() as m:
-        m.setattr(farm_core, 'PROTOCOL', protocol.PROTOCOL - 1)
+        m.setattr(core, 'PROTOCOL', protocol.PROTOCOL - 1)
         f = ThreadFarm(capacity=2)
     yield f
     f.close()

@@ -46,6 +46,28 @@ def test_remote_pendulum_equals_local_pendulum_over_several_episodes(thread_farm
     assert got == want  # exact: observations, rewards and ends
 
 
+@pytest.mark.parametrize('name', ['FrozenLake-v1', 'Taxi-v4'])
+def test_remote_discrete_env_gives_ints_as_the_local_one(thread_farm, name):
+    """Regression: a Discrete observation came back as a float32 (0.0), outside Discrete(n).
+    Now an int, the local environment's own, over several episodes."""
+    import gymnasium
+    f = thread_farm(capacity=1)
+    local = gymnasium.make(name, max_episode_steps=15)
+    with farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], start_local=False) as fm:
+        remote = fm.env(name, {'max_episode_steps': 15})
+        assert remote.observation_space == local.observation_space
+        obs, _ = remote.reset(seed=3)
+        assert type(obs) is int and remote.observation_space.contains(obs)
+        obs, _, _, _, _ = remote.step(1)
+        assert type(obs) is int and remote.observation_space.contains(obs)
+        rng = np.random.RandomState(5)
+        got = run_episodes(remote, 3, 21, lambda: int(rng.randint(local.action_space.n)))
+    rng = np.random.RandomState(5)
+    want = run_episodes(local, 3, 21, lambda: int(rng.randint(local.action_space.n)))
+    local.close()
+    assert got == want
+
+
 def test_remote_env_resets_once_per_episode(thread_farm):
     """CheapEnv's observation offsets by the seed; an unseeded reset by 0. After an episode the
     farm already reset it; reset() returns that observation, so the farm counts no extra reset."""

@@ -14,7 +14,7 @@ import pytest
 from run import config
 from vecenv import contract
 from common.errors import NothingPendingError, PendingError
-from vecenv.contract import END_REASONS, end_reason
+from vecenv.contract import END_REASONS, end_reason, env_ids_of
 
 CHEAP = {'obs_size': 3, 'act_size': 1}
 
@@ -30,14 +30,26 @@ def _recv_all(vec, timeout=30.0):
     the env ids in order of arrival."""
     results, order = {}, []
     while vec.in_flight:
-        obs, rewards, terminated, truncated, infos, env_ids = vec.recv(timeout=timeout)
-        _check_shapes(vec, (obs, rewards, terminated, truncated, infos), len(env_ids))
-        assert env_ids.dtype == np.int64
+        result = vec.recv(timeout=timeout)
+        env_ids = _check_received(vec, result)
+        obs, rewards, terminated, truncated, infos = result
         for k, i in enumerate(env_ids.tolist()):
             assert i not in results, 'env %d came back twice' % i
             results[i] = (obs[k], rewards[k], terminated[k], truncated[k], infos[k])
             order.append(i)
     return results, order
+
+
+def _check_received(vec, result):
+    """A recv's result is EnvPool's shape: five fields, each info naming its env in 'env_id';
+    returns those ids (env_ids_of)."""
+    assert isinstance(result, tuple) and len(result) == 5
+    infos = result[4]
+    _check_shapes(vec, result, len(infos))
+    assert all(type(info['env_id']) is int for info in infos)
+    env_ids = env_ids_of(infos)
+    assert env_ids.dtype == np.int64 and env_ids.tolist() == [info['env_id'] for info in infos]
+    return env_ids
 
 
 def _check_shapes(vec, result, n):
@@ -61,6 +73,7 @@ def check_lockstep_auto_reset_and_episode(make):
         for t in (1, 2, 3):
             result = vec.step(_constant(2, 0.0))
             _check_shapes(vec, result, 2)
+            assert all('env_id' not in info for info in result[4])  # lockstep: row i is env i
         obs, rewards, terminated, truncated, infos = result
         assert terminated.all() and not truncated.any()
         np.testing.assert_array_equal(obs[:, 0], [0, 0])  # already the next episode's first
@@ -77,7 +90,8 @@ def check_async_auto_reset_and_episode(make):
         first, _ = _recv_all(vec)
         assert sorted(first) == [0, 1, 2]
         for i, (o, r, te, tr, info) in first.items():
-            assert o[0] == 0 and o[1] == 10 + i and r == 0.0 and not te and not tr and info == {}
+            assert o[0] == 0 and o[1] == 10 + i and r == 0.0 and not te and not tr
+            assert info == {'env_id': i}
         for t in (1, 2, 3):
             vec.send(_constant(3, 0.0), [2, 0, 1])
             results, _ = _recv_all(vec)
@@ -127,21 +141,19 @@ def check_batch_size_and_timeout(make):
         vec.async_reset(seed=0)
         _recv_all(vec)
         vec.send(_constant(4), [0, 1, 2, 3])
-        got = vec.recv(batch_size=3)
-        assert len(got[5]) >= 3
+        got = _check_received(vec, vec.recv(batch_size=3))
+        assert len(got) >= 3
         rest, _ = _recv_all(vec)
-        assert sorted(got[5].tolist() + list(rest)) == [0, 1, 2, 3]
+        assert sorted(got.tolist() + list(rest)) == [0, 1, 2, 3]
         # fewer in flight than batch_size: it returns with those, it does not wait for more
         vec.send(_constant(1), [2])
-        got = vec.recv(batch_size=4, timeout=30.0)
-        assert got[5].tolist() == [2] and vec.in_flight == 0
+        got = _check_received(vec, vec.recv(batch_size=4, timeout=30.0))
+        assert got.tolist() == [2] and vec.in_flight == 0
         # a timeout returns what is ready then (possibly nothing), shaped as ever
         vec.send(_constant(2), [0, 3])
         collected = []
         while vec.in_flight:
-            got = vec.recv(batch_size=2, timeout=0.01)
-            _check_shapes(vec, got[:5], len(got[5]))
-            collected += got[5].tolist()
+            collected += _check_received(vec, vec.recv(batch_size=2, timeout=0.01)).tolist()
         assert sorted(collected) == [0, 3]
 
 
@@ -240,6 +252,7 @@ def check_async_results_equal_lockstep_results(make):
                 o, r, te, tr, info = got[i]
                 np.testing.assert_array_equal(o, obs[i])
                 assert (r, te, tr) == (rewards[i], terminated[i], truncated[i])
+                assert info.pop('env_id') == i  # recv's label; the rest as lockstep's
                 assert sorted(info) == sorted(infos[i])
                 if 'terminal_observation' in info:
                     np.testing.assert_array_equal(info['terminal_observation'],

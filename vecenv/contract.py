@@ -9,8 +9,11 @@ waits for the slowest environment). The same environments serve both modes, one 
 Common to both modes
 --------------------
 - ``num_envs``: int; ``observation_space`` / ``action_space``: gym(nasium) spaces of ONE env.
-- A result row of environment i is ``(obs, reward, terminated, truncated, info)``: float32
-  ``(obs_dim,)``, float64, bool, bool, dict. Rows are stacked into arrays of the same dtypes.
+- A result row of environment i is ``(obs, reward, terminated, truncated, info)``: obs, float64,
+  bool, bool, dict. Rows are stacked into arrays of the same dtypes.
+- Observations (:class:`ObsForm`): a ``Box`` space's are float32 ``(obs_dim,)``; a ``Discrete``
+  space's (FrozenLake, Taxi) are ints: rows int64 ``(n,)`` (``obs_dim`` is then nothing), a
+  terminal observation an int, as in SB3's ``DummyVecEnv`` and gymnasium's ``SyncVectorEnv``.
 - Auto-reset: when env i's episode ends (``terminated or truncated``), ``obs`` is already the
   first observation of its next episode; ``info['terminal_observation']`` holds the last
   observation of the ended one and ``info['episode'] = {'r': return, 'l': length}``.
@@ -28,7 +31,7 @@ Common to both modes
 
 Lockstep mode
 -------------
-- ``reset(seed=None)`` -> ``obs``, float32 ``(num_envs, obs_dim)``.
+- ``reset(seed=None)`` -> ``obs``, ``(num_envs, obs_dim)``.
 - ``step_async(actions)`` hands ``(num_envs, act_dim)`` actions over and returns at once;
   ``step_wait()`` -> ``(obs, rewards, terminated, truncated, infos)``: ``(num_envs, obs_dim)``,
   ``(num_envs,)`` x 3, a list of ``num_envs`` dicts. ``step(actions)`` is both.
@@ -43,22 +46,29 @@ learner tells the modes apart by ``hasattr(vec_env, 'send')``.
 
 - ``async_reset(seed=None)``: resets every environment without waiting for them (seeds as for
   ``reset``). Each one's first observation comes back through ``recv`` as a result with reward
-  0.0, terminated False, truncated False and info ``{}``. Raises ``PendingError`` while any
-  environment is in flight (or a lockstep step is pending).
+  0.0, terminated False, truncated False and info ``{'env_id': i}``. Raises ``PendingError``
+  while any environment is in flight (or a lockstep step is pending).
 - ``send(actions, env_ids)``: ``actions`` of shape ``(len(env_ids), act_dim)``, row k for
   environment ``env_ids[k]``; returns at once. An environment is *in flight* from ``send`` (or
   ``async_reset``) until ``recv`` hands its result over; sending to one in flight raises
   ``PendingError`` (nothing of that call is sent). Bad ids or shapes: ``ValueError``.
-- ``recv(batch_size=None, timeout=None)`` -> ``(obs, rewards, terminated, truncated, infos,
-  env_ids)``: the results of at least ``min(batch_size, in_flight)`` environments, and of every
-  other one already finished, in order of arrival; ``env_ids`` is an int64 array of vector
-  indices, the other fields are as ``step_wait``'s with ``len(env_ids)`` rows.
+- ``recv(batch_size=None, timeout=None)`` -> ``(obs, rewards, terminated, truncated, infos)``:
+  the results of at least ``min(batch_size, in_flight)`` environments, and of every other one
+  already finished, in order of arrival, as ``step_wait``'s with one row per result; row k is
+  environment ``infos[k]['env_id']`` (an int), and :func:`env_ids_of` gives them as one int64
+  array, ready for ``send``.
   ``batch_size`` defaults to the env's ``batch_size`` attribute (1 unless set). With
   ``timeout`` (seconds) it returns whatever is ready then, possibly 0 rows. With nothing in
   flight it raises ``NothingPendingError``.
+- Why that shape (issue 22; the ids were a sixth element before): EnvPool's ``recv`` returns
+  five fields with the ids in ``info['env_id']``, so a loop written for it unpacks ours. Its
+  info is a dict of arrays, ours the list of per-env dicts of every other call here (and SB3's),
+  so the id goes in each dict and ``env_ids_of(infos)`` stands for ``info['env_id']``. Lockstep
+  infos carry none: there row i is environment i.
 - Everything said above about episode ends, auto-reset, ``terminal_observation``,
   terminated/truncated, ``info['episode']``, lost and moved environments holds per environment,
-  exactly as in lockstep: the same seeds and actions give the same results in either mode.
+  exactly as in lockstep: the same seeds and actions give the same results in either mode
+  (``'env_id'`` aside).
 - ``in_flight``: the number of environments sent and not yet received.
 
 Mixing the modes
@@ -191,19 +201,62 @@ def check_env_ids(env_ids, num_envs, n_actions=None):
     return ids
 
 
-def stack_results(rows, obs_shape):
-    """``[(env_id, obs, reward, terminated, truncated, info), ...]`` -> recv's six arrays."""
+def stack_results(rows, obs_shape, obs_dtype=np.float32, label=True):
+    """``[(env_id, obs, reward, terminated, truncated, info), ...]`` -> recv's five fields, each
+    info labelled with its row's ``'env_id'`` (``label=False`` for a lockstep step: there row i
+    is env i, and its infos carry no label)."""
     n = len(rows)
-    obs = np.zeros((n,) + tuple(obs_shape), dtype=np.float32)
+    obs = np.zeros((n,) + tuple(obs_shape), dtype=obs_dtype)
     rewards = np.zeros(n)
     terminated = np.zeros(n, dtype=bool)
     truncated = np.zeros(n, dtype=bool)
-    env_ids = np.zeros(n, dtype=np.int64)
     infos = []
     for k, (i, o, r, te, tr, info) in enumerate(rows):
-        env_ids[k], obs[k], rewards[k], terminated[k], truncated[k] = i, o, r, te, tr
+        obs[k], rewards[k], terminated[k], truncated[k] = o, r, te, tr
+        if label:
+            info['env_id'] = int(i)
         infos.append(info)
-    return obs, rewards, terminated, truncated, infos, env_ids
+    return obs, rewards, terminated, truncated, infos
+
+
+def env_ids_of(infos):
+    """The vector indices of a ``recv``'s rows, ``infos[k]['env_id']``, as one int64 array:
+    EnvPool's ``info['env_id']`` (see the module docstring), ready for ``send``."""
+    return np.fromiter((info['env_id'] for info in infos), dtype=np.int64, count=len(infos))
+
+
+class ObsForm(object):
+    """How one environment's observations are held on the host, from its observation space.
+
+    Environments send every observation as a flat vector of floats (envs/base.py: a Discrete
+    one as one value); this is the one place that turns it into what a learner gets: float32 of
+    the Box's shape, or an int for ``Discrete(n)``, stacked as ``(n_rows,) + shape``."""
+
+    def __init__(self, space):
+        self.discrete = isinstance(space, gym_spaces_lib.spaces.Discrete)
+        self.shape = () if self.discrete else tuple(space.shape)
+        self.dtype = np.int64 if self.discrete else np.float32
+
+    def zeros(self, n):
+        """Room for ``n`` observations, one per row."""
+        return np.zeros((n,) + self.shape, dtype=self.dtype)
+
+    def one(self, values):
+        """One observation from its flat vector: a fresh float32 array, or an int."""
+        if self.discrete:
+            return int(np.asarray(values, dtype=np.float64).reshape(()))
+        return np.array(values, dtype=np.float32)
+
+    def item(self, row):
+        """A row of stacked observations as one observation of its own (a copy)."""
+        return int(row) if self.discrete else row.copy()
+
+    def rows(self, array):
+        """Observations from a ``(n_rows, size)`` array of flat vectors (float32 ones come back
+        as they are: read-only when the wire's)."""
+        if self.discrete:
+            return array.reshape(len(array)).astype(np.int64)
+        return array.astype(np.float32, copy=False)
 
 
 def params_by_name(verb, name, args, kwargs):
@@ -239,6 +292,7 @@ class InProcessVecEnv(VecEnv):
         self.batch_size = int(batch_size)
         self.observation_space = make_space(self.envs[0].observation_space)
         self.action_space = make_space(self.envs[0].action_space)
+        self.obs_form = ObsForm(self.observation_space)
         self.tracker = EpisodeTracker(n_envs)
         self._actions = None  # the pending lockstep step's actions
         self._ready = collections.deque()  # asynchronous results, in order of arrival
@@ -258,10 +312,11 @@ class InProcessVecEnv(VecEnv):
         self._ready.clear()
         self._flying.clear()
         self._actions = None
-        obs = [env.reset(s) for env, s in zip(self.envs, self._reset_seeds(seed))]
-        for i in range(self.num_envs):
+        obs = self.obs_form.zeros(self.num_envs)
+        for i, (env, s) in enumerate(zip(self.envs, self._reset_seeds(seed))):
+            obs[i] = self.obs_form.one(env.reset(s))
             self.tracker.restart(i)
-        return np.asarray(obs, dtype=np.float32)
+        return obs
 
     def set_params(self, params, indices=None):
         """As FarmVecEnv.set_params: applied at each env's next reset; ValueError if refused."""
@@ -285,9 +340,7 @@ class InProcessVecEnv(VecEnv):
             raise NothingPendingError('step_wait with no step pending: call step_async first')
         actions, self._actions = self._actions, None
         rows = [self._step_one(i, actions[i]) for i in range(self.num_envs)]
-        obs, rewards, terminated, truncated, infos, _ = stack_results(
-            rows, self.observation_space.shape)
-        return obs, rewards, terminated, truncated, infos
+        return stack_results(rows, self.obs_form.shape, self.obs_form.dtype, label=False)
 
     def _no_async_pending(self, call):
         if self._flying:
@@ -300,10 +353,10 @@ class InProcessVecEnv(VecEnv):
         o, r, te, tr, info = env.step(np.asarray(action).tolist())
         info = dict(info)
         if te or tr:
-            info['terminal_observation'] = np.asarray(o, dtype=np.float32)
+            info['terminal_observation'] = self.obs_form.one(o)
             o = env.reset()
         self.tracker.record([r], [te or tr], [info], [i])
-        return (i, np.asarray(o, dtype=np.float32), float(r), bool(te), bool(tr), info)
+        return (i, self.obs_form.one(o), float(r), bool(te), bool(tr), info)
 
     # -- asynchronous ----------------------------------------------------------------------------
     def async_reset(self, seed=None):
@@ -312,8 +365,8 @@ class InProcessVecEnv(VecEnv):
         self._no_async_pending('async_reset')
         for i, s in enumerate(self._reset_seeds(seed)):
             self.tracker.restart(i)
-            self._ready.append((i, np.asarray(self.envs[i].reset(s), dtype=np.float32), 0.0,
-                                False, False, {}))
+            self._ready.append((i, self.obs_form.one(self.envs[i].reset(s)), 0.0, False, False,
+                                {}))
             self._flying.add(i)
 
     def send(self, actions, env_ids):
@@ -337,7 +390,7 @@ class InProcessVecEnv(VecEnv):
         rows = list(self._ready)
         self._ready.clear()
         self._flying.clear()
-        return stack_results(rows, self.observation_space.shape)
+        return stack_results(rows, self.obs_form.shape, self.obs_form.dtype)
 
     def close(self):
         for env in self.envs:

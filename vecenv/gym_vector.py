@@ -21,6 +21,13 @@ contract.InProcessVecEnv) and translates, nothing more:
 - ``reset(seed=s)`` resets env i with ``s + i`` (a list of seeds must be that sequence: the farm
   takes one seed); farm resets take no options (``options`` must be None or empty; no
   ``reset_mask``). The reset's infos are ``{}``: the farm does not send a reset's info.
+- ``np_random_seed`` is one seed per environment, a tuple, as ``SyncVectorEnv``'s: env i's
+  ``s + i`` since ``reset(seed=s)``, and -1 (gymnasium's "unknown") for each before any seeded
+  reset, since an unseeded environment on a farm picks its own.
+- Actions as ``SyncVectorEnv`` takes them: one row per environment; a scalar is a TypeError (it
+  cannot be iterated over, gymnasium's own check), a wrong number of rows a ValueError.
+- Discrete observation spaces (FrozenLake, Taxi): int64 observations, inside the batched
+  ``MultiDiscrete`` space (vecenv/contract.py carries them so).
 - Why the farm ended an episode itself goes with the ended step's info: ``final_info['lost']``
   and ``final_info['lost_cause']`` (a worker or farm lost mid-step: the episode is truncated,
   reward 0, its last known observation as ``final_obs``), or ``final_info['moved']``.
@@ -37,7 +44,7 @@ import numpy as np
 
 try:
     from gymnasium.vector import AutoresetMode, VectorEnv
-    from gymnasium.vector.utils import batch_space
+    from gymnasium.vector.utils import batch_space, iterate
 except ImportError as _error:  # gymnasium < 1.0, or none (a Python 3.6 host has gym 0.26)
     from common.errors import UserError
 
@@ -68,6 +75,7 @@ class GymVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.metadata = dict(GymVectorEnv.metadata)
+        self._env_seeds = (-1,) * self.num_envs  # each env's np_random_seed: none known yet
 
     def reset(self, *, seed=None, options=None):
         """Resets every environment (env i with ``seed + i``); returns ``(obs, {})``."""
@@ -76,7 +84,16 @@ class GymVectorEnv(VectorEnv):
             raise ValueError('farm environments take no reset options (got %r): their reset '
                              'is reset(seed) for all of them together' % (options,))
         super(GymVectorEnv, self).reset(seed=seed)  # seeds np_random, as the contract expects
-        return self.venv.reset(seed=seed), {}
+        obs = self.venv.reset(seed=seed)
+        if seed is not None:
+            self._env_seeds = tuple(seed + i for i in range(self.num_envs))
+        return obs, {}
+
+    @property
+    def np_random_seed(self):
+        """Each environment's seed, a tuple as SyncVectorEnv's: ``seed + i`` since the last
+        seeded reset (an unseeded one goes on from it), -1 (unknown) before any."""
+        return self._env_seeds
 
     def _one_seed(self, seed):
         if seed is None or isinstance(seed, (int, np.integer)):
@@ -94,6 +111,7 @@ class GymVectorEnv(VectorEnv):
     def step(self, actions):
         """Steps every environment; returns ``(obs, rewards, terminations, truncations,
         infos)``, infos as one dict of arrays with ``_key`` masks (SAME_STEP autoreset)."""
+        iterate(self.action_space, actions)  # gymnasium's check: TypeError for a scalar
         obs, rewards, terminated, truncated, env_infos = self.venv.step(np.asarray(actions))
         infos = {}
         for i, info in enumerate(env_infos):

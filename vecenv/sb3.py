@@ -20,8 +20,13 @@ contract.InProcessVecEnv) and translates, nothing more:
   (SB3's replay buffer bootstraps from the terminal observation there). Rewards are float32, as
   SB3's ``DummyVecEnv`` returns them.
 - ``infos[i]['episode'] = {'r', 'l', 't'}`` at each episode's end, as SB3's ``Monitor`` writes it
-  (``t``: seconds since this adapter was made), so ``env_is_wrapped(Monitor)`` is True and SB3's
-  logger and ``evaluate_policy`` read whole-episode returns without a Monitor.
+  (``t``: seconds since this adapter was made), so SB3's logger shows whole-episode returns
+  without a Monitor. No Monitor wraps the environments, and ``env_is_wrapped`` says so (False
+  for every wrapper): ``evaluate_policy`` wants ``VecMonitor(SB3VecEnv(...))``, as for any
+  VecEnv built without a Monitor per environment (EnvPool's, Procgen's), and VecMonitor then has
+  no Monitor to warn about (it did while this answered True for Monitor, issue 22).
+- Discrete observation spaces (FrozenLake, Taxi): int64 observations ``(num_envs,)``, as
+  ``DummyVecEnv`` holds them (vecenv/contract.py carries them so).
 - The environments live in other processes, and only plain data crosses the wire (never an
   attribute or a method by name: DESIGN.md), so ``get_attr`` knows ``render_mode`` (None),
   ``metadata`` and ``max_episode_steps`` only, ``set_attr`` raises NotImplementedError, and so
@@ -57,7 +62,6 @@ class MissingDependencyError(UserError, ImportError):
 
 
 try:
-    from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import VecEnv as _SB3VecEnv
 except ImportError as _error:  # the message says what to do; SB3's own trace adds nothing
     raise MissingDependencyError('vecenv/sb3.py needs stable-baselines3 (%s); install it '
@@ -159,10 +163,10 @@ class SB3VecEnv(_SB3VecEnv):
         return [None] * len(list(self._get_indices(indices)))
 
     def env_is_wrapped(self, wrapper_class, indices=None):
-        """True for SB3's ``Monitor`` (the episode statistics it writes come with every episode's
-        end here), False for any other wrapper (none is applied on the host side)."""
-        n = len(list(self._get_indices(indices)))
-        return [issubclass(Monitor, wrapper_class)] * n
+        """False for every wrapper, SB3's ``Monitor`` included: none wraps the environments
+        (the adapter writes ``info['episode']`` itself, but claiming a Monitor made VecMonitor
+        warn of one that is not there; see the module docstring)."""
+        return [False] * len(list(self._get_indices(indices)))
 
     def get_images(self):
         raise NotImplementedError('farm environments do not render to the learner; for videos '
