@@ -57,7 +57,8 @@ from common import logformat
 
 from common.errors import NoFarmError, ProtocolMismatchError, install_excepthook
 from host import settings
-from host.allocation import Allocation, Farmer
+from host.allocation import Farmer
+from host.leases import Allocation
 from host.diagnosis import advice
 from host.farm_vec_env import FarmVecEnv
 from host.placement import Placement

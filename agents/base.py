@@ -1,4 +1,4 @@
-"""What DDPG and SAC share: counters, keras-rl's single-env protocol on an explicit replay, weights.
+"""What DDPG and SAC share: counters, keras-rl's single-env protocol on an explicit replay, files.
 
 :class:`OffPolicyAgent` is a mixin placed before ``rl.core.Agent`` (or a subclass of it) in the
 bases. The concrete agent provides:
@@ -14,9 +14,11 @@ bases. The concrete agent provides:
   that acts, for :meth:`OffPolicyAgent.save_policy`).
 
 It provides keras-rl's ``forward``/``backward``, ``fit``/``test`` with keras-rl's pitfalls fixed,
-the vectorized ``train_vec``/``evaluate_vec`` (see :mod:`agents.parallel`), and counters that are
-plain Python ints and continue across calls: ``global_step`` (env steps trained on), ``episodes``,
-``updates`` (gradient updates). Warm-up happens once per agent, not once per ``fit`` call.
+the vectorized ``train_vec``/``evaluate_vec`` (delegated to the agent's own
+:class:`agents.parallel.VecTrainer`, ``agent.trainer``, made at the first of them: it keeps the
+episodes in flight between calls), and counters that are plain Python ints and continue across
+calls: ``global_step`` (env steps trained on), ``episodes``, ``updates`` (gradient updates).
+Warm-up happens once per agent, not once per ``fit`` call.
 
 keras-rl pitfalls fixed here:
 
@@ -34,18 +36,9 @@ episode one more ``forward(o_last)``, ``backward(0, terminal=False)``. A transit
 when the next ``forward`` brings its next state; the extra ``backward`` after an episode end is
 recognised and dropped, so no transition ever spans two episodes.
 
-Full resume (:meth:`OffPolicyAgent.save_training_state` / :meth:`load_training_state`, which
-``run/checkpoints.py`` calls beside ``save_weights`` / ``load_weights``): ``<name>_training.npz``
-holds every optimizer's state (legacy Keras optimizers: Adam's iteration count and slots), every
-numpy ``RandomState`` the agent owns (warm-up actions, replay sampling, SAC's policy noise,
-DDPG's per-env noise and its processes' states) and the fractional update credit;
-``<name>_memory.npz`` the replay memory (next states stored by reference, see
-:mod:`agents.replay`; optional, it can be gigabytes). The agents draw all their randomness
-from these numpy generators (none from TensorFlow's), so a run saved and loaded continues
-exactly as if it had not stopped, with one limit: episodes in flight are not continued (the
-vectorized env is a new one after a restart; its first call resets it), so a run stopped between
-episodes resumes bit for bit. The observation statistics (below) are in the training state too.
-(A keras-rl processor is the user's, and not saved.)
+Files (``save_weights``/``load_weights``, ``save_policy``/``load_policy``, and for a full resume
+``save_training_state``/``load_training_state``): the agent hands its models and state to
+:mod:`agents.persistence`, which says where each file lives and what it holds.
 
 What the learner sees, and what stays the environment's own:
 
@@ -54,7 +47,7 @@ What the learner sees, and what stays the environment's own:
   acting and for every update alike. The replay memory stores *raw* observations, so replayed
   states are normalized with the current statistics, as fresh ones are. The statistics learn
   from every observation the training loop receives (:meth:`OffPolicyAgent.observe`: reset
-  observations, next states, terminal observations; agents/parallel.py in both stepping modes,
+  observations, next states, terminal observations; agents/recording.py in both stepping modes,
   ``forward`` while training) and never while evaluating (``evaluate_vec``, ``test``,
   evaluate.py). They are written beside the weights (``<name>_obsnorm.npz``: a policy loaded by
   evaluate.py acts as it was trained; loading such a file switches normalization on) and in
@@ -72,14 +65,13 @@ What the learner sees, and what stays the environment's own:
   reward_scale * d``: its slope does not vanish near the target as ``d^2``'s does, which is
   what brings the hand from about 0.1 m to the target (README, "What the agents learn from").
 """
-import json
 import logging
 import os
 
 import numpy as np
 from rl.callbacks import Callback
 
-from agents import parallel
+from agents import persistence
 from agents.normalize import RunningNorm
 
 log = logging.getLogger(__name__)
@@ -131,7 +123,7 @@ class OffPolicyAgent(object):
         self.warmup_rng = np.random.RandomState(seed)  # random actions during warm-up
         self._pending = None       # (s, a, r, terminal) waiting for its next state
         self._closing = False      # the last backward ended an episode
-        self._vec_state = None     # see agents.parallel
+        self.trainer = None        # its VecTrainer (agents.parallel), made by _vec_trainer
         self.recent_observation = None
         self.recent_action = None
 
@@ -250,7 +242,8 @@ class OffPolicyAgent(object):
     def fit(self, env, nb_steps, callbacks=None, nb_max_episode_steps=None, **kwargs):
         """keras-rl's ``fit`` (``nb_steps`` more steps), continuing the counters."""
         self._pending, self._closing = None, False
-        self._vec_state = None  # the vectorized env's episodes are not continued after this
+        if self.trainer is not None:
+            self.trainer.forget()  # the vectorized env's episodes are not continued after this
         callbacks = list(callbacks or []) + [_TruncationWatcher(self, nb_max_episode_steps)]
         return super(OffPolicyAgent, self).fit(env, nb_steps, callbacks=callbacks,
                                                nb_max_episode_steps=nb_max_episode_steps,
@@ -262,20 +255,28 @@ class OffPolicyAgent(object):
         return super(OffPolicyAgent, self).test(env, nb_episodes=nb_episodes,
                                                 visualize=visualize, **kwargs)
 
-    # -- vectorized environments ----------------------------------------------------------------
+    # -- vectorized environments: the agent's VecTrainer steps them -------------------------------
     def train_vec(self, vec_env, nb_episodes=None, nb_steps=None, callback=None, stop=None,
                   seed=None, log_interval=None, mode=None):
-        """Train on a vectorized env; see :func:`agents.parallel.train_vec`."""
-        return parallel.train_vec(self, vec_env, nb_episodes=nb_episodes, nb_steps=nb_steps,
-                                  callback=callback, stop=stop, seed=seed,
-                                  log_interval=log_interval, mode=mode)
+        """Train on a vectorized env; see :meth:`agents.parallel.VecTrainer.train`."""
+        return self._vec_trainer().train(vec_env, nb_episodes=nb_episodes, nb_steps=nb_steps,
+                                         callback=callback, stop=stop, seed=seed,
+                                         log_interval=log_interval, mode=mode)
 
     def evaluate_vec(self, vec_env, nb_episodes=10, seed=None):
         """Mean-return evaluation with deterministic actions; see
-        :func:`agents.parallel.evaluate_vec`."""
-        return parallel.evaluate_vec(self, vec_env, nb_episodes=nb_episodes, seed=seed)
+        :meth:`agents.parallel.VecTrainer.evaluate`."""
+        return self._vec_trainer().evaluate(vec_env, nb_episodes=nb_episodes, seed=seed)
 
-    # -- weights and counters ------------------------------------------------------------------
+    def _vec_trainer(self):
+        if self.trainer is None:
+            # made (and imported) on first use: an agent that never steps a vectorized env
+            # (keras-rl's fit/test, evaluate.py) needs none of the stepping modules
+            from agents.parallel import VecTrainer
+            self.trainer = VecTrainer(self)
+        return self.trainer
+
+    # -- weights and counters (files: agents/persistence.py) -----------------------------------
     def save_weights(self, filepath, overwrite=False):
         """Every model to ``<name>_<part><ext>`` (use ``.h5``), counters to ``<name>_state.json``.
 
@@ -283,47 +284,33 @@ class OffPolicyAgent(object):
         stdin). Optimizer states, RNG states and the replay memory are
         :meth:`save_training_state`'s.
         """
-        files = self.weight_files(filepath)
-        state_file = self._state_file(filepath)
-        norm_file = self.norm_file(filepath)
-        if not overwrite:
-            for path in list(files) + [state_file, norm_file]:
-                if os.path.exists(path):
-                    raise FileExistsError('%s exists; pass overwrite=True' % path)
-        for path, model in files.items():
-            model.save_weights(path, overwrite=True)
-        if self.normalize_obs:  # before the state file: a checkpoint's state file comes last
-            self.obs_norm.save(norm_file)
         state = self.counters()
         state.update(self._extra_state())
-        with open(state_file, 'w') as f:
-            json.dump(state, f, indent=1, sort_keys=True)
+        persistence.write_weights(filepath, self.weight_files(filepath), state,
+                                  self.obs_norm if self.normalize_obs else None, overwrite)
 
     def load_weights(self, filepath):
         """Load what :meth:`save_weights` wrote; counters too when the state file exists."""
         if not self.compiled:
             raise RuntimeError('compile() the agent before load_weights (targets and the '
                                'temperature are created by compile)')
-        for path, model in self.weight_files(filepath).items():
-            if os.path.exists(path) or not self._optional_weight_file(path):
-                model.load_weights(path)
+        persistence.read_weights(self.weight_files(filepath), self._optional_weight_file)
         self._after_load(filepath)
         self._load_norm(self.norm_file(filepath))
-        state_file = self._state_file(filepath)
-        if os.path.exists(state_file):
-            with open(state_file) as f:
-                state = json.load(f)
+        state = persistence.read_state(filepath)
+        if state is not None:
             for name in COUNTERS:
                 setattr(self, name, int(state.get(name, 0)))
             self._load_extra_state(state)
         else:
-            log.warning('%s not found: weights loaded, counters left as they were', state_file)
-        self._vec_state = None
+            log.warning('%s not found: weights loaded, counters left as they were',
+                        persistence.state_file(filepath))
+        if self.trainer is not None:
+            self.trainer.forget()
 
-    @staticmethod
-    def norm_file(filepath):
-        """The observation statistics' file beside the weights of ``filepath``."""
-        return os.path.splitext(filepath)[0] + '_obsnorm.npz'
+    norm_file = staticmethod(persistence.norm_file)
+    training_files = staticmethod(persistence.training_files)
+    _part_file = staticmethod(persistence.part_file)  # for weight_files
 
     def _load_norm(self, path):
         if os.path.exists(path):
@@ -338,105 +325,48 @@ class OffPolicyAgent(object):
             self.obs_norm = RunningNorm((self.obs_dim,))
 
     # -- a policy on its own: what acting needs (bench/learn.py --export, evaluate.py) ---------
-    POLICY_FILE = 'actor.h5'
-    NORM_FILE = 'obs_norm.npz'
+    POLICY_FILE = persistence.POLICY_FILE
+    NORM_FILE = persistence.NORM_FILE
 
     def save_policy(self, folder):
         """The acting network's weights (``actor.h5``) and, when normalizing, the observation
         statistics (``obs_norm.npz``) into ``folder``; returns the files written."""
-        if not os.path.isdir(folder):
-            os.makedirs(folder)
-        written = [os.path.join(folder, self.POLICY_FILE)]
-        self._acting_model().save_weights(written[0], overwrite=True)
-        norm = os.path.join(folder, self.NORM_FILE)
-        if self.normalize_obs:
-            self.obs_norm.save(norm)
-            written.append(norm)
-        elif os.path.exists(norm):
-            os.remove(norm)  # a stale one would switch normalization on at load
-        return written
+        return persistence.save_policy(folder, self._acting_model(),
+                                       self.obs_norm if self.normalize_obs else None)
 
     def load_policy(self, folder):
         """What :meth:`save_policy` wrote: enough to act (evaluate.py), not to train on."""
-        self._acting_model().load_weights(os.path.join(folder, self.POLICY_FILE))
-        norm = os.path.join(folder, self.NORM_FILE)
-        self.normalize_obs = os.path.exists(norm)
-        if self.normalize_obs:
-            self.obs_norm.load(norm)
+        self.normalize_obs = persistence.load_policy(folder, self._acting_model(), self.obs_norm)
 
-    # -- training state: optimizers, RNGs, replay memory (see the module docstring) --------------
-    @staticmethod
-    def training_files(filepath):
-        """``(training state file, replay memory file)`` beside the weights of ``filepath``."""
-        stem = os.path.splitext(filepath)[0]
-        return stem + '_training.npz', stem + '_memory.npz'
-
+    # -- training state: optimizers, RNGs, replay memory (files: agents/persistence.py) --------
     def save_training_state(self, filepath, memory=True):
         """Optimizer and RNG states beside ``filepath``'s weights, and the replay memory when
         ``memory``; returns the files written."""
-        training_file, memory_file = self.training_files(filepath)
         arrays = {'update_credit': np.float64(self._update_credit)}
-        for name, (optimizer, _) in self._optimizers().items():
-            for i, value in enumerate(optimizer.get_weights() if optimizer.weights else []):
-                arrays['optimizer.%s.%04d' % (name, i)] = value
-        for name, rng in self._rngs().items():
-            kind, keys, pos, has_gauss, gauss = rng.get_state()
-            arrays['rng.%s.keys' % name] = keys
-            arrays['rng.%s.rest' % name] = np.array([pos, has_gauss, gauss], dtype=np.float64)
+        arrays.update(persistence.optimizer_arrays(self._optimizers()))
+        arrays.update(persistence.rng_arrays(self._rngs()))
         arrays.update(self._extra_arrays())
-        for key, value in self.obs_norm.state().items():
-            arrays['obs_norm.' + key] = value
-        arrays['normalize_obs'] = np.bool_(self.normalize_obs)
-        np.savez(training_file, **arrays)
-        written = [training_file]
-        if memory:
-            self.memory.save(memory_file)
-            written.append(memory_file)
-        return written
+        arrays.update(persistence.norm_arrays(self.obs_norm, self.normalize_obs))
+        return persistence.write_training_state(filepath, arrays,
+                                                self.memory if memory else None)
 
     def load_training_state(self, filepath):
         """Load what :meth:`save_training_state` wrote beside ``filepath``. Returns a sentence
         for the user when something starts fresh (a checkpoint written before training states
         were saved, or without its memory), else None."""
-        training_file, memory_file = self.training_files(filepath)
-        if not os.path.exists(training_file):
-            for optimizer, _ in self._optimizers().values():
-                if optimizer.weights:  # what a fresh optimizer holds: no steps, zero moments
-                    optimizer.set_weights([np.zeros_like(w) for w in optimizer.get_weights()])
-            self.memory.clear()
-            return ('%s holds weights and counters only (written before checkpoints held the '
-                    'training state): the replay memory and optimizer states start fresh'
-                    % os.path.dirname(os.path.abspath(filepath)))
-        with np.load(training_file) as data:
-            arrays = dict((key, data[key]) for key in data.files)
+        arrays = persistence.read_training_arrays(filepath)
+        if arrays is None:  # written before checkpoints held the training state
+            return persistence.start_fresh(filepath, self._optimizers(), self.memory)
         self._update_credit = float(arrays['update_credit'])
-        for name, (optimizer, variables) in self._optimizers().items():
-            prefix = 'optimizer.%s.' % name
-            values = [arrays[key] for key in sorted(arrays) if key.startswith(prefix)]
-            if values and not optimizer.weights:
-                # Slots are made at the first update (eager mode): make them now to fill them.
-                from agents import compat  # (TensorFlow: imported where it is needed)
-                compat.create_optimizer_slots(optimizer, variables)
-            if values or optimizer.weights:
-                optimizer.set_weights(values or [np.zeros_like(w)
-                                                 for w in optimizer.get_weights()])
-        for name, rng in self._rngs().items():
-            pos, has_gauss, gauss = arrays['rng.%s.rest' % name]
-            rng.set_state(('MT19937', arrays['rng.%s.keys' % name], int(pos), int(has_gauss),
-                           float(gauss)))
+        persistence.set_optimizer_arrays(self._optimizers(), arrays)
+        persistence.set_rng_arrays(self._rngs(), arrays)
         self._load_extra_arrays(arrays)
-        if 'obs_norm.mean' in arrays:
-            self.obs_norm.set_state(dict((key[len('obs_norm.'):], value)
-                                         for key, value in arrays.items()
-                                         if key.startswith('obs_norm.')))
-            self.normalize_obs = bool(arrays['normalize_obs'])
-        if os.path.exists(memory_file):
-            self.memory.load(memory_file)
-            return None
-        self.memory.clear()
-        return ('%s was saved without its replay memory: the memory starts empty and updates '
-                'resume once it holds a batch' % os.path.dirname(os.path.abspath(filepath)))
+        normalize = persistence.set_norm_arrays(arrays, self.obs_norm)
+        if normalize is not None:
+            self.normalize_obs = normalize
+        return persistence.read_memory(filepath, self.memory)
 
+    # -- what the concrete agent may override (see the module docstring) -------------------------
     def _optimizers(self):
         return {}
 
@@ -451,15 +381,6 @@ class OffPolicyAgent(object):
 
     def _load_extra_arrays(self, arrays):
         pass
-
-    @staticmethod
-    def _state_file(filepath):
-        return os.path.splitext(filepath)[0] + '_state.json'
-
-    @staticmethod
-    def _part_file(filepath, part):
-        name, ext = os.path.splitext(filepath)
-        return '%s_%s%s' % (name, part, ext)
 
     def _optional_weight_file(self, path):
         return False

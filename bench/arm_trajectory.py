@@ -127,6 +127,7 @@ def progress(verbose):
 def record(policy, ks):
     """The policy's environment, its settings, and for each evaluation target in ``ks`` its
     actions (agent steps x muscles) and the target, from evaluate.py's own loading code."""
+    import evaluate
     from run import evaluation
     algo, env_name, env_kwargs, hidden = evaluate.plan(evaluate.parse_args([policy]))
     # Each episode on an environment of its own, as replay() plays it: osim-rl's Arm2DEnv keeps

@@ -132,7 +132,7 @@ def build_agent(args, vec, seed):
 
 
 # --- evaluation: evaluate.py's code ---------------------------------------------------------------
-def evaluation(act, env, args):
+def evaluate_policy(act, env, args):
     """evaluate.py's result for ``act`` on ``--eval-episodes`` episodes from EVAL_SEED."""
     from run import evaluation
     returns, lengths, measures = evaluation.run_episodes(act, env, args.eval_episodes, EVAL_SEED)
@@ -161,7 +161,7 @@ def random_baseline(args, env_kwargs):
     env = evaluation.make_env(args.env, env_kwargs, video=False)
     try:
         act, _ = evaluation.load_policy('random', (), env, None, seed=12345)
-        outcome = evaluation(act, env, args)
+        outcome = evaluate_policy(act, env, args)
     finally:
         env.close()
     if cache:
@@ -300,7 +300,7 @@ _last_evaluation = {}
 
 
 def _evaluate_into(agent, act, env, args, add_row, seed, frame_skip, train_seconds):
-    outcome = evaluation(act, env, args)
+    outcome = evaluate_policy(act, env, args)
     key, value = task_measure(outcome)
     add_row('eval', agent.global_step, outcome['mean_return'], outcome['mean_length'], value)
     _last_evaluation.update(seed=seed, outcome=outcome)

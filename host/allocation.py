@@ -7,18 +7,18 @@
   list's capacity per farm (counting what this learner holds there); :meth:`Farmer.place_or_wait`
   (a new vector env) waits up to ``WAIT_FOR_CAPACITY`` for capacity a departed learner frees, and
   otherwise raises :class:`errors.NoCapacityError` saying who holds what.
-- Leases: each vector env holds an :class:`Allocation`, at most one lease per farm (opened
-  when first needed, packed observations), renewed by the keep-alive thread (a third of the
-  shortest TTL, at most every ``KEEPALIVE_EVERY``), and given back whole on every exit path:
+- Leases: each vector env holds an :class:`host.leases.Allocation`, at most one lease per farm
+  (opened when first needed, packed observations), renewed by the keep-alive thread (a third of
+  the shortest TTL, at most every ``KEEPALIVE_EVERY``), and given back whole on every exit path:
   the env's ``close()``, a build that fails part-way, ``Farmer.close()``, interpreter exit
   (atexit, below). A lease the farm forgot is dropped from renewal; the vector env rebuilds its
   environments.
 - Protocol: a farm whose ``info()`` reports another farm protocol than protocol.PROTOCOL is not
   used: its status says why, and with no other farm answering :class:`errors.ProtocolMismatchError`
   is the one line the user sees.
-- Keep-alive thread (every ``MONITOR_EVERY``): reports calls outstanding past ``STALL_AFTER``
-  (with a probe of the farm), renews leases, refreshes every farm's numbers, marks each vector
-  env's ``rebalance_due``, and probes lost farms every ``RETRY_EVERY``.
+- Keep-alive (host/keepalive.py, a thread handed this Farmer): reports stalled calls, renews
+  leases, refreshes every farm's numbers, tells each vector env to rebalance, and probes lost
+  farms.
 - Outages: :meth:`Farmer.mark_down` keeps a lost farm's leases to close when it answers again
   (:meth:`Farmer.try_revive`, from any thread); :meth:`Farmer.wait_for_a_farm` blocks while none
   answers; past ``give_up_after`` seconds of silence :class:`errors.FarmsLostError`.
@@ -36,11 +36,14 @@ import os
 import threading
 import time
 
-from common.errors import FarmsLostError, NoCapacityError, NoFarmError, ProtocolMismatchError
+from common.errors import FarmsLostError, NoFarmError, ProtocolMismatchError
 from host import local_farm, settings
+from host.capacity import Capacity
 from host.diagnosis import advice, describe
 from host.farm_vec_env import FarmVecEnv
 from host.farmlist_reader import parse_farms, read_farmlist
+from host.keepalive import KeepAlive
+from host.leases import Allocation
 from host.link import FARM_DOWN, FarmLink, configure_tls
 from host.remote_env import RemoteEnv
 
@@ -89,6 +92,7 @@ class Farmer(object):
         self._vec_envs = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.capacity = Capacity(self.links, self.open_vec_envs, self.wait, lambda: self.closed)
         self._probe_all()
         if not any(link.up for link in self.links):
             mismatched = [link.mismatch for link in self.links if link.mismatch]
@@ -99,9 +103,8 @@ class Farmer(object):
             else:
                 raise NoFarmError(self._nothing_answers())
         _OPEN.add(self)
-        self._keepalive = threading.Thread(target=self._keep_alive, name='farmer-keepalive',
-                                           daemon=True)
-        self._keepalive.start()
+        self.keepalive = KeepAlive(self)
+        self.keepalive.start()
 
     # --- farms -----------------------------------------------------------------------------------
     def _probe_all(self):
@@ -145,6 +148,16 @@ class Farmer(object):
     def allocation(self):
         """A new, empty :class:`Allocation`: the leases of one vector env, given back whole."""
         return Allocation(self)
+
+    def leases(self):
+        """The ``(link, token)`` pairs of every lease this learner holds on an answering farm
+        (what the keep-alive renews)."""
+        with self._lock:
+            return list(self._leases)
+
+    def open_vec_envs(self):
+        """The vector envs this Farmer built that are not closed."""
+        return [env for env in self._vec_envs if not env.closed]
 
     def status(self):
         """One plain dict per farm: name, up, capacity, in use, versions, error (fresh probes;
@@ -246,77 +259,6 @@ class Farmer(object):
         log.warning('farm %s answers; going on after %.0f s without a farm',
                     ', '.join(link.name for link in self.links if link.up), time.time() - started)
 
-    def _renew_every(self):
-        """A third of the shortest lease TTL we get (a farm caps ours at its --lease-ttl)."""
-        ttls = [self.lease_ttl] + [float(link.info.get('lease_ttl') or self.lease_ttl)
-                                   for link in self.links if link.up and link.info]
-        return min([settings.KEEPALIVE_EVERY] + [ttl / 3.0 for ttl in ttls])
-
-    def _keep_alive(self):
-        next_round = time.time() + self._renew_every()
-        while not self._stop.wait(min(settings.MONITOR_EVERY, self._renew_every())):
-            try:
-                now = time.time()
-                self._report_stalls(now)
-                if now >= next_round:
-                    next_round = now + self._renew_every()
-                    self._renew_all()
-                    for env in list(self._vec_envs):
-                        env.rebalance_due = True
-                for link in self.links:
-                    if not link.up and time.time() >= link.retry_at:
-                        self.try_revive(link)
-            except Exception as e:  # never let the keep-alive thread die
-                log.warning('keep-alive: %s', describe(e))
-
-    def _renew_all(self):
-        with self._lock:
-            leases = list(self._leases)
-        for link, token in leases:
-            if not link.up or (link.reported and not link.stall_answers):
-                continue  # (a stalled farm that answers no probe would only time out again)
-            try:
-                link.call('renew', token, timeout=settings.PROBE_TIMEOUT)
-            except LookupError:
-                # The farm forgot it: the next step rebuilds its environments (lost_cause
-                # 'lease'); stop renewing it.
-                self.forget_lease(link, token)
-            except Exception as e:
-                log.warning('renewing lease on %s failed: %s', link.name, describe(e))
-        for link in self.links:
-            # Not a farm with a call stuck past STALL_AFTER (its stall report probes it); a call
-            # merely outstanding is the rule in the asynchronous mode (a receiver waiting).
-            oldest = link.oldest_call()
-            if link.up and (oldest is None or time.time() - oldest[1] < settings.STALL_AFTER):
-                link.refresh()
-
-    def _report_stalls(self, now):
-        """Says which farm has not answered a call for how long, and what a probe of it says."""
-        for link in self.links:
-            oldest = link.oldest_call()
-            if oldest is None or now - oldest[1] < settings.STALL_AFTER or not link.up:
-                # (a farm that is down has its calls abandoned; wait_for_a_farm reports it)
-                link.reported, link.stall_answers = 0.0, True
-                continue
-            if now - link.reported < (settings.SLOW_REPORT_EVERY
-                                      if link.reported and link.stall_answers
-                                      else settings.REPORT_EVERY):
-                continue
-            method, started = oldest
-            link.reported = now  # (before the probe, which may take PROBE_TIMEOUT)
-            link.stall_answers = not isinstance(link.ping(), Exception)
-            now = time.time()
-            if link.stall_answers:
-                log.warning('farm %s: no answer to %s for %.0f s, but it answers a probe: an '
-                            'environment is slow (the farm replaces one stuck past its step '
-                            'timeout)', link.name, method, now - started)
-            else:
-                log.warning('farm %s: no answer to %s for %.0f s, nor to a probe (%s): the farm '
-                            'is frozen, or its machine or the link is down. Waiting; the call '
-                            'times out in %.0f s, then its environments are rebuilt where a farm '
-                            'answers', link.name, method, now - started, link.error,
-                            max(0.0, started + link.call_timeout - now))
-
     # --- leases and placement --------------------------------------------------------------------
     def open_lease(self, link):
         # Packed observations (wire.pack): raw float32 bytes instead of lists of floats, one
@@ -357,81 +299,16 @@ class Farmer(object):
             thread.join(max(0.0, deadline - time.time()))
 
     def place(self, n, exclude=(), replacing=()):
-        """How many of ``n`` environments go to each answering farm: by free capacity, at most
-        the farm list's capacity per farm (counting what this learner holds there, except the
-        placements it is ``replacing``). Returns ``(plan, how many did not fit)``."""
-        links = [link for link in self.links if link.up and link not in exclude]
-        free = {}
-        for link in links:
-            if link.refresh():  # fresh numbers: other learners may have taken capacity since
-                mine = self._held_on(link, replacing)
-                free[link] = max(0, min(link.capacity - mine,
-                                        link.info['capacity'] - link.info['in_use']))
-        plan = {}
-        left = n
-        while left > 0:
-            candidates = [link for link in free if free[link] - plan.get(link, 0) > 0]
-            if not candidates:
-                break
-            best = max(candidates, key=lambda l: free[l] - plan.get(l, 0))
-            plan[best] = plan.get(best, 0) + 1
-            left -= 1
-        return plan, left
+        """:meth:`host.capacity.Capacity.place`: ``(plan, how many did not fit)``."""
+        return self.capacity.place(n, exclude, replacing)
 
     def place_or_wait(self, n, what):
-        """:meth:`place` for a new vector env: all ``n`` must fit. Capacity that a departed
-        learner still holds is waited for when its farm frees it within WAIT_FOR_CAPACITY;
-        otherwise :class:`errors.NoCapacityError` says who holds it and when it frees."""
-        deadline = time.time() + settings.WAIT_FOR_CAPACITY
-        said = False
-        while True:
-            plan, missing = self.place(n)
-            if not missing:
-                return plan
-            frees = [(link.info.get('frees_in'), link) for link in self.links
-                     if link.up and link.info and link.info.get('frees_in') is not None]
-            soonest = min(frees, key=lambda f: f[0]) if frees else None
-            if soonest is None or time.time() + soonest[0] > deadline:
-                raise NoCapacityError(self.no_capacity(n, what, n - missing))
-            if not said:
-                said = True
-                log.warning('%d x %s: %d do not fit now; capacity another learner holds on %s '
-                            'frees in %.0f s if that learner has gone: waiting for it', n, what,
-                            missing, soonest[1].name, soonest[0])
-            self._stop.wait(min(max(soonest[0], 0.2) + 0.3, 5.0))
-            if self._stop.is_set():
-                raise NoCapacityError(self.no_capacity(n, what, n - missing))
+        """:meth:`host.capacity.Capacity.place_or_wait`: a plan for all ``n``, or
+        :class:`errors.NoCapacityError`."""
+        return self.capacity.place_or_wait(n, what)
 
     def no_capacity(self, n, what, have):
-        """Why ``n`` x ``what`` do not fit (only ``have`` do): who holds what, and what to do."""
-        parts = []
-        for link in self.links:
-            info = link.info or {}
-            if not link.up:
-                parts.append('%s does not answer (%s)' % (link.name, link.error))
-                continue
-            mine = self._held_on(link)
-            others = info.get('in_use', 0) - mine
-            text = '%s: %d of %d in use' % (link.name, info.get('in_use', 0),
-                                           info.get('capacity', 0))
-            if others > 0:
-                text += ' (%d by other learners%s)' % (others, (
-                    '; the first frees in %.0f s unless its learner calls again'
-                    % info['frees_in']) if info.get('frees_in') is not None else '')
-            if mine:
-                text += ' (%d by this learner)' % mine
-            if link.capacity < info.get('capacity', 0):
-                text += ', farm list takes at most %d' % link.capacity
-            parts.append(text)
-        return ('%d x %s requested, but the farms that answer have only %d free: %s. Stop the '
-                'other learners, ask for fewer environments, or add farms to the farm list'
-                % (n, what, have, '; '.join(parts)))
-
-    def _held_on(self, link, replacing=(), idle=()):
-        skip = set(id(place) for place in replacing)
-        return sum(1 for env in self._vec_envs if not env.closed and env not in idle
-                   for place in env.places
-                   if place is not None and place.link is link and id(place) not in skip)
+        return self.capacity.no_capacity(n, what, have)
 
     def vec_env(self, env_name, n_envs, env_kwargs=None, batch_size=1):
         """``n_envs`` environments spread over the farms, as one vectorized env (vecenv/contract.py);
@@ -445,27 +322,12 @@ class Farmer(object):
         return RemoteEnv(self.vec_env(env_name, 1, env_kwargs))
 
     def utilization(self, idle=()):
-        """The share of the answering farms' capacity that runs this learner's environments at
-        full speed: for each farm that answers, this learner's environments there up to its
-        capacity (the smaller of the farm list's and the farm's), summed, over those capacities
-        summed. Environments above a farm's capacity share its cores and do not count, so a
-        learner crowding one farm while another idles shows below 1.0 (see :meth:`overcommit`);
-        nor do the vector envs in ``idle`` (e.g. evaluation environments while training runs).
-        From the last keep-alive round: no call is made."""
-        capacity = held = 0
-        for link in self.links:
-            if link.up and link.info:
-                cap = min(link.capacity, link.info['capacity'])
-                capacity += cap
-                held += min(self._held_on(link, idle=idle), cap)
-        return held / float(capacity) if capacity else 0.0
+        """:meth:`host.capacity.Capacity.utilization` (``idle``: vector envs not counted)."""
+        return self.capacity.utilization(idle)
 
     def overcommit(self):
-        """``{farm: environments in use / capacity}`` for the answering farms above capacity
-        (from the last keep-alive round; every learner's environments count)."""
-        return dict((link.name, link.info['in_use'] / float(link.info['capacity']))
-                    for link in self.links if link.up and link.info
-                    and link.info['in_use'] > link.info['capacity'] > 0)
+        """:meth:`host.capacity.Capacity.overcommit`: ``{farm: in use / capacity}`` above 1."""
+        return self.capacity.overcommit()
 
     def close(self):
         """Close every environment and lease (within a few seconds, whatever the farms do)."""
@@ -487,44 +349,3 @@ class Farmer(object):
 
     def __exit__(self, *exc):
         self.close()
-
-
-class Allocation(object):
-    """The leases one vector env holds: at most one per farm (its environments there all live in
-    it), opened when first needed, given back whole by :meth:`close` (also when a build fails
-    part-way). The :class:`Farmer` renews them with the others; a farm lost or a lease it forgot
-    is dropped here (:meth:`drop`) so that the next build there opens a fresh one."""
-
-    def __init__(self, farmer):
-        self.farmer = farmer
-        self._leases = {}  # link -> token
-        self._lock = threading.Lock()
-        self.closed = False
-
-    def lease(self, link, open_new=True):
-        """This allocation's lease on ``link``, opened now if it has none (``open_new``)."""
-        with self._lock:
-            token = self._leases.get(link)
-            if token is None and open_new:
-                if self.closed:  # (a recovery thread still at work when its env closed)
-                    raise RuntimeError('this vector env is closed: nothing more is leased')
-                token = self._leases[link] = self.farmer.open_lease(link)
-            return token
-
-    def drop(self, link, token=None):
-        """Forget the lease on ``link`` (its farm is lost, or forgot it: the Farmer keeps what
-        it must close later); ``token``: only if it is still that one."""
-        with self._lock:
-            if link in self._leases and token in (None, self._leases[link]):
-                self.farmer.forget_lease(link, self._leases.pop(link))
-
-    def leases(self):
-        with self._lock:
-            return list(self._leases.items())
-
-    def close(self, timeout=settings.CLOSE_TIMEOUT):
-        """Close every lease (within about ``timeout`` seconds): the farms free what they held."""
-        with self._lock:
-            pairs, self._leases = list(self._leases.items()), {}
-            self.closed = True
-        self.farmer.close_leases(pairs, timeout)

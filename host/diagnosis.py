@@ -78,3 +78,8 @@ def advice(link):
                 'its CA certificate), or it refused us (see its log)'
                 % (link.name, link.error, settings.TLS_CA_ENV))
     return '%s: %s' % (link.name, link.error)
+
+
+def no_such_lease(error):
+    """Whether a farm's error says it does not know our lease (expired, or the farm restarted)."""
+    return isinstance(error, LookupError) and 'no such lease' in str(error)

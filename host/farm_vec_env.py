@@ -2,13 +2,14 @@
 modes: lockstep (``reset``, ``step_async``/``step_wait``, ``step``) and asynchronous
 (``async_reset``, ``send``, ``recv``, ``in_flight``, ``batch_size``).
 
-- Built by ``Farmer.vec_env``: a placement plan from the Farmer and an :class:`Allocation` (at
-  most one lease per farm) that this env gives back whole on ``close()``, or at once when the
-  build fails part-way. Vector index ``i`` lives at ``places[i]`` (farm link, lease, env id);
-  placing and (re)building are host/placement.py's.
+- Built by ``Farmer.vec_env``: its :class:`host.placement.Placements` (``placement``) holds a
+  placement plan from the Farmer and an :class:`host.leases.Allocation` (at most one lease per
+  farm) that this env gives back whole on ``close()``, or at once when the build fails
+  part-way. Vector index ``i`` lives at ``places[i]`` (farm link, lease, env id); placing and
+  (re)building are the placement's, shared with the asynchronous mode.
 - Lockstep: one ``step`` call per farm, all at once, each on its farm's thread (``step`` makes
   the last one in the caller's thread: with nothing to overlap, a thread switch less).
-- Asynchronous (host/receivers.py): sends go out one-way (one ``post`` per farm touched, on the
+- Asynchronous (host/async_mode.py, handed the placement and what it needs): sends go out one-way (one ``post`` per farm touched, on the
   farm's call thread); a receiver per farm (one thread for a near farm, ``settings.RECV_THREADS``
   for a far one, each with a connection of its own, their recvs overlapping) waits in the farm's
   ``recv`` while that farm has environments in flight and queues what comes back; ``recv``
@@ -16,7 +17,7 @@ modes: lockstep (``reset``, ``step_async``/``step_wait``, ``step``) and asynchro
 - Conversions: actions are checked here and cross as one packed array per farm (wire.pack);
   observations come back packed (the lease is opened with ``packed``) and become one array in
   the contract's form, ``obs_form`` (float32, or int64 for a Discrete space:
-  :func:`host.receivers.as_obs`; a farm's answer at once, :func:`as_obs_rows`). Those are the
+  :func:`host.observations.as_obs`; a farm's answer at once, :func:`as_obs_rows`). Those are the
   host's one conversion out and in.
 - A farm lost mid-call (``FARM_DOWN``) or a lease it forgot: those environments' episodes end
   truncated, not terminated (``info['lost']``, ``info['lost_cause']`` 'farm' or 'lease'), and
@@ -44,17 +45,19 @@ import numpy as np
 from common import wire
 from common.errors import NothingPendingError, PendingError, UserError
 from host import settings
-from host.diagnosis import describe
-from host.link import FARM_DOWN
-from host.placement import Placing
 from common.protocol import is_error
-from host.receivers import AsyncState, as_obs, as_obs_rows, no_such_lease
+from host.async_mode import AsyncState
+from host.diagnosis import no_such_lease
+from host.link import FARM_DOWN
+from host.lockstep import LockstepCalls
+from host.observations import as_obs, as_obs_rows
+from host.placement import Placements
 from vecenv.contract import EpisodeTracker, ObsForm, VecEnv, check_env_ids, make_space
 
 log = logging.getLogger('farmer')
 
 
-class FarmVecEnv(Placing, VecEnv):
+class FarmVecEnv(VecEnv):
     """N remote environments over the farms; the contract is vecenv/contract.py's, both modes."""
 
     def __init__(self, farmer, env_name, n_envs, env_kwargs, batch_size=1):
@@ -71,59 +74,59 @@ class FarmVecEnv(Placing, VecEnv):
         self.num_envs = n_envs
         self.batch_size = int(batch_size)
         self.closed = False
-        self.places = [None] * n_envs
-        self.params = [{} for _ in range(n_envs)]  # set_params so far: rebuilt envs get them
-        self.spec = None
-        self._groups = {}
-        self._where = {}          # (link, env id) -> vector index: whose result came back
-        self._displaced = set()  # indices moved off a lost farm, maybe running above capacity
-        self.rebalance_due = False  # set every keep-alive round: try moving displaced ones back
-        self.allocation = farmer.allocation()
+        self.placement = Placements(farmer, env_name, self.env_kwargs, n_envs)
         self._pending = None      # the lockstep step's futures, between step_async and step_wait
         self.wait_seconds = 0.0   # time blocked in step_wait/recv: how long the learner waited
         try:
-            self._build(list(range(n_envs)), mode='start')
-            self.observation_space = make_space(self.spec['observation_space'])
-            self.action_space = make_space(self.spec['action_space'])
+            self.placement.build(list(range(n_envs)), mode='start')
+            self.observation_space = make_space(self.placement.spec['observation_space'])
+            self.action_space = make_space(self.placement.spec['action_space'])
         except BaseException:
             # A build that fails part-way (the second farm cannot make the env, Ctrl-C) must
             # not leave the first farm's environments leased and renewed for ever.
-            self.allocation.close()
+            self.placement.close()
             self.closed = True
             raise
-        self.max_episode_steps = self.spec.get('max_episode_steps')
+        self.max_episode_steps = self.placement.spec.get('max_episode_steps')
         self.obs_form = ObsForm(self.observation_space)
         self._act_size = int(np.prod(self.action_space.shape)) if self.action_space.shape else 1
-        self.last_obs = self.obs_form.zeros(n_envs)
+        self.last_obs = self.obs_form.zeros(n_envs)  # updated in place: shared with the async mode
         self.tracker = EpisodeTracker(n_envs)
-        self._async = AsyncState(self)
+        self.lockstep = LockstepCalls(farmer, self.placement, self.obs_form)
+        self.async_mode = AsyncState(farmer, self.placement, self.obs_form, self.tracker,
+                                 self.last_obs, self.apply_params)
 
-    def call_timeout(self, link):
-        # With give_up_after, a stuck call must not outlast it: the wait for a farm checks it.
-        give_up = self.farmer.give_up_after
-        return link.call_timeout if give_up is None else min(link.call_timeout, give_up)
+    @property
+    def places(self):
+        """``places[i]``: where vector index ``i`` lives (farm link, lease, env id)."""
+        return self.placement.places
+
+    def rebalance_soon(self):
+        """A keep-alive round (the Farmer's): try moving displaced environments back to free
+        capacity after their next step."""
+        self.placement.rebalance_due = True
 
     # --- the contract: common ---------------------------------------------------------------------
     def reset(self, seed=None):
         if self._pending is not None:  # collect and discard a pending lockstep step
             self.step_wait()
-        self._async.discard_in_flight()
+        self.async_mode.discard_in_flight()
         if seed is None:
             seed, self._first_seed = self._first_seed, None
         futures = {}
-        for (link, lease), (indices, ids) in self._groups.items():
+        for (link, lease), (indices, ids) in self.placement.groups.items():
             seeds = None if seed is None else [seed + i for i in indices]
             futures[(link, lease)] = link.submit('reset', lease, ids, seeds)
         obs = self.obs_form.zeros(self.num_envs)
 
         def store(indices, results):
             obs[indices] = as_obs_rows(results, self.obs_form)
-        lost = self._collect(futures, store)
+        lost = self.lockstep.collect(futures, store)
         if lost:
-            obs[sorted(lost)] = self._reset_many(sorted(lost), seed)
+            obs[sorted(lost)] = self.lockstep.reset_many(sorted(lost), seed)
         for i in range(self.num_envs):
             self.tracker.restart(i)
-        self.last_obs = obs.copy()
+        self.last_obs[:] = obs
         return obs
 
     def set_params(self, params, indices=None):
@@ -135,16 +138,16 @@ class FarmVecEnv(Placing, VecEnv):
         indices = list(range(self.num_envs)) if indices is None else sorted(set(indices))
         if not isinstance(params, dict):
             raise ValueError('set_params: params must be a dict, got %s' % type(params).__name__)
-        flying = self._async.defer_params(params, indices)
+        flying = self.async_mode.defer_params(params, indices)
         now = [i for i in indices if i not in flying]
         lost = self.apply_params(params, now)
         for i in indices:
-            self.params[i].update(params)
+            self.placement.params[i].update(params)
         if lost:
             # The farm rebuilt them with the new params; a rebuilt env must be reset before it
             # steps. Their episodes restart here (the learner is not told: rare, and between
             # steps there is no info to carry it).
-            self.last_obs[lost] = self._reset_many(lost)
+            self.last_obs[lost] = self.lockstep.reset_many(lost)
             for i in lost:
                 self.tracker.restart(i)
 
@@ -153,12 +156,12 @@ class FarmVecEnv(Placing, VecEnv):
         the indices whose worker was lost meanwhile (rebuilt with the params: reset them)."""
         wanted = set(indices)
         futures = {}
-        for (link, lease), (group_indices, ids) in self._groups.items():
+        for (link, lease), (group_indices, ids) in self.placement.groups.items():
             mine = [(i, e) for i, e in zip(group_indices, ids) if i in wanted]
             if mine:
                 futures[(link, lease)] = (mine, link.submit('set_params', lease,
                                                             [e for _, e in mine], params))
-        self._await(dict((key, f) for key, (_, f) in futures.items()))
+        self.lockstep.await_all(dict((key, f) for key, (_, f) in futures.items()))
         errors, lost = [], []
         for (link, lease), (mine, future) in futures.items():
             try:
@@ -203,7 +206,7 @@ class FarmVecEnv(Placing, VecEnv):
             raise RuntimeError('%s on a closed vectorized env' % call)
         if self._pending is not None:
             raise PendingError('%s while a step is pending: step_wait() for it first' % call)
-        self._async.no_results_out(call)
+        self.async_mode.no_results_out(call)
 
     def _check(self, actions):
         """Validates a lockstep step's actions (the host's one conversion out)."""
@@ -226,41 +229,36 @@ class FarmVecEnv(Placing, VecEnv):
         """
         self._lockstep_may('step')
         wire_actions = self._check(actions)
-        self._pending = self._send_steps(wire_actions, in_caller=list(self._groups)[-1])
+        self._pending = self._send_steps(wire_actions, in_caller=list(self.placement.groups)[-1])
         return self.step_wait()
 
     def _send_steps(self, actions, in_caller):
         pending = {}
         try:
-            for key, (indices, ids) in self._groups.items():
+            for key, (indices, ids) in self.placement.groups.items():
                 link, lease = key
                 if key != in_caller:
                     pending[key] = link.submit('step', lease, ids, wire.pack(actions[indices]),
-                                               True, timeout=self.call_timeout(link))
+                                               True, timeout=self.placement.call_timeout(link))
             if in_caller is not None:
                 link, lease = in_caller
-                indices, ids = self._groups[in_caller]
+                indices, ids = self.placement.groups[in_caller]
                 done = concurrent.futures.Future()
                 try:
                     done.set_result(link.call('step', lease, ids, wire.pack(actions[indices]),
-                                              True, timeout=self.call_timeout(link)))
+                                              True, timeout=self.placement.call_timeout(link)))
                 except Exception as e:
                     done.set_exception(e)
                 pending[in_caller] = done
         except BaseException:  # Ctrl-C in the caller's call: the other farms' are abandoned
-            self._abandon(pending)
+            self.lockstep.abandon(pending)
             raise
         return pending
-
-    def _abandon(self, futures):
-        for (link, lease), future in futures.items():
-            if not future.done():
-                link.abandon()
 
     def step_wait(self):
         if self.closed:
             raise RuntimeError('step_wait on a closed vectorized env')
-        self._async.no_results_out('step_wait')
+        self.async_mode.no_results_out('step_wait')
         if self._pending is None:
             raise NothingPendingError('step_wait() with no step pending: step_async() first')
         started = time.time()
@@ -285,17 +283,17 @@ class FarmVecEnv(Placing, VecEnv):
                 infos[i] = info
 
         futures, self._pending = self._pending, None
-        lost = self._collect(futures, store)
+        lost = self.lockstep.collect(futures, store)
         for i, (reason, cause) in lost.items():
             # Not terminal: the episode was cut short by the machinery, so a learner bootstraps.
             truncated[i], terminated[i], rewards[i] = True, False, 0.0
             infos[i] = {'lost': reason, 'lost_cause': cause,
                         'terminal_observation': form.item(self.last_obs[i])}
         if lost:
-            obs[sorted(lost)] = self._reset_many(sorted(lost))
-        if self._displaced and self.rebalance_due:
-            self.rebalance_due = False
-            for i, (first_obs, reason) in self._move_back().items():
+            obs[sorted(lost)] = self.lockstep.reset_many(sorted(lost))
+        if self.placement.displaced and self.placement.rebalance_due:
+            self.placement.rebalance_due = False
+            for i, (first_obs, reason) in self.lockstep.move_back().items():
                 if not (terminated[i] or truncated[i]):  # this step's outcome stands; then cut
                     truncated[i] = True
                     infos[i] = dict(infos[i], terminal_observation=form.item(obs[i]),
@@ -303,151 +301,28 @@ class FarmVecEnv(Placing, VecEnv):
                 # (an episode that ended on its own in this step keeps its own end reason)
                 obs[i] = first_obs
         self.tracker.record(rewards, terminated | truncated, infos)
-        self.last_obs = obs.copy()
+        self.last_obs[:] = obs
         self.wait_seconds += time.time() - started
         return obs, rewards, terminated, truncated, infos
 
-    def _await(self, futures):
-        """Waits for every future; Ctrl-C abandons the calls still out (their farms' threads are
-        replaced), so nothing later queues behind a stuck call."""
-        try:
-            waiting = set(f for f in futures.values() if not f.done())  # usually none: a step
-            while waiting:
-                waiting = concurrent.futures.wait(waiting, timeout=1.0)[1]
-                if waiting:
-                    self.farmer.check_give_up()
-        except BaseException:
-            self._abandon(futures)
-            raise
-
-    def _collect(self, futures, store):
-        """Waits for every farm; ``store(indices, results)`` takes each farm's good results;
-        returns ``{index: (reason, lost_cause)}`` of the lost environments, rebuilt by then. An
-        'input' error (a bad action) raises ValueError after every farm's results are in."""
-        self._await(futures)
-        lost = {}
-        down = {}
-        expired = []
-        refused = []
-        for (link, lease), future in futures.items():
-            indices = self._groups[(link, lease)][0]
-            try:
-                results = future.result()
-            except FARM_DOWN as e:
-                down[link] = e
-                for i in indices:
-                    lost[i] = ('farm %s lost: %s' % (link.name, describe(e)), 'farm')
-                continue
-            except LookupError as e:
-                if not no_such_lease(e):
-                    raise
-                expired.append((link, lease))
-                for i in indices:
-                    lost[i] = (str(e), 'lease')
-                continue
-            good = []
-            for i, result in zip(indices, results):
-                if is_error(result):
-                    if result.get('kind') == 'input':
-                        refused.append(result['error'])
-                        continue
-                    log.warning('%s', result['error'])
-                    lost[i] = (result['error'], 'worker')
-                else:
-                    good.append(i)
-            if len(good) < len(indices):
-                results = [r for r in results if not is_error(r)]
-            if good:
-                store(good, results)
-        if down or expired:
-            self._recover(down, expired)
-        if refused:
-            raise ValueError(refused[0])
-        return lost
-
-    def _recover(self, down, expired):
-        """Rebuilds the environments of lost farms and forgotten leases where farms answer
-        (waiting for one while none does); their episodes are reported lost by the caller."""
-        for link, error in down.items():
-            self.farm_lost(link, error)
-        for link, lease in expired:
-            self.allocation.drop(link, lease)
-        gone = set(expired)
-        old = dict((i, p) for i, p in enumerate(self.places)
-                   if p.link in down or (p.link, p.lease) in gone)
-        if expired:
-            log.warning('farm %s no longer knows our lease (it expired while this process was '
-                        'paused, or the farm restarted); rebuilding its environments, their '
-                        'episodes truncated', ', '.join(sorted(set(l.name for l, _ in expired))))
-        self.rebuild(old)
-
-    def _move_back(self):
-        """Environments that took over a lost farm's work may run on farms above capacity (at
-        half speed); while a farm has free capacity, those move there. Returns
-        ``{index: (first observation, reason)}`` of the moved ones; their episodes are cut."""
-        moved = self.relocate(sorted(self._displaced))
-        if not moved:
-            return {}
-        first = self._reset_many(sorted(moved))
-        return dict((i, (first[k], moved[i])) for k, i in enumerate(sorted(moved)))
-
-    def _reset_many(self, indices, seed=None):
-        """First observations of environments ``indices`` (replaced or moved ones), one call
-        per farm; environments lost again meanwhile are rebuilt first."""
-        wanted = set(indices)
-        for attempt in range(10):
-            futures = {}
-            for key, (group_indices, ids) in self._groups.items():
-                mine = [(i, env_id) for i, env_id in zip(group_indices, ids) if i in wanted]
-                if mine:
-                    seeds = None if seed is None else [seed + i for i, _ in mine]
-                    futures[key] = (mine, key[0].submit('reset', key[1], [e for _, e in mine],
-                                                        seeds))
-            self._await(dict((key, f) for key, (_, f) in futures.items()))
-            obs = {}
-            down, expired = {}, []
-            for (link, lease), (mine, future) in futures.items():
-                try:
-                    results = future.result()
-                except FARM_DOWN as e:
-                    down[link] = e
-                    continue
-                except LookupError as e:
-                    if not no_such_lease(e):
-                        raise
-                    expired.append((link, lease))
-                    continue
-                for (i, _), result in zip(mine, results):
-                    if is_error(result):
-                        raise RuntimeError('could not reset a replaced environment: %s'
-                                           % result['error'])
-                    obs[i] = as_obs(result, self.obs_form)
-            if not down and not expired:
-                first = self.obs_form.zeros(len(indices))
-                for k, i in enumerate(indices):
-                    first[k] = obs[i]
-                return first
-            self._recover(down, expired)
-        raise RuntimeError('could not reset replaced environments: farms keep failing')
-
-    # --- asynchronous (host/receivers.py does the work) -------------------------------------------
+    # --- asynchronous (host/async_mode.py does the work) -------------------------------------------
     @property
     def in_flight(self):
         """Environments sent (or reset asynchronously) whose results recv has not handed over."""
-        return self._async.in_flight
+        return self.async_mode.in_flight
 
     def async_reset(self, seed=None):
         """Resets every environment without waiting; their first observations come from recv."""
         self._async_may('async_reset')
         if seed is None:
             seed, self._first_seed = self._first_seed, None
-        self._async.reset_all(seed)
+        self.async_mode.reset_all(seed)
 
     def send(self, actions, env_ids):
         """Steps environments ``env_ids`` with ``actions`` (one row each); returns at once."""
         self._async_may('send')
         ids = check_env_ids(env_ids, self.num_envs, len(np.asarray(actions)))
-        self._async.send(self.check_actions(actions, len(ids), 'env_ids'), ids)
+        self.async_mode.send(self.check_actions(actions, len(ids), 'env_ids'), ids)
 
     def recv(self, batch_size=None, timeout=None):
         """Results of at least ``min(batch_size, in_flight)`` environments (and every other one
@@ -459,7 +334,7 @@ class FarmVecEnv(Placing, VecEnv):
             raise PendingError('recv while a lockstep step is pending: step_wait() first')
         started = time.time()
         try:
-            return self._async.recv(self.batch_size if batch_size is None else int(batch_size),
+            return self.async_mode.recv(self.batch_size if batch_size is None else int(batch_size),
                                     timeout)
         finally:
             self.wait_seconds += time.time() - started
@@ -479,7 +354,7 @@ class FarmVecEnv(Placing, VecEnv):
         self.closed = True
         pending, self._pending = self._pending, None
         if pending:
-            self._abandon(pending)
-        self._async.stop()
-        self.allocation.close()
-        self._async.join(settings.CLOSE_TIMEOUT)
+            self.lockstep.abandon(pending)
+        self.async_mode.stop()
+        self.placement.close()
+        self.async_mode.join(settings.CLOSE_TIMEOUT)

@@ -1,14 +1,18 @@
-"""Where a vector env's environments live, and how they are (re)built there: :class:`Placing`,
-the part of :class:`host.farm_vec_env.FarmVecEnv` that owns its placements.
+"""Where a vector env's environments live, and how they are (re)built there: :class:`Placements`,
+one object that :class:`host.farm_vec_env.FarmVecEnv` and its asynchronous mode
+(:class:`host.async_mode.AsyncState`) share.
 
 - ``places[i]``: vector index ``i``'s :class:`Placement` (farm link, lease, env id); ``groups``
-  per (link, lease) for one call per farm; ``index_of(link, env_id)`` the other way.
-- Builds go through the vector env's :class:`host.allocation.Allocation` (one lease per farm):
-  ``_build`` makes environments, one ``make`` per farm, and gives rebuilt ones the parameters
-  their predecessors had; :meth:`Placing.rebuild` rebuilds lost ones where farms answer (above
-  capacity if need be, waiting while none does); :meth:`Placing.relocate` moves displaced ones
-  back to free capacity. Both are safe off the learner's thread for environments in flight
-  (nothing else touches those), which is how the asynchronous mode recovers.
+  per (link, lease) for one call per farm; :meth:`Placements.index_of` the other way;
+  ``params[i]`` what set_params gave it (rebuilt environments get them again).
+- Builds go through its :class:`host.leases.Allocation` (one lease per farm): :meth:`build`
+  makes environments, one ``make`` per farm, and gives rebuilt ones the parameters their
+  predecessors had; :meth:`rebuild` rebuilds lost ones where farms answer (above capacity if
+  need be, waiting while none does) and marks them ``displaced``; :meth:`relocate` moves
+  displaced ones back to free capacity when a keep-alive round sets ``rebalance_due``. Both are
+  safe off the learner's thread for environments in flight (nothing else touches those), which
+  is how the asynchronous mode recovers.
+- ``close()`` marks it closed (a recovery thread at work gives up) and gives the leases back.
 
 Python 3.6 compatible.
 """
@@ -16,10 +20,9 @@ import logging
 
 from common.errors import FarmsLostError, NoCapacityError, UserError
 from host import settings
-from host.diagnosis import describe
+from host.diagnosis import describe, no_such_lease
 from host.link import FARM_DOWN
 from common.protocol import is_error
-from host.receivers import no_such_lease
 
 log = logging.getLogger('farmer')
 
@@ -33,12 +36,36 @@ class Placement(object):
 
 
 
-class Placing(object):
-    """Placement and (re)building for :class:`FarmVecEnv` (a mixin: it needs ``farmer``,
-    ``allocation``, ``env_name``, ``env_kwargs``, ``num_envs``, ``places``, ``params``,
-    ``spec``, ``_displaced``, ``closed``)."""
+class Placements(object):
+    """Placement and (re)building of one vector env's ``n_envs`` environments of ``env_name``
+    (``env_kwargs``) on the farms of ``farmer``, in a lease per farm of its own."""
 
-    def _build(self, indices, mode):
+    def __init__(self, farmer, env_name, env_kwargs, n_envs):
+        self.farmer = farmer
+        self.env_name = env_name
+        self.env_kwargs = env_kwargs
+        self.num_envs = n_envs
+        self.allocation = farmer.allocation()
+        self.places = [None] * n_envs
+        self.params = [{} for _ in range(n_envs)]  # set_params so far: rebuilt envs get them
+        self.spec = None          # the farm's answer to the first make: spaces, time limit
+        self.groups = {}          # (link, lease) -> (vector indices, env ids), in vector order
+        self._where = {}          # (link, env id) -> vector index: whose result came back
+        self.displaced = set()    # indices moved off a lost farm, maybe running above capacity
+        self.rebalance_due = False  # set every keep-alive round: try moving displaced ones back
+        self.closed = False
+
+    def close(self):
+        """No more builds (a recovery thread at work gives up); the leases are given back."""
+        self.closed = True
+        self.allocation.close()
+
+    def call_timeout(self, link):
+        # With give_up_after, a stuck call must not outlast it: the wait for a farm checks it.
+        give_up = self.farmer.give_up_after
+        return link.call_timeout if give_up is None else min(link.call_timeout, give_up)
+
+    def build(self, indices, mode):
         """(Re)builds environments ``indices`` on the farms, one ``make`` per farm in this
         env's lease there. ``mode``: 'start' (all must fit; waits for capacity a departed
         learner frees soon; user errors as UserError), 'move' (only to free capacity) or
@@ -133,7 +160,7 @@ class Placing(object):
             group[0].append(i)
             group[1].append(place.env_id)
             where[(place.link, place.env_id)] = i
-        self._groups, self._where = groups, where
+        self.groups, self._where = groups, where
 
     def groups_of(self, indices):
         """``{(link, lease): (positions in indices, env ids)}`` for the vector ``indices``."""
@@ -163,7 +190,7 @@ class Placing(object):
             if not todo:
                 break
             try:
-                self._build(todo, mode='recover')
+                self.build(todo, mode='recover')
             except FARM_DOWN:  # that farm is marked down: try the others (or wait for one)
                 continue
             except LookupError as e:  # our lease there was forgotten meanwhile: a fresh one
@@ -178,7 +205,7 @@ class Placing(object):
                             len(todo), e, settings.REPORT_EVERY)
                 if self.farmer.wait(settings.REPORT_EVERY) or self.closed:
                     raise FarmsLostError('the farmer was closed while environments were lost')
-        self._displaced.update(old)
+        self.displaced.update(old)
         log.warning('%d environments rebuilt on %s', len(old), ', '.join(sorted(set(
             self.places[i].link.name for i in old))))
 
@@ -195,7 +222,7 @@ class Placing(object):
             else:
                 over = len(mine)  # on a farm that is down again: move them when there is room
             excess.extend(mine[:over])
-            self._displaced.difference_update(mine[over:])  # within capacity: they stay
+            self.displaced.difference_update(mine[over:])  # within capacity: they stay
         if not excess:
             return {}
         fits = len(excess) - self.farmer.place(
@@ -204,14 +231,14 @@ class Placing(object):
             return {}
         old = dict((i, self.places[i]) for i in excess[:fits])
         try:
-            self._build(list(old), mode='move')
+            self.build(list(old), mode='move')
         except Exception as e:  # capacity taken meanwhile, or a farm failed: retried next round
             log.warning('could not move %d environments back yet: %s', len(old), describe(e))
         moved = dict((i, place) for i, place in old.items() if self.places[i] is not place)
         released = {}
         for i, place in moved.items():
             released.setdefault((place.link, place.lease), []).append(place.env_id)
-            self._displaced.discard(i)
+            self.displaced.discard(i)
         for (link, lease), ids in released.items():
             try:
                 link.call('release', lease, ids, timeout=settings.PROBE_TIMEOUT + 5)

@@ -8,9 +8,10 @@ run/config.py has read the flags, checked what needs no farm and built the farme
   - ``episodes.csv``, one row per episode, and ``eval.csv``, one row per evaluation (``test()``
     and ``--eval-every``): see run/runfiles.py;
   - ``tb/``: TensorBoard event files (run/tblog.py; ``tensorboard --logdir runs``): per episode
-    ``train/episode_return`` and ``train/episode_length``; every :data:`TB_EVERY` seconds of
-    ``r`` the means of the agent's update metrics since the last point (``agent/<name>``: SAC's
-    losses, ``alpha``, ``entropy``, ``mean_q``; DDPG's ``critic_loss``, ``mean_q``) and
+    ``train/episode_return`` and ``train/episode_length``; every ``TB_EVERY`` seconds of ``r``
+    (run/progress.py) the means of the agent's update metrics since the last point
+    (``agent/<name>``: SAC's losses, ``alpha``, ``entropy``, ``mean_q``; DDPG's ``critic_loss``,
+    ``mean_q``) and
     ``perf/env_steps_per_s``, ``perf/updates_per_s``, ``perf/farm_utilization``,
     ``perf/learner_waited`` (the share of that time spent waiting on the farms); per ``test()``
     ``eval/mean_return``, ``eval/std_return``, ``eval/mean_length``. The x axis is always env
@@ -33,7 +34,7 @@ A checkpoint holds what continuing needs (weights, target networks, optimizer st
 counters and, unless ``--save-memory no``, the replay memory; see run/checkpoints.py): a run resumed
 from it goes on as if it had not stopped, except that episodes in flight start over.
 
-Stepping: ``cfg.stepping`` ('async' or 'lockstep', see agents/parallel.py) is the mode of every
+Stepping: ``cfg.stepping`` ('async' or 'lockstep', see agents/stepping.py) is the mode of every
 ``r``; asynchronously, the training environments still in flight when an ``r`` ends stay in flight
 (their results are taken in by the next ``r``), and ``test()`` steps its own environments in
 lockstep meanwhile.
@@ -58,7 +59,6 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
 
 import numpy as np
 
@@ -67,88 +67,13 @@ from common import errors
 from run import config as runconfig
 from run import tblog
 from run.curriculum import Curriculum
+from run.progress import Progress  # a name callers may replace (bench/drill_learner.py)
 from run.config import TERM_EXIT
 from run.runfiles import MEASURE_COLUMNS, RunFiles, signals_deferred
 
 log = logging.getLogger('session')
 
 TERM_GRACE = 10.0   # seconds a vector step may still take after SIGTERM (schedulers wait ~30)
-TB_EVERY = 5.0      # seconds between TensorBoard points of the agent's metrics and the speeds
-
-
-# --- progress ------------------------------------------------------------------------------------
-class Progress(object):
-    """The status of one ``r``: redrawn in place on a terminal, a log line every ``every``
-    seconds otherwise. ``tick`` is passed to ``train_vec`` as its ``stop`` check, the one hook
-    called between vector steps; it asks to stop once ``stopping()`` is true."""
-
-    def __init__(self, session, target, every, stopping):
-        self.s, self.target, self.stopping = session, target, stopping
-        self.tty = sys.stdout.isatty()
-        self.every = 0.5 if self.tty else every
-        agent = session.agent
-        self.started = self.last_draw = time.time()
-        self.start = (agent.global_step, agent.updates, agent.episodes, self._waited())
-        self.returns = deque(maxlen=100)
-        self.last_point = (self.started, agent.global_step, agent.updates, self._waited())
-
-    def _waited(self):
-        return getattr(self.s.env, 'wait_seconds', None)
-
-    def episode(self, event):
-        self.returns.append(event['return'])
-
-    def tick(self):
-        now = time.time()
-        if now - self.last_draw >= self.every:
-            self.draw()
-        if now - self.last_point[0] >= TB_EVERY:
-            self.point(now)
-        return self.stopping()
-
-    def point(self, now=None):
-        """One TensorBoard point of the speeds since the last one and the agent's metrics."""
-        now = now or time.time()
-        agent = self.s.agent
-        then, steps, updates, waited = self.last_point
-        seconds = now - then
-        values = {}
-        waited_now = self._waited()
-        if seconds >= 1.0:  # speeds over less (the end of an r) would be noise
-            values = {'perf/env_steps_per_s': (agent.global_step - steps) / seconds,
-                      'perf/updates_per_s': (agent.updates - updates) / seconds,
-                      'perf/farm_utilization': self.s.farmer.utilization(idle=self.s.idle_envs())}
-            if waited_now is not None and waited is not None:
-                values['perf/learner_waited'] = (waited_now - waited) / seconds
-        metrics = getattr(agent, 'update_metrics', None)  # filled by agents/parallel.py
-        if metrics is not None:
-            values.update(('agent/' + name, value) for name, value in metrics.take().items())
-        self.last_point = (now, agent.global_step, agent.updates, waited_now)
-        self.s.tb.scalars(values, agent.global_step)
-
-    def line(self):
-        agent, s = self.s.agent, self.start
-        seconds = max(time.time() - self.started, 1e-9)
-        recent = list(self.returns)[-10:]
-        text = 'ep %d (+%d/%d)  step %d  %.0f steps/s  %.1f updates/s  return %s' % (
-            agent.episodes, agent.episodes - s[2], self.target, agent.global_step,
-            (agent.global_step - s[0]) / seconds, (agent.updates - s[1]) / seconds,
-            '%.1f, mean(%d) %.1f' % (recent[-1], len(recent), np.mean(recent)) if recent else '-')
-        text += '  farms %.0f%% used' % (100 * self.s.farmer.utilization(idle=self.s.idle_envs()))
-        waited = self._waited()
-        if waited is not None:
-            text += ', learner waited %.0f%%' % (100 * (waited - s[3]) / seconds)
-        return text
-
-    def draw(self, final=False):
-        self.last_draw = time.time()
-        text = self.line()
-        if self.tty:
-            width = shutil.get_terminal_size().columns - 1
-            sys.stdout.write('\r' + text[:width].ljust(width) + ('\n' if final else ''))
-            sys.stdout.flush()
-        else:
-            print(text, flush=True)
 
 
 # --- the run -------------------------------------------------------------------------------------

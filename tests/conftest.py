@@ -158,6 +158,17 @@ def alive(pid):
         return False
 
 
+def wait_until(condition, seconds=10.0, every=0.05):
+    """Polls ``condition`` until it holds or ``seconds`` pass; returns its last value (the test
+    asserts it): a test waits for what it needs, never a fixed time."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(every)
+    return condition()
+
+
 def descendants_alive(session_id):
     """PIDs of live processes in a session (a farm and everything it started)."""
     alive = []

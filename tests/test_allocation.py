@@ -19,10 +19,10 @@ def test_an_allocation_holds_one_lease_per_farm_and_gives_them_back_whole(thread
         assert allocation.lease(link_a) == token  # the same lease: not a second one
         assert allocation.lease(link_b, open_new=False) is None
         allocation.lease(link_b)
-        assert sorted(t for _, t in fm._leases) == sorted(t for _, t in allocation.leases())
+        assert sorted(t for _, t in fm.leases()) == sorted(t for _, t in allocation.leases())
         assert [a.proxy().info()['leases'], b.proxy().info()['leases']] == [1, 1]
         allocation.close()
-        assert allocation.leases() == [] and fm._leases == []  # no longer renewed either
+        assert allocation.leases() == [] and fm.leases() == []  # no longer renewed either
         assert [a.proxy().info()['leases'], b.proxy().info()['leases']] == [0, 0]
 
 
@@ -37,7 +37,7 @@ def test_drop_forgets_a_lease_without_closing_it(thread_farm):
         allocation.drop(link, 'some other token')  # not that lease: nothing happens
         assert allocation.lease(link, open_new=False) == old
         allocation.drop(link, old)
-        assert allocation.lease(link, open_new=False) is None and fm._leases == []
+        assert allocation.lease(link, open_new=False) is None and fm.leases() == []
         assert allocation.lease(link) != old
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import farm
 from farmside import core, lifecycle
-from conftest import alive
+from conftest import alive, wait_until
 
 GOOD = [0.5, 0.5]
 
@@ -117,7 +117,7 @@ def test_killed_worker_is_replaced_and_only_its_env_fails(thread_farm):
     p.reset(lease, ids)
     victim = int(p.worker_pids(lease)[str(ids[0])])
     os.kill(victim, signal.SIGKILL)
-    time.sleep(0.2)
+    assert wait_until(lambda: not alive(victim))  # dead (the farm finds out at the step)
     results = p.step(lease, ids, [GOOD, GOOD])
     assert results[0]['kind'] == 'lost' and 'env %d' % ids[0] in results[0]['error']
     assert results[1][0] == [1.0, 1.0, 1.0]

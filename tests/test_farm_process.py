@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import farmer
-from conftest import ROOT, descendants_alive
+from conftest import ROOT, descendants_alive, wait_until
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
@@ -25,8 +25,7 @@ def test_stopping_a_farm_leaves_no_process_behind(process_farm, sig):
         assert len(descendants_alive(f.process.pid)) >= 4  # the farm, its workers (+forkserver)
         log = f.stop(sig)
     assert f.process.returncode == 0, log
-    time.sleep(0.5)
-    assert descendants_alive(f.process.pid) == [], log
+    assert wait_until(lambda: descendants_alive(f.process.pid) == []), log
     assert 'stopped; all workers killed' in log
 
 
@@ -126,8 +125,8 @@ def test_a_killed_learners_capacity_comes_back_long_before_its_ttl(process_farm)
         if learner.poll() is None:
             learner.kill()
             learner.wait()
-    time.sleep(0.5)
-    assert not any(os.path.exists('/proc/%d' % pid) and _state(pid) != 'Z' for pid in pids)
+    assert wait_until(lambda: not any(os.path.exists('/proc/%d' % pid) and _state(pid) != 'Z'
+                                      for pid in pids))
     log = f.stop()
     assert 'disconnected' in log and 'releasing 2 environments' in log, log
 

@@ -11,7 +11,7 @@ import pytest
 
 from common import errors
 import farmer
-from conftest import ROOT, descendants_alive, free_port
+from conftest import ROOT, descendants_alive, free_port, wait_until
 from host import settings
 from vecenv.contract import InProcessVecEnv
 
@@ -217,8 +217,7 @@ def test_embedded_farm_is_started_and_stopped_with_no_process_left():
     assert proc.returncode == 0, out
     assert 'stepped [1.0, 1.0]' in out
     farm_pid = int(out.split('farm pid')[1].split()[0])
-    time.sleep(0.5)
-    assert descendants_alive(farm_pid) == []
+    assert wait_until(lambda: descendants_alive(farm_pid) == [])
 
 
 def test_no_farm_reachable_is_one_clear_error():

@@ -319,7 +319,7 @@ def test_ctrl_c_in_recv_loses_nothing(thread_farm, monkeypatch):
         env.async_reset(seed=0)
         _recv_all(env)
         env.send(np.full((2, 2), 0.5), [0, 1])
-        real_get = env._async.events.get
+        real_get = env.async_mode.events.get
         calls = []
 
         def interrupted(*args, **kwargs):
@@ -327,7 +327,7 @@ def test_ctrl_c_in_recv_loses_nothing(thread_farm, monkeypatch):
                 calls.append(1)
                 raise KeyboardInterrupt
             return real_get(*args, **kwargs)
-        monkeypatch.setattr(env._async.events, 'get', interrupted)
+        monkeypatch.setattr(env.async_mode.events, 'get', interrupted)
         with pytest.raises(KeyboardInterrupt):
             env.recv(batch_size=2)
         results, _ = _recv_all(env)

@@ -225,7 +225,7 @@ def test_a_build_that_fails_part_way_releases_what_was_made(thread_farm, monkeyp
                 fm.vec_env('CheapEnv', 5)
             info = good.proxy().info()
             assert info['in_use'] == 0 and info['leases'] == 0
-            assert fm._leases == []
+            assert fm.leases() == []
     finally:
         bad.close()
 
@@ -250,7 +250,7 @@ def test_a_build_that_failed_part_way_can_be_retried_at_full_size(thread_farm, m
             assert env.reset().shape == (5, 3)
             assert [good.proxy().info()['in_use'], bad.proxy().info()['in_use']] == [3, 2]
             # one lease per farm: the vector env's allocation
-            assert sorted(link.port for link, _ in env.allocation.leases()) == sorted(
+            assert sorted(link.port for link, _ in env.placement.allocation.leases()) == sorted(
                 [good.port, bad.port])
             env.close()
             assert [good.proxy().info()['leases'], bad.proxy().info()['leases']] == [0, 0]
@@ -284,7 +284,7 @@ def test_a_lease_the_farm_forgot_is_rebuilt_and_training_goes_on(thread_farm, ca
     on every step for ever."""
     f = thread_farm(capacity=2, lease_ttl=3.0)
     with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
-        fm._renew_all = lambda: None  # as if this process were paused: nothing renews
+        fm.keepalive.renew_all = lambda: None  # as if this process were paused: nothing renews
         env = fm.vec_env('CheapEnv', 2, {'episode_length': 100})
         env.reset()
         before = env.step(np.full((2, 2), 0.5))[0]
@@ -298,7 +298,7 @@ def test_a_lease_the_farm_forgot_is_rebuilt_and_training_goes_on(thread_farm, ca
         assert infos[0]['terminal_observation'].tolist() == before[0].tolist()
         assert obs[:, 0].tolist() == [0, 0]
         assert any('no longer knows our lease' in m for m in messages(caplog))
-        del fm._renew_all  # awake again
+        del fm.keepalive.renew_all  # awake again
         # Rebuilt within capacity: not moved again (episodes cut twice) at the next rounds.
         until = time.time() + 2.5
         t = 0

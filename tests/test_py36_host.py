@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 
 PY36 = os.path.join(ROOT, '.venv36', 'bin', 'python')
-HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv/contract.py', 'common/errors.py', 'run/checkpoints.py', 'run/session.py',
+HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv/contract.py', 'common/errors.py', 'run/checkpoints.py', 'run/checkpoint_layout.py', 'run/checkpoint_writing.py', 'run/session.py', 'run/progress.py',
              'run/config.py', 'run/runfiles.py', 'train_sac.py', 'train_ddpg.py'] + sorted(os.path.relpath(p, ROOT)
                                        for p in glob.glob(os.path.join(ROOT, 'agents', '*.py'))
                                        + glob.glob(os.path.join(ROOT, 'host', '*.py')))

@@ -197,9 +197,9 @@ def test_a_failed_start_up_releases_the_farms_at_once(error):
 
 
 def test_make_farmer_passes_give_up_after(monkeypatch):
-    import farmer as farmer_module
+    from host import allocation
     made = []
-    monkeypatch.setattr(farmer_module, 'Farmer', lambda **kwargs: made.append(kwargs))
+    monkeypatch.setattr(allocation, 'Farmer', lambda **kwargs: made.append(kwargs))
     runconfig.make_farmer('127.0.0.1:2:9000', give_up_after=30.0)
     runconfig.make_farmer('', give_up_after=0)
     assert made == [{'farms': [('127.0.0.1', '2', '9000')], 'give_up_after': 30.0}, {}]
@@ -439,7 +439,7 @@ def test_evaluation_every_n_episodes_during_r_uses_its_own_environments_or_none(
 def test_a_session_writes_training_evaluation_agent_and_speed_scalars_for_tensorboard(
         tmp_path, monkeypatch, restore_signals):
     from run import tblog
-    from agents.parallel import UpdateMetrics
+    from agents.recording import UpdateMetrics
     agent = VecAgent(during_step=lambda agent: time.sleep(0.35))  # 4 steps: over 1 s in all
     agent.update_metrics = UpdateMetrics()
     agent.update_metrics.add(['critic_loss', 'mean_q'], [0.5, -3.0])
@@ -495,14 +495,14 @@ def test_r_test_r_continues_the_training_episodes_in_flight(tmp_path, thread_far
                         farmer, str(tmp_path / 'run'))
     s.train(2)  # 2 envs of 7-step episodes
     extra = agent.train_vec(env, nb_steps=6, mode=stepping)  # 3 more steps each in lockstep
-    state = agent._vec_state
+    state = agent.trainer.episodes
     in_flight = (state.lengths.copy(), state.flying.copy(), state.obs.copy())
     if stepping == 'lockstep':
         assert list(in_flight[0]) == [3, 3]
     assert resets == [1]
     at_test = agent.global_step
     mean = s.test(3)
-    assert agent._vec_state is state and state.env is env
+    assert agent.trainer.episodes is state and state.env is env
     for before, after in zip(in_flight, (state.lengths, state.flying, state.obs)):
         assert (before == after).all()  # untouched by test()
     assert s.eval_env is not None and s.eval_env is not env
@@ -520,7 +520,7 @@ def test_r_test_r_continues_the_training_episodes_in_flight(tmp_path, thread_far
     assert len(agent.memory) == agent.global_step
     assert agent.updates > 0
     s.close()
-    assert farmer._stop.is_set()
+    assert farmer.closed
     scalars = tblog.read_scalars(str(tmp_path / 'run' / 'tb'))
     assert len(scalars['train/episode_return']) == len(rows)
     assert scalars['eval/mean_return'] == [(at_test, pytest.approx(mean, rel=1e-5))]

@@ -53,7 +53,7 @@ def imported_project_files(entry):
 FARM_SIDE = imported_project_files('farm.py')
 # (a module listed here that does not exist yet is skipped: evaluate.py, run/render.py are coming)
 HOST_SIDE = ['farmer.py', 'farmlist.py', 'vecenv/contract.py', 'common/errors.py', 'common/wire.py', 'run/session.py',
-             'run/config.py', 'run/runfiles.py', 'run/checkpoints.py', 'train_sac.py', 'train_ddpg.py', 'run/tblog.py', 'evaluate.py',
+             'run/config.py', 'run/runfiles.py', 'run/checkpoints.py', 'run/checkpoint_layout.py', 'run/checkpoint_writing.py', 'run/progress.py', 'train_sac.py', 'train_ddpg.py', 'run/tblog.py', 'evaluate.py',
              'run/render.py'] + sorted(
     os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'agents', '*.py'))
     + glob.glob(os.path.join(ROOT, 'host', '*.py')))

@@ -1,12 +1,16 @@
 """The asynchronous mode of :class:`host.farm_vec_env.FarmVecEnv`: who sends, who receives, and
 what happens to an environment between its ``send`` and the ``recv`` that hands its result over.
+:class:`AsyncState` is handed what it works with: the Farmer (its farm links, its give-up
+check), the vector env's :class:`host.placement.Placements` (shared: where each environment
+lives, rebuilding and relocating), the observation form, the episode tracker, the last
+observations (one array, updated in place by both modes) and the env's ``apply_params``.
 
 - Sending: one farm ``post`` (or ``post_reset``) per farm touched: the farm's one-way send,
   handed to that farm's call thread (host/link.py), which writes it and goes on: no answer is
   waited for, so through a far link sends do not queue behind round trips. Refusals and lost
   workers come back through the farm's ``recv`` like results; a post that could not be written
   (a lost farm) comes back as an event the learner's thread handles in ``recv``.
-- Receiving: one :class:`Receiver` per farm (per lease of this vector env there, which is one):
+- Receiving: one :class:`host.receiver.Receiver` per farm (per lease of this vector env there, which is one):
   daemon threads (:func:`receiver_threads`: one for a near farm, more for a far one), each with
   a connection of its own, that wait in the farm's ``recv`` while that farm has environments of
   ours in flight (their recvs overlap, so one is at the farm while another's answer travels),
@@ -31,15 +35,16 @@ import concurrent.futures
 import functools
 import logging
 import queue
-import threading
 import time
 
 from common import wire
-from common.protocol import is_error
 from common.errors import NothingPendingError, PendingError
-from host import settings
-from host.diagnosis import describe
+from common.protocol import is_error
+from host.diagnosis import describe, no_such_lease
 from host.link import FARM_DOWN
+from host.observations import as_obs
+from host.receiver import Receiver
+from host.recovery import Recovery
 from vecenv.contract import stack_results
 
 log = logging.getLogger('farmer')
@@ -48,111 +53,17 @@ STEP, RESET, REBUILDING = 'step', 'reset', 'rebuilding'  # what an environment i
 MAX_RESET_TRIES = 3  # resets of a replaced worker that may fail in a row before we give up
 
 
-def as_obs(value, form):
-    """One observation off the wire (packed, or a list) in ``form`` (a
-    :class:`vecenv.contract.ObsForm`: float32, or an int for a Discrete space): the host's one
-    conversion in, a fresh writable array or a scalar."""
-    return form.one(wire.unpack(value) if wire.is_packed(value) else value)
-
-
-def as_obs_rows(values, form):
-    """Observations off the wire, one per row, as one array in ``form`` (read-only when they
-    came packed as float32: the caller stores them). A farm's packed answer takes one numpy
-    call."""
-    rows = wire.unpack_rows(values)
-    if rows is not None:
-        return form.rows(rows)
-    stacked = form.zeros(len(values))
-    for k, value in enumerate(values):
-        stacked[k] = as_obs(value, form)
-    return stacked
-
-
-def no_such_lease(error):
-    """Whether a farm's error says it does not know our lease (expired, or the farm restarted)."""
-    return isinstance(error, LookupError) and 'no such lease' in str(error)
-
-
-def receiver_threads(link):
-    """How many recvs to keep going to ``link``'s farm at once: ``settings.RECV_THREADS`` for a
-    far farm (its fastest probe answer took ``settings.FAR_RTT`` or more), one for a near one
-    (nothing to hide, and fewer, fuller answers cost the learner less)."""
-    if link.rtt is not None and link.rtt >= settings.FAR_RTT:
-        return max(1, int(settings.RECV_THREADS))
-    return 1
-
-
-class Receiver(object):
-    """One farm's results for one vector env: :func:`receiver_threads` daemon threads, each
-    with a connection of its own, that call the farm's ``recv`` on lease ``lease`` while
-    ``expected`` > 0 (their recvs overlap: one waits at the farm while another's answer travels)
-    and queue ``('results', self, list)``; a failed call is queued as ``('failed', self, error)``
-    and ends its thread (the learner's thread decides what it means)."""
-
-    def __init__(self, link, lease, events, call_timeout):
-        self.link, self.lease = link, lease
-        self.expected = 0
-        self._events = events
-        self._call_timeout = call_timeout
-        self._stopped = False
-        self._cond = threading.Condition()
-        self.threads = [threading.Thread(target=self._run, name='recv-%s' % link.name,
-                                         daemon=True)
-                        for _ in range(receiver_threads(link))]
-        for thread in self.threads:
-            thread.start()
-
-    def expect(self, n):
-        """``n`` more (or fewer, if negative) of our environments are in flight on this farm."""
-        with self._cond:
-            self.expected += n
-            self._cond.notify_all()
-
-    def stop(self):
-        """Ends the threads after the calls they are in (at most ``settings.RECV_WAIT`` on the
-        farm)."""
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-
-    def _run(self):
-        try:
-            while True:
-                with self._cond:
-                    while self.expected <= 0 and not self._stopped:
-                        self._cond.wait()
-                    if self._stopped:
-                        return
-                try:
-                    # wait=True: the farm waits for sends that have not reached it yet
-                    # (they travel on another connection), so the round trip is paid once.
-                    results = self.link.call(
-                        'recv', self.lease, 1, settings.RECV_WAIT, True, settings.RECV_LINGER,
-                        timeout=settings.RECV_WAIT + self._call_timeout(self.link))
-                except BaseException as e:
-                    if not self._stopped:
-                        self._events.put(('failed', self, e))
-                    return
-                if results:
-                    with self._cond:
-                        self.expected -= len(results)
-                    self._events.put(('results', self, results))
-                elif not self._stopped:
-                    # Nothing came back: the farm waited RECV_WAIT (it waits even with none of
-                    # ours in flight yet); a farm that answered at once must not be spun on.
-                    self._cond.acquire()
-                    self._cond.wait(0.01)
-                    self._cond.release()
-        finally:
-            self.link.release_connection()  # this thread's: each thread has its own
-
-
 class AsyncState(object):
     """What :class:`FarmVecEnv`'s asynchronous mode holds: environments in flight, results
     ready, lost ones awaiting their reset, receivers, recovery threads."""
 
-    def __init__(self, env):
-        self.env = env
+    def __init__(self, farmer, placement, obs_form, tracker, last_obs, apply_params):
+        self.farmer = farmer
+        self.placement = placement
+        self.obs_form = obs_form
+        self.tracker = tracker
+        self.last_obs = last_obs          # the vector env's array: written in place on delivery
+        self.apply_params = apply_params  # the vector env's: set_params on the farms now
         self.events = queue.Queue()
         self.receivers = {}  # (link, lease) -> Receiver
         self.flight = {}     # vector index -> STEP | RESET | REBUILDING
@@ -163,8 +74,7 @@ class AsyncState(object):
         self.gone = {}       # (link, lease) -> (reason, cause): lost, with what they held
         self.to_move = set()  # displaced indices to move to free capacity after their next step
         self.moving = {}     # index -> (its step's row, why it moved): delivered with the reset
-        self.recoveries = []
-        self._rebuilding = threading.Lock()  # one rebuild at a time: placements in turn
+        self.recovery = Recovery(farmer, placement, self.events)
 
     @property
     def in_flight(self):
@@ -178,10 +88,10 @@ class AsyncState(object):
     # --- the learner's calls ------------------------------------------------------------------
     def reset_all(self, seed):
         self.no_results_out('async_reset')
-        indices = list(range(self.env.num_envs))
+        indices = list(range(self.placement.num_envs))
         self._apply_deferred(indices)  # (a worker lost meanwhile is reset below anyway)
         for i in indices:
-            self.env.tracker.restart(i)
+            self.tracker.restart(i)
             self.lost.pop(i, None)
         self.dispatch(RESET, indices, seeds=None if seed is None else [seed + i for i in indices])
 
@@ -191,9 +101,10 @@ class AsyncState(object):
         if busy:
             raise PendingError('environments %s are in flight: recv their results first'
                                % (busy,))
-        if self.env.rebalance_due:  # a keep-alive round: try moving displaced ones back
-            self.env.rebalance_due = False
-            self.to_move.update(frozenset(self.env._displaced))
+        placement = self.placement
+        if placement.rebalance_due:  # a keep-alive round: try moving displaced ones back
+            placement.rebalance_due = False
+            self.to_move.update(frozenset(placement.displaced))
         lost = set(self._apply_deferred(ids))
         if lost:  # replaced meanwhile (set_params found its worker gone): reset, not stepped
             keep = [k for k, i in enumerate(ids) if i not in lost]
@@ -225,7 +136,7 @@ class AsyncState(object):
             try:
                 event = self.events.get(timeout=wait)
             except queue.Empty:
-                self.env.farmer.check_give_up()
+                self.farmer.check_give_up()
                 continue
             self._handle(event)
         while True:  # and whatever else is ready, without waiting
@@ -263,10 +174,10 @@ class AsyncState(object):
         thread (in order, after that farm's earlier calls), so a far farm's round trip never
         delays the learner. A refusal comes back through the farm's recv: an 'input' one is
         then a ValueError from the next recv."""
-        env = self.env
-        for (link, lease), (ks, ids) in env.groups_of(indices).items():
+        placement = self.placement
+        for (link, lease), (ks, ids) in placement.groups_of(indices).items():
             idx = [indices[k] for k in ks]
-            lost = not link.up or env.allocation.lease(link, open_new=False) != lease
+            lost = not link.up or placement.allocation.lease(link, open_new=False) != lease
             receiver = None if lost else self._receiver(link, lease)  # (before these fly)
             for i in idx:
                 self.flight[i] = kind
@@ -276,11 +187,11 @@ class AsyncState(object):
                 continue
             if kind == STEP:
                 future = link.submit('post', lease, ids, wire.pack(actions[ks]), True,
-                                     timeout=env.call_timeout(link))
+                                     timeout=placement.call_timeout(link))
             else:
                 future = link.submit('post_reset', lease, ids,
                                      None if seeds is None else [seeds[k] for k in ks],
-                                     timeout=env.call_timeout(link))
+                                     timeout=placement.call_timeout(link))
             # Counted now, so that the receiver asks at once: the farm's recv waits for what
             # has not reached it yet (wait=True). Refusals come back through recv too.
             receiver.expect(len(idx))
@@ -313,12 +224,12 @@ class AsyncState(object):
         receiver = self.receivers.get((link, lease))
         if receiver is None:
             receiver = self.receivers[(link, lease)] = Receiver(link, lease, self.events,
-                                                                self.env.call_timeout)
+                                                                self.placement.call_timeout)
             receiver.expect(len(self._flying_on(link, lease)))
         return receiver
 
     def _flying_on(self, link, lease):
-        places = self.env.places
+        places = self.placement.places
         return [i for i, kind in self.flight.items() if kind != REBUILDING
                 and places[i].link is link and places[i].lease == lease]
 
@@ -332,7 +243,7 @@ class AsyncState(object):
                 groups.setdefault(repr(sorted(params.items())), (params, []))[1].append(i)
         lost = []
         for params, idx in groups.values():
-            lost += self.env.apply_params(params, idx)
+            lost += self.apply_params(params, idx)
         return lost
 
     # --- receiving: the learner's thread ---------------------------------------------------------
@@ -346,7 +257,7 @@ class AsyncState(object):
             self._send_failed(event[1], event[2], event[3])
         elif kind == 'rebuilt':
             idx = [i for i in event[1] if self.flight.get(i) == REBUILDING]
-            if idx and not self.env.closed:
+            if idx and not self.placement.closed:
                 self.dispatch(RESET, idx)
         elif kind == 'relocated':
             self._relocated(event[1], event[2])
@@ -354,13 +265,13 @@ class AsyncState(object):
             raise event[1]
 
     def _results(self, receiver, results):
-        env = self.env
+        placement = self.placement
         refused = []
         moving = []
         for env_id, result in results:
-            i = env.index_of(receiver.link, env_id)
+            i = placement.index_of(receiver.link, env_id)
             kind = self.flight.get(i)
-            if kind is None or kind == REBUILDING or env.places[i].lease != receiver.lease:
+            if kind is None or kind == REBUILDING or placement.places[i].lease != receiver.lease:
                 continue  # not ours any more (a lost lease's straggler)
             if is_error(result):
                 if result.get('kind') == 'input':
@@ -378,15 +289,15 @@ class AsyncState(object):
                 continue
             del self.flight[i]
             self.ready.append(self._step_row(i, result) if kind == STEP
-                              else self._reset_row(i, as_obs(result, env.obs_form)))
+                              else self._reset_row(i, as_obs(result, self.obs_form)))
         if moving:
-            self._start(self._relocate, moving)
+            self.recovery.relocate(moving)
         if refused:
             raise ValueError(refused[0])
 
     def _step_row(self, i, result):
         obs, reward, terminated, truncated, info = result
-        form = self.env.obs_form
+        form = self.obs_form
         if 'terminal_observation' in info:
             info['terminal_observation'] = as_obs(info['terminal_observation'], form)
         return (i, as_obs(obs, form), float(reward), bool(terminated), bool(truncated), info,
@@ -403,20 +314,19 @@ class AsyncState(object):
             return (i, obs, 0.0, False, False, {}, False)
         reason, cause = self.lost.pop(i)
         # Not terminal: the machinery cut the episode short, so a learner bootstraps.
-        last = self.env.obs_form.item(self.env.last_obs[i])
+        last = self.obs_form.item(self.last_obs[i])
         return (i, obs, 0.0, False, True, {'lost': reason, 'lost_cause': cause,
                                            'terminal_observation': last}, True)
 
     def _deliver(self):
         rows, self.ready = self.ready, []
-        env = self.env
         for i, obs, reward, terminated, truncated, info, counted in rows:
             if counted:
-                env.tracker.record([reward], [terminated or truncated], [info], [i])
+                self.tracker.record([reward], [terminated or truncated], [info], [i])
             else:
-                env.tracker.restart(i)
-            env.last_obs[i] = obs
-        return stack_results([row[:6] for row in rows], env.obs_form.shape, env.obs_form.dtype)
+                self.tracker.restart(i)
+            self.last_obs[i] = obs
+        return stack_results([row[:6] for row in rows], self.obs_form.shape, self.obs_form.dtype)
 
     # --- losses -----------------------------------------------------------------------------------
     def _worker_lost(self, i, text):
@@ -441,10 +351,10 @@ class AsyncState(object):
             receiver.stop()
         if isinstance(error, FARM_DOWN):
             if link.up:
-                self.env.farm_lost(link, error)
+                self.placement.farm_lost(link, error)
             reason, cause = 'farm %s lost: %s' % (link.name, describe(error)), 'farm'
         elif no_such_lease(error):
-            self.env.allocation.drop(link, lease)
+            self.placement.allocation.drop(link, lease)
             log.warning('farm %s no longer knows our lease (it expired while this process was '
                         'paused, or the farm restarted); rebuilding its environments, their '
                         'episodes truncated', link.name)
@@ -466,28 +376,8 @@ class AsyncState(object):
             if self.flight.get(i) == STEP or i in self.lost:
                 self.lost.setdefault(i, (reason, cause))
             self.flight[i] = REBUILDING
-            old[i] = self.env.places[i]
-        self._start(self._rebuild, old)
-
-    def _start(self, target, arg):
-        thread = threading.Thread(target=target, args=(arg,), name='farm-recovery',
-                                  daemon=True)
-        self.recoveries = [t for t in self.recoveries if t.is_alive()] + [thread]
-        thread.start()
-
-    def _relocate(self, indices):
-        """A recovery thread: moves those of ``indices`` (displaced, their step's result held)
-        that run above a farm's capacity to free capacity."""
-        try:
-            with self._rebuilding:
-                moved = self.env.relocate(indices)
-        except BaseException as e:  # not moved: retried at a later keep-alive round
-            log.warning('could not move environments back: %s', describe(e))
-            moved = {}
-        finally:
-            for link in self.env.farmer.links:
-                link.release_connection()
-        self.events.put(('relocated', indices, moved))
+            old[i] = self.placement.places[i]
+        self.recovery.rebuild(old)
 
     def _relocated(self, indices, moved):
         """The learner's thread: the moved ones are reset where they are now (their step's
@@ -500,19 +390,5 @@ class AsyncState(object):
             else:
                 del self.flight[i]
                 self.ready.append(self.moving.pop(i)[0])
-        if moved and not self.env.closed:
+        if moved and not self.placement.closed:
             self.dispatch(RESET, sorted(i for i in moved if i in self.moving))
-
-    def _rebuild(self, old):
-        """A recovery thread: rebuilds ``old`` (index -> lost placement) where farms answer."""
-        try:
-            with self._rebuilding:
-                self.env.rebuild(old)
-        except BaseException as e:
-            if not self.env.closed:
-                self.events.put(('fatal', e))
-            return
-        finally:
-            for link in self.env.farmer.links:
-                link.release_connection()
-        self.events.put(('rebuilt', sorted(old)))
