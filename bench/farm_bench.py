@@ -727,12 +727,18 @@ def main(argv=None):
         result.update(bench(size, ports))
         result['%s_bench_wall_s' % key] = round(time.time() - t, 2)
         result['%s_bench_busy_cores' % key] = busy_cores(probe, cpu_times())
-    time.sleep(0.5)
-    result['leftover_farm_processes'] = our_farm_processes(ports)
     result['farm_ports'] = ports
-    result['loadavg_end'] = [round(x, 2) for x in os.getloadavg()]
     result['targets'] = dict((k, '%s %s' % v) for k, v in TARGETS.items())
     result['targets_met'] = check_targets(result)
+    return write_result(result, ports, started, json_out)
+
+
+def write_result(result, ports, started, json_out):
+    """End a bench: what farms of ours are left, the load, the wall time, and the JSON line on
+    ``json_out`` (the real stdout, kept apart from the farms' output); returns the exit code."""
+    time.sleep(0.5)  # a farm stopped a moment ago may still be exiting
+    result['leftover_farm_processes'] = our_farm_processes(ports)
+    result['loadavg_end'] = [round(x, 2) for x in os.getloadavg()]
     result['total_wall_s'] = round(time.time() - started, 2)
     os.write(json_out, (json.dumps(result, sort_keys=True) + '\n').encode('utf-8'))
     os.close(json_out)

@@ -24,7 +24,6 @@ mode) and ``async_vs_lockstep_proxy``. The issue's figures (4 Pendulum envs, bef
 asynchronous mode): 156 env steps/s over loopback, 78 through the proxy.
 """
 import argparse
-import json
 import logging
 import os
 import platform
@@ -141,13 +140,7 @@ def main(argv=None):
                                       'proxy_lockstep_steps_per_s': 78}
     result['async_vs_lockstep_loopback'] = round(rate[('loopback', 'async')]
                                                  / rate[('loopback', 'lockstep')], 4)
-    time.sleep(0.5)
-    result['leftover_farm_processes'] = farm_bench.our_farm_processes(ports)
-    result['loadavg_end'] = [round(x, 2) for x in os.getloadavg()]
-    result['total_wall_s'] = round(time.time() - started, 2)
-    os.write(json_out, (json.dumps(result, sort_keys=True) + '\n').encode('utf-8'))
-    os.close(json_out)
-    return 0
+    return farm_bench.write_result(result, ports, started, json_out)
 
 
 if __name__ == '__main__':

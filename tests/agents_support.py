@@ -340,3 +340,17 @@ def check_chains(memory, episode_length, restarts=False):
                 assert s[k, 0] == 0 or (not ended and s[k, 0] == s2[j, 0]), (t, j, k)
             else:
                 np.testing.assert_array_equal(s[k], s2[j], err_msg='env %g: a gap' % t)
+
+
+def interrupt_learning(agent, at_call=5):
+    """Make the agent's ``at_call``-th gradient update raise KeyboardInterrupt (a Ctrl-C that
+    lands while it learns); the others run as usual."""
+    original = agent.train_once
+    calls = []
+
+    def train_once():
+        calls.append(1)
+        if len(calls) == at_call:
+            raise KeyboardInterrupt
+        return original()
+    agent.train_once = train_once

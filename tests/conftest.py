@@ -73,17 +73,24 @@ class ThreadFarm(object):
 
 @pytest.fixture
 def thread_farm():
-    farms = []
-
     def start(**kwargs):
         kwargs.setdefault('capacity', 4)
-        f = ThreadFarm(**kwargs)
-        farms.append(f)
-        return f
+        return ThreadFarm(**kwargs)
+    yield from made_then_finished(start, ThreadFarm.close)
 
-    yield start
-    for f in farms:
-        f.close()
+
+def made_then_finished(make, finish):
+    """A factory fixture's body (``yield from`` it): the test gets ``make``, and every thing it
+    made gets ``finish`` after the test, whatever the test's outcome."""
+    made = []
+
+    def making(*args, **kwargs):
+        made.append(make(*args, **kwargs))
+        return made[-1]
+
+    yield making
+    for thing in made:
+        finish(thing)
 
 
 class ProcessFarm(object):
@@ -133,16 +140,7 @@ def restore_signals():
 
 @pytest.fixture
 def process_farm():
-    farms = []
-
-    def start(**kwargs):
-        f = ProcessFarm(**kwargs)
-        farms.append(f)
-        return f
-
-    yield start
-    for f in farms:
-        f.stop()
+    yield from made_then_finished(ProcessFarm, ProcessFarm.stop)
 
 
 def alive(pid):

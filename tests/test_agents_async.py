@@ -128,15 +128,7 @@ def test_a_second_ctrl_c_inside_recv_abandons_what_is_in_flight_and_the_next_cal
 def test_a_second_ctrl_c_while_learning_loses_nothing():
     with agents_support.scripted_cheap(4, LENGTH) as vec:
         agent = _sac(vec, nb_steps_warmup=0, batch_size=4)
-        original = agent.train_once
-        calls = []
-
-        def train_once():
-            calls.append(1)
-            if len(calls) == 5:
-                raise KeyboardInterrupt
-            return original()
-        agent.train_once = train_once
+        agents_support.interrupt_learning(agent, at_call=5)
         summary = agent.train_vec(vec, nb_steps=1000)
         assert summary['interrupted'] and not summary['abandoned_step']
         assert vec.in_flight > 0  # what was sent stays in flight for the next call

@@ -176,15 +176,7 @@ def test_keyboard_interrupt_inside_step_wait_abandons_that_step_and_the_next_cal
 def test_keyboard_interrupt_while_learning_still_collects_the_step_in_flight():
     with agents_support.FlakyVecEnv(agents_support.cheap_vec(2)) as vec:
         agent = _sac(vec, nb_steps_warmup=0, batch_size=4)
-        original = agent.train_once
-        calls = []
-
-        def train_once():
-            calls.append(1)
-            if len(calls) == 5:
-                raise KeyboardInterrupt
-            return original()
-        agent.train_once = train_once
+        agents_support.interrupt_learning(agent, at_call=5)
         summary = agent.train_vec(vec, nb_steps=100)
         assert summary['interrupted'] and not summary['abandoned_step']
         # the step whose learning was interrupted was still collected

@@ -11,7 +11,7 @@ import pytest
 
 from common import errors
 import farmer
-from conftest import ROOT, descendants_alive, free_port, wait_until
+from conftest import ROOT, descendants_alive, free_port, made_then_finished, wait_until
 from host import settings
 from vecenv.contract import InProcessVecEnv
 
@@ -31,20 +31,12 @@ def farm_vec(farms, name, n, kwargs):
 @pytest.fixture(params=['in-process', 'farm'])
 def make_vec(request, thread_farm):
     """The same contract checks run against both implementations (as SB3 does for its vec envs)."""
-    made = []
-
     def make(name, n, **kwargs):
         if request.param == 'in-process':
-            env = InProcessVecEnv(name, n, kwargs)
-        else:
-            f = thread_farm(capacity=n)
-            env = farm_vec([('127.0.0.1', n, f.port)], name, n, kwargs)
-        made.append(env)
-        return env
-
-    yield make
-    for env in made:
-        env.close()
+            return InProcessVecEnv(name, n, kwargs)
+        f = thread_farm(capacity=n)
+        return farm_vec([('127.0.0.1', n, f.port)], name, n, kwargs)
+    yield from made_then_finished(make, lambda env: env.close())
 
 
 def test_vec_env_contract_terminal_episodes(make_vec):
