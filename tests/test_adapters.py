@@ -91,6 +91,7 @@ def transitions(env, steps, seed):
 
 
 @needs_sb3
+@pytest.mark.slow
 def test_sb3_sac_stores_the_same_transitions_as_through_dummy_vec_env(make_vec):
     env = sb3_adapter(make_vec, 2)
     theirs = dummy(2)
@@ -122,6 +123,7 @@ def test_sb3_seeds_apply_to_the_next_reset_only(make_vec):
 
 
 @needs_sb3
+@pytest.mark.slow
 def test_sb3_sac_trains_through_a_farm(thread_farm):
     from vecenv.sb3 import SB3VecEnv
     env = SB3VecEnv(farm_pendulums(thread_farm)[1])

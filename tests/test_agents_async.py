@@ -39,6 +39,7 @@ def _interleaved(vec):
 
 
 @pytest.mark.parametrize('batch_size', [1, 2])
+@pytest.mark.slow
 def test_each_transition_pairs_states_of_its_own_environment(batch_size):
     with agents_support.scripted_cheap(4, LENGTH, batch_size=batch_size) as vec:
         agent = _sac(vec)
@@ -79,6 +80,7 @@ def test_negative_control_a_wrong_pairing_is_caught():
                                                     terminated=True)
 
 
+@pytest.mark.slow
 def test_calls_continue_with_the_environments_in_flight():
     with agents_support.scripted_cheap(4, LENGTH) as vec:
         agent = _sac(vec)
@@ -111,6 +113,7 @@ def test_the_first_ctrl_c_stops_after_the_batch_in_hand():
         agents_support.check_chains(agent.memory, LENGTH)
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_inside_recv_abandons_what_is_in_flight_and_the_next_call_resets():
     with agents_support.scripted_cheap(4, LENGTH) as vec:
         agent = _sac(vec)
@@ -125,6 +128,7 @@ def test_a_second_ctrl_c_inside_recv_abandons_what_is_in_flight_and_the_next_cal
         agents_support.check_chains(agent.memory, LENGTH, restarts=True)
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_while_learning_loses_nothing():
     with agents_support.scripted_cheap(4, LENGTH) as vec:
         agent = _sac(vec, nb_steps_warmup=0, batch_size=4)
@@ -149,6 +153,7 @@ def test_a_lost_environment_stores_no_transition():
         agents_support.check_chains(agent.memory, LENGTH, restarts=True)
 
 
+@pytest.mark.slow
 def test_evaluating_on_the_training_env_discards_what_is_in_flight_and_training_starts_over():
     """evaluate_vec stays lockstep: its reset() collects and discards the environments in
     flight (test() on the training environments, --eval-envs 0)."""
@@ -165,6 +170,7 @@ def test_evaluating_on_the_training_env_discards_what_is_in_flight_and_training_
         agents_support.check_chains(agent.memory, LENGTH, restarts=True)
 
 
+@pytest.mark.slow
 def test_switching_modes_on_the_same_env_continues_its_episodes():
     with agents_support.scripted_cheap(3, LENGTH) as vec:
         agent = _sac(vec)
@@ -178,6 +184,7 @@ def test_switching_modes_on_the_same_env_continues_its_episodes():
         agents_support.check_chains(agent.memory, LENGTH)
 
 
+@pytest.mark.slow
 def test_sac_on_a_real_farm_vec_env_pairs_each_transition_with_its_own_environment(
         thread_farm):
     """The same checks on FarmVecEnv's asynchronous mode (worker processes behind a farm in a
@@ -264,6 +271,7 @@ def case_ddpg_noise_follows_its_environment():
         agents_support.check_chains(agent.memory, LENGTH)
 
 
+@pytest.mark.slow
 def test_ddpg_noise_follows_its_environment():
     agents_support.run_case(THIS, 'case_ddpg_noise_follows_its_environment')
 

@@ -3,6 +3,8 @@ runs one ``case_*`` function of this file in a fresh interpreter (see agents_sup
 import os
 import sys
 
+import pytest
+
 import agents_support
 
 THIS = os.path.abspath(__file__)
@@ -102,6 +104,7 @@ def case_save_and_load_round_trip_weights_and_counters():
                                                     'updates': 30}
 
 
+@pytest.mark.slow
 def test_fit_and_test_with_callbacks_continue_counters_and_bootstrap_time_limits():
     agents_support.run_case(THIS, 'case_fit_and_test_with_callbacks_continue_counters_and_'
                                   'bootstrap_time_limits')
@@ -111,10 +114,12 @@ def test_parallel_training_interleaving_counters_and_per_env_noise():
     agents_support.run_case(THIS, 'case_parallel_training_interleaving_counters_and_per_env_noise')
 
 
+@pytest.mark.slow
 def test_ddpg_learns_the_cheap_env():
     agents_support.run_case(THIS, 'case_ddpg_learns_the_cheap_env')
 
 
+@pytest.mark.slow
 def test_save_and_load_round_trip_weights_and_counters():
     agents_support.run_case(THIS, 'case_save_and_load_round_trip_weights_and_counters')
 

@@ -3,6 +3,8 @@ interpreter (see agents_support.run_case); the same behaviours are tested in eag
 test_agents_sac.py and test_agents_parallel.py."""
 import os
 
+import pytest
+
 import agents_support
 
 THIS = os.path.abspath(__file__)
@@ -78,10 +80,12 @@ def case_a_mode_switch_after_compile_is_reported_clearly():
             agent.select_actions(np.zeros((1, 3), np.float32), explore=False)
 
 
+@pytest.mark.slow
 def test_sac_fit_test_and_save_load_in_graph_mode():
     agents_support.run_case(THIS, 'case_sac_fit_test_and_save_load_in_graph_mode')
 
 
+@pytest.mark.slow
 def test_sac_learns_on_a_vectorized_env_in_graph_mode():
     agents_support.run_case(THIS, 'case_sac_learns_on_a_vectorized_env_in_graph_mode')
 

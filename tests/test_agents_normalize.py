@@ -70,6 +70,7 @@ def test_its_state_is_plain_data_and_round_trips(tmp_path):
 
 # --- in the agents -------------------------------------------------------------------------------
 @pytest.mark.parametrize('mode', ['lockstep', 'async'])
+@pytest.mark.slow
 def test_training_learns_from_every_observation_received_and_the_replay_stays_raw(mode):
     agent, vec = _sac()
     agent.train_vec(vec, nb_steps=60, seed=0, mode=mode)
@@ -103,6 +104,7 @@ def test_keras_rl_s_single_env_protocol_learns_while_training_and_acts_normalize
     vec.close()
 
 
+@pytest.mark.slow
 def test_evaluation_does_not_move_the_statistics():
     agent, vec = _sac()
     agent.train_vec(vec, nb_steps=30, seed=0)
@@ -117,6 +119,7 @@ def test_evaluation_does_not_move_the_statistics():
     vec.close()
 
 
+@pytest.mark.slow
 def test_acting_and_every_update_see_observations_normalized_with_the_current_statistics():
     agent, vec = _sac(reward_scale=10.0, reward_offset=-1.0)
     seen = []
@@ -173,6 +176,7 @@ def test_the_root_turns_a_squared_penalty_into_a_linear_one_and_is_kept_in_the_c
     np.testing.assert_allclose(plain.learning_rewards(raw), 3.0 * (raw - 2.0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_statistics_are_saved_beside_the_weights_and_loading_switches_them_on(tmp_path):
     agent, vec = _sac()
     agent.train_vec(vec, nb_steps=30, seed=0)
@@ -195,6 +199,7 @@ def test_the_statistics_are_saved_beside_the_weights_and_loading_switches_them_o
     vec.close()
 
 
+@pytest.mark.slow
 def test_the_training_state_holds_the_statistics(tmp_path):
     from run import checkpoints
     agent, vec = _sac()
@@ -213,6 +218,7 @@ def test_the_training_state_holds_the_statistics(tmp_path):
     vec.close()
 
 
+@pytest.mark.slow
 def test_without_normalization_nothing_is_learnt_or_written(tmp_path):
     agent, vec = _sac(normalize_obs=False)
     agent.train_vec(vec, nb_steps=30, seed=0)
@@ -266,6 +272,7 @@ def case_ddpg_normalizes_and_scales():
     assert set(stored) <= set(float(s) for s in range(10))
 
 
+@pytest.mark.slow
 def test_ddpg_normalizes_and_scales():
     agents_support.run_case(__file__, 'case_ddpg_normalizes_and_scales')
 

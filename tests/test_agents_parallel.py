@@ -34,6 +34,7 @@ MODES = pytest.mark.parametrize('mode', ['async', 'lockstep'])
 
 
 @MODES
+@pytest.mark.slow
 def test_counters_continue_across_calls_and_warm_up_happens_once(mode):
     with agents_support.cheap_vec(4) as vec:
         agent = _sac(vec)
@@ -50,6 +51,7 @@ def test_counters_continue_across_calls_and_warm_up_happens_once(mode):
 
 
 @MODES
+@pytest.mark.slow
 def test_updates_per_step_is_a_setting(mode):
     with agents_support.cheap_vec(4) as vec:
         agent = _sac(vec, nb_steps_warmup=0, updates_per_step=0.5)
@@ -58,6 +60,7 @@ def test_updates_per_step_is_a_setting(mode):
         assert agent.updates == 12 * 2
 
 
+@pytest.mark.slow
 def test_train_vec_runs_n_more_episodes_continuing_episodes_in_flight():
     with agents_support.FlakyVecEnv(agents_support.cheap_vec(4)) as vec:
         agent = _sac(vec)
@@ -103,6 +106,7 @@ def test_the_default_mode_is_asynchronous_where_the_env_has_it():
             agent.train_vec(vec, nb_steps=2, mode='ready-first')
 
 
+@pytest.mark.slow
 def test_the_two_modes_take_the_same_steps_on_an_env_that_returns_everything_at_once():
     """InProcessVecEnv hands every result over together: the same transitions, updates and
     actions in either mode (the asynchronous loop is lockstep's when nothing interleaves)."""
@@ -123,6 +127,7 @@ def test_the_two_modes_take_the_same_steps_on_an_env_that_returns_everything_at_
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_sac_learns_the_cheap_env_on_a_vectorized_env():
     # CheapEnv rewards -(a - 0.5)^2 with actions in [0, 1]: random actions average about -0.83
     # per 10-step episode, the best policy 0.
@@ -173,6 +178,7 @@ def test_keyboard_interrupt_inside_step_wait_abandons_that_step_and_the_next_cal
         assert vec.resets == 2 and agent.global_step == 10
 
 
+@pytest.mark.slow
 def test_keyboard_interrupt_while_learning_still_collects_the_step_in_flight():
     with agents_support.FlakyVecEnv(agents_support.cheap_vec(2)) as vec:
         agent = _sac(vec, nb_steps_warmup=0, batch_size=4)
@@ -203,6 +209,7 @@ class _LosesEnv1(agents_support.FlakyVecEnv):
         return self.last
 
 
+@pytest.mark.slow
 def test_a_lost_environment_stores_no_transition():
     """Regression (fault drill): a lost env's step never happened, yet (s, a, 0, s) was stored."""
     with _LosesEnv1(agents_support.cheap_vec(2)) as vec:

@@ -34,6 +34,7 @@ def _fill(agent, n=512, reward=1.0, terminal=0.0, seed=0):
 
 
 @pytest.mark.parametrize('target_entropy,direction', [(5.0, 1), (-50.0, -1)])
+@pytest.mark.slow
 def test_temperature_rises_below_the_target_entropy_and_falls_above(target_entropy, direction):
     from agents.compat import adam
     agent = _agent(target_entropy=target_entropy, initial_alpha=0.5)
@@ -49,6 +50,7 @@ def test_default_target_entropy_is_minus_the_action_dimension():
 
 
 @pytest.mark.parametrize('terminal,expected_q', [(1.0, 1.0), (0.0, 2.0)])
+@pytest.mark.slow
 def test_critics_learn_the_bootstrapped_value_unless_terminal(terminal, expected_q):
     # reward 1 everywhere, gamma 0.5, alpha ~ 0: Q = 1 when terminal, 1 / (1 - 0.5) = 2 otherwise.
     from agents.compat import adam
@@ -61,6 +63,7 @@ def test_critics_learn_the_bootstrapped_value_unless_terminal(terminal, expected
     assert abs(mean_q - expected_q) < 0.15, mean_q
 
 
+@pytest.mark.slow
 def test_save_and_load_round_trip_weights_temperature_and_counters(tmp_path):
     with agents_support.cheap_vec(2) as vec:
         agent = SAC.from_spaces(vec.observation_space, vec.action_space,
@@ -91,6 +94,7 @@ def test_save_and_load_round_trip_weights_temperature_and_counters(tmp_path):
                                                     'updates': 60}
 
 
+@pytest.mark.slow
 def test_fit_and_test_honour_keras_rl_callbacks_processors_and_counters():
     env = agents_support.NoRenderEnv(OldGymAPI(gymnasium.make('Pendulum-v1',
                                                                max_episode_steps=20), seed=0))
@@ -120,6 +124,7 @@ def test_fit_and_test_honour_keras_rl_callbacks_processors_and_counters():
     assert agent.counters()['global_step'] == 140 and len(agent.memory) == 140  # test learns nothing
 
 
+@pytest.mark.slow
 def test_test_is_deterministic():
     agent = _agent()
     agent.compile()
@@ -128,6 +133,7 @@ def test_test_is_deterministic():
     assert not np.array_equal(agent.select_actions(obs, True), agent.select_actions(obs, True))
 
 
+@pytest.mark.slow
 def test_contract_members():
     agent = _agent()
     agent.compile()

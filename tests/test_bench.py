@@ -192,6 +192,7 @@ def test_busy_env_burns_its_step_in_cpu_time():
         envs.make('BusyEnv', step_seconds=-1)
 
 
+@pytest.mark.slow
 def test_trace_env_through_a_real_farm_steps_and_ends_episodes(tmp_path):
     # The farm's workers read the committed trace: a vector env of 2 steps past an episode end.
     import farmer
@@ -218,6 +219,7 @@ def _run_quick(script, *extra, timeout=300):
     return json.loads(lines[0]), done.stderr.decode()
 
 
+@pytest.mark.slow
 def test_farm_bench_quick_measures_the_trace_and_osim_async_rows():
     result, _ = _run_quick('farm_bench.py', '--only', 'trace', '--only', 'osim_async',
                            '--trace-seconds', '1.5')
@@ -229,6 +231,7 @@ def test_farm_bench_quick_measures_the_trace_and_osim_async_rows():
     assert result['leftover_farm_processes'] == []
 
 
+@pytest.mark.slow
 def test_farm_bench_slow32_reports_the_bare_ceiling_beside_the_farm():
     result, _ = _run_quick('farm_bench.py', '--only', 'slow32')
     for key in ('efficiency_slow_32', 'slow_32_farm_alone_efficiency', 'slow_32_bare_efficiency'):
@@ -238,6 +241,7 @@ def test_farm_bench_slow32_reports_the_bare_ceiling_beside_the_farm():
     assert result['leftover_farm_processes'] == []
 
 
+@pytest.mark.slow
 def test_scale_bench_quick_prints_a_row_per_runner_and_n_and_the_table():
     result, stderr = _run_quick('scale_bench.py', '--max-n', '2', '--step-ms', '5')
     assert result['ns'] == [1, 2]
@@ -249,6 +253,7 @@ def test_scale_bench_quick_prints_a_row_per_runner_and_n_and_the_table():
     assert 'lock/gym' in stderr and result['leftover_farm_processes'] == []
 
 
+@pytest.mark.slow
 def test_latency_bench_quick_measures_both_links_and_modes():
     result, _ = _run_quick('latency_bench.py', '--steps', '16')
     for link in ('loopback', 'proxy'):
@@ -260,6 +265,7 @@ def test_latency_bench_quick_measures_both_links_and_modes():
     assert result['leftover_farm_processes'] == []
 
 
+@pytest.mark.slow
 def test_arm_reach_quick_scores_holds_for_the_evaluation_targets():
     pytest.importorskip('opensim')
     policy = os.path.join('results', 'policies', 'sac_Arm2DEnv_root_seed0')
@@ -295,6 +301,7 @@ def test_a_hold_does_not_depend_on_the_reset_seed():
         env.close()
 
 
+@pytest.mark.slow
 def test_arm_statics_quick_orders_the_floors_for_the_evaluation_targets():
     pytest.importorskip('opensim')
     policy = os.path.join('results', 'policies', 'sac_Arm2DEnv_root_seed0')
@@ -361,6 +368,7 @@ def test_arm_trajectory_correction_holds_each_knot_over_its_span_and_clips():
     np.testing.assert_allclose(arm_trajectory.corrected(base, np.zeros(6), 3), base)
 
 
+@pytest.mark.slow
 def test_arm_trajectory_quick_starts_from_the_policy_and_its_plan_replays():
     """The zero correction replays the policy's own episode, so the plan found is never worse;
     and the plan printed, replayed on a fresh environment, scores what the JSON says."""
@@ -388,6 +396,7 @@ def test_arm_trajectory_quick_starts_from_the_policy_and_its_plan_replays():
 @pytest.mark.parametrize('policy, says', [
     (os.path.join('results', 'policies', 'no_such_policy'), 'no run directory'),
     (os.path.join('results', 'policies', 'sac_L2M2019Env'), 'not Arm2DEnv')])
+@pytest.mark.slow
 def test_arm_benches_refuse_a_wrong_policy_in_one_line_before_searching(script, policy, says):
     done = subprocess.run([sys.executable, os.path.join(ROOT, 'bench', script), '--quick',
                            '--policy', policy], capture_output=True, timeout=120, cwd=ROOT)

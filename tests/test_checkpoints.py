@@ -97,6 +97,7 @@ def save_loop(run_dir):
 
 
 # --- kill -9 while saving -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_kill_at_any_moment_of_a_save_leaves_the_newest_whole_checkpoint_loadable(
         tmp_path, caplog):
     run_dir = tmp_path / 'run'

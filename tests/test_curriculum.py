@@ -158,6 +158,7 @@ def test_a_python27_farm_takes_params(process_farm):
             env.set_params({'x': [1, 2]})
 
 
+@pytest.mark.slow
 def test_environments_rebuilt_after_a_lost_farm_keep_the_params(process_farm):
     first, second = process_farm(capacity=1), process_farm(capacity=1)
     with farmer.Farmer(farms=[('127.0.0.1', 1, first.port), ('127.0.0.1', 1, second.port)],

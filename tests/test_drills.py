@@ -110,6 +110,7 @@ def test_episodes_csv_against_the_received_ends(tmp_path):
     assert counts == {'csv_rows': 2, 'episodes_received': 2, 'csv_missing': 1, 'csv_extra': 1}
 
 
+@pytest.mark.slow
 def test_drill_env_through_a_real_farm_counts_clean(process_farm):
     """DrillEnv served by a real farm.py: what comes back decodes, in order, with no gap."""
     import farmer

@@ -103,6 +103,7 @@ def test_osim_envs_are_headless_flat_vectors(name, obs_size, act_size, limit):
         envs.make('Arm2DEnv', difficulty=1)
 
 
+@pytest.mark.slow
 def test_arm2d_targets_follow_the_seed_at_reset_and_at_make():
     """osim-rl draws Arm2DEnv's target (the first two values of the observation after the first
     step; osim-rl observes before drawing it: envs/osim.py reads the observation again) from Python's global ``random``: the
@@ -169,6 +170,7 @@ def test_a_farm_without_gym_says_what_is_missing_and_how_to_install_it():
     assert 'neither gymnasium nor gym' in unknown
 
 
+@pytest.mark.slow
 def test_a_farm_without_opensim_or_osim_rl_says_which_and_how_to_install_it():
     for module, package in (('opensim', 'opensim'), ('osim.env', 'osim-rl')):
         out, err = _python_says(MISSING.format(modules=[module], names=['Arm2DEnv']))

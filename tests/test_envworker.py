@@ -116,6 +116,7 @@ def test_workers_run_as_batch_jobs(worker):
     assert os.sched_getscheduler(w.pid) == os.SCHED_BATCH
 
 
+@pytest.mark.slow
 def test_replies_arrive_fastest_first_and_a_silent_worker_is_killed(worker):
     slow = worker('SlowEnv', {'step_seconds': 0.3, 'obs_size': 5, 'act_size': 2})
     fast = worker('SlowEnv', {'step_seconds': 0.0, 'obs_size': 5, 'act_size': 2})

@@ -51,6 +51,7 @@ def evaluated(trained):
     return json.loads(run(['evaluate.py', trained[1]] + EVALUATE).stdout)  # nothing but JSON
 
 
+@pytest.mark.slow
 def test_a_run_is_evaluated_from_its_config_and_newest_checkpoint(trained, evaluated):
     algo, run_dir = trained
     result = evaluated
@@ -63,6 +64,7 @@ def test_a_run_is_evaluated_from_its_config_and_newest_checkpoint(trained, evalu
     assert result['frames'] == 0 and result['video'] is None
 
 
+@pytest.mark.slow
 def test_the_video_shows_the_same_deterministic_episodes(trained, evaluated, tmp_path):
     imageio = pytest.importorskip('imageio.v2')
     mp4, gif = str(tmp_path / 'pendulum.mp4'), str(tmp_path / 'pendulum.gif')
@@ -92,6 +94,7 @@ print(evaluation.export_policy(agent, sys.argv[2], %r, 'Pendulum-v1', {}, (16, 1
 """
 
 
+@pytest.mark.slow
 def test_an_exported_policy_evaluates_as_its_checkpoint_did(trained, evaluated, tmp_path):
     algo, run_dir = trained
     folder = str(tmp_path / 'policy')
@@ -112,6 +115,7 @@ def test_an_exported_policy_evaluates_as_its_checkpoint_did(trained, evaluated, 
         'evaluate.py: %s: an exported policy without its actor.h5; export it again' % folder)
 
 
+@pytest.mark.slow
 def test_weights_that_do_not_fit_the_environment_are_one_line(trained):
     proc = run(['evaluate.py', trained[1], '--episodes', '1', '--env',
                 'MountainCarContinuous-v0'], check=False)  # 2 observations, not Pendulum's 3
@@ -145,6 +149,7 @@ def osim():
     pytest.importorskip('osim.env')
 
 
+@pytest.mark.slow
 def test_the_arm_s_distance_to_its_target_is_measured_and_repeats_for_a_seed():
     osim()
     flags = ['--episodes', '2', '--seed', '7', '--env-kwargs', '{"max_episode_steps": 20}']
@@ -161,6 +166,7 @@ def test_the_arm_s_distance_to_its_target_is_measured_and_repeats_for_a_seed():
     assert 'distance to the target over the last half %.4f m' % first['mean_distance'] in out
 
 
+@pytest.mark.slow
 def test_the_arm_s_distance_is_the_one_its_reward_is_made_of():
     """One-step episodes: the last half is that step, and Arm2DEnv's reward is 1 - distance^2,
     so the measure is read at the right place (the hand's marker, this episode's target)."""
@@ -171,6 +177,7 @@ def test_the_arm_s_distance_is_the_one_its_reward_is_made_of():
         assert distance ** 2 == pytest.approx(1 - reward, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_a_walker_s_forward_distance_is_measured_and_repeats_for_a_seed():
     osim()
     flags = ['--random', '--env', 'L2M2019Env', '--episodes', '1', '--seed', '3',
@@ -192,6 +199,7 @@ def test_an_episode_s_measures_are_the_last_half_mean_and_the_end():
     assert evaluation.episode_measures([{'distance': 4.0}]) == {'distance': 4.0}
 
 
+@pytest.mark.slow
 def test_an_evaluation_through_a_vectorized_env_measures_the_arm_as_evaluate_py_does():
     """agents' evaluate_vec (test(), --eval-every, eval.csv) reads the task measure from each
     step's info['task'] (it may come through a farm): the same figure as evaluate.py's
@@ -264,6 +272,7 @@ print(json.dumps(evaluation.record(agent, 'Pendulum-v1', {'max_episode_steps': 5
 """
 
 
+@pytest.mark.slow
 def test_record_films_the_agent_being_trained(tmp_path):
     """evaluation.record: what a ``video`` verb at the train scripts' prompt calls."""
     gif = str(tmp_path / 'now.gif')
@@ -299,6 +308,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_every_committed_policy_loads_acts_and_is_in_the_readme():
     """The policies under results/policies/ are what the README's evaluate.py commands check:
     each still loads into today's agents for its environment (a changed network or config format

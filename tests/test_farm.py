@@ -61,6 +61,7 @@ def test_one_learner_can_neither_step_nor_release_anothers_envs(thread_farm):
     assert p.step(mine, my_ids, [GOOD])[0][0] == [1.0, 1.0, 1.0]
 
 
+@pytest.mark.slow
 def test_expired_lease_frees_capacity_and_kills_workers(thread_farm):
     f = thread_farm(capacity=1)
     p = f.proxy()
@@ -100,6 +101,7 @@ def test_a_worker_lost_while_its_lease_closes_is_not_replaced(thread_farm, monke
     assert p.info()['in_use'] == 0
 
 
+@pytest.mark.slow
 def test_calls_renew_the_lease(thread_farm):
     p = thread_farm().proxy()
     lease = p.open_lease(1.5)
@@ -140,6 +142,7 @@ def test_crashing_env_is_lost_others_go_on(thread_farm):
     assert results[1][0] == [2.0, 2.0, 2.0]
 
 
+@pytest.mark.slow
 def test_hung_worker_times_out_is_killed_and_others_are_served(thread_farm):
     f = thread_farm(step_timeout=1.0)
     p = f.proxy()
@@ -266,6 +269,7 @@ def test_overcommit_is_the_farms_policy_not_the_callers(thread_farm):
     assert farm.OVERCOMMIT == 2 and thread_farm(capacity=1).proxy().info()['overcommit'] == 2
 
 
+@pytest.mark.slow
 def test_lease_ttl_is_capped_at_the_farms_lease_ttl(thread_farm):
     """Regression: a client could hold capacity for 86,400 s whatever --lease-ttl said."""
     p = thread_farm(capacity=1, lease_ttl=1.0).proxy()

@@ -78,6 +78,7 @@ def test_send_recv_gives_the_lockstep_results_for_the_same_seeds_and_actions(thr
     assert 'terminal_observation' in expected[3][0][4]  # the comparison covered an episode end
 
 
+@pytest.mark.slow
 def test_results_come_back_as_they_finish_a_slow_env_does_not_hold_a_fast_one(thread_farm,
                                                                               watch_mode):
     p = thread_farm().proxy()
@@ -97,6 +98,7 @@ def test_results_come_back_as_they_finish_a_slow_env_does_not_hold_a_fast_one(th
     assert len(dict(rest)[slow]) == 5 and dict(rest)[slow][3] is False  # its step's result
 
 
+@pytest.mark.slow
 def test_min_count_and_timeout(thread_farm, watch_mode):
     p = thread_farm().proxy()
     lease = p.open_lease(30)
@@ -122,6 +124,7 @@ def test_min_count_and_timeout(thread_farm, watch_mode):
         p.recv(lease, 1, 'soon')
 
 
+@pytest.mark.slow
 def test_an_env_in_flight_is_refused_by_every_other_call_and_its_neighbours_still_work(
         thread_farm):
     p = thread_farm().proxy()
@@ -182,6 +185,7 @@ def test_a_worker_that_dies_before_send_is_lost_at_once(thread_farm):
     assert recv_all(p, lease, 1)[0][1] == [0.0, 0.0, 0.0]
 
 
+@pytest.mark.slow
 def test_a_step_past_the_step_timeout_is_lost_and_replaced_in_async_mode(thread_farm):
     p = thread_farm(step_timeout=1.0).proxy()
     lease = p.open_lease(30)
@@ -215,6 +219,7 @@ def test_workers_are_recycled_in_async_mode(thread_farm):
     assert not any(alive(pid) for pid in pids[:-1])
 
 
+@pytest.mark.slow
 def test_send_on_one_connection_while_recv_waits_on_another(thread_farm, watch_mode):
     f = thread_farm()
     sender, receiver = f.proxy(), f.proxy()
@@ -254,6 +259,7 @@ def test_a_recv_with_wait_asks_before_the_send_arrives(thread_farm, watch_mode):
     assert [e for e, _ in got[0]] == [env_id] and got[0][0][1][0][0] == 1  # CheapEnv's t
 
 
+@pytest.mark.slow
 def test_post_is_one_way_and_its_results_and_refusals_come_from_recv(thread_farm, watch_mode):
     """post/post_reset: the caller gets no answer (Pyro4 one-way, learnt from the farm's
     metadata); results come from recv as send's do, and so do refusals, as [env_id, error]."""
@@ -379,6 +385,7 @@ def test_an_ended_lease_wakes_its_recvs_however_late_the_end_is_recorded(thread_
         assert not t.is_alive()
 
 
+@pytest.mark.slow
 def test_a_recv_with_linger_waits_for_results_due_soon(thread_farm, watch_mode):
     """With its first result in hand, recv(linger=S) waits up to S for environments whose last
     step took about as long as theirs is taking (through a far link, a result that just misses
@@ -439,6 +446,7 @@ def test_packed_observations_and_actions_equal_the_list_ones(thread_farm):
         p.send(packed, packed_ids, bad)
 
 
+@pytest.mark.slow
 def test_release_and_close_lease_with_envs_in_flight_leave_no_process(thread_farm):
     p = thread_farm().proxy()
     lease = p.open_lease(30)
@@ -462,6 +470,7 @@ def test_release_and_close_lease_with_envs_in_flight_leave_no_process(thread_far
         p.recv(lease)
 
 
+@pytest.mark.slow
 def test_closing_a_lease_wakes_its_waiting_recv(thread_farm, watch_mode):
     f = thread_farm()
     p, receiver = f.proxy(), f.proxy()
@@ -498,6 +507,7 @@ def test_recv_hands_over_every_result_already_there_in_one_answer(thread_farm, w
     assert sorted(i for i, _ in got) == sorted(ids)
 
 
+@pytest.mark.slow
 def test_lockstep_calls_on_other_envs_of_the_lease_go_on_beside_async_ones(thread_farm):
     f = thread_farm()
     p, q = f.proxy(), f.proxy()
@@ -522,6 +532,7 @@ def test_lockstep_calls_on_other_envs_of_the_lease_go_on_beside_async_ones(threa
     assert len(stepped[0][0]) == 5
 
 
+@pytest.mark.slow
 def test_leases_that_stepped_asynchronously_leave_no_file_descriptor_behind(thread_farm):
     """Each lease's Watch holds a pipe and an epoll descriptor: closed with the lease, also when
     a recv was waiting as it closed."""
@@ -558,6 +569,7 @@ def test_leases_that_stepped_asynchronously_leave_no_file_descriptor_behind(thre
     assert open_fds() == before
 
 
+@pytest.mark.slow
 def test_a_farm_stopped_with_envs_in_flight_and_a_recv_waiting_leaves_no_process(process_farm):
     import Pyro4
     from conftest import descendants_alive

@@ -16,6 +16,7 @@ from conftest import ROOT, descendants_alive, wait_until
 
 
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.slow
 def test_stopping_a_farm_leaves_no_process_behind(process_farm, sig):
     f = process_farm(capacity=3)
     with farmer.Farmer(farms=[('127.0.0.1', 3, f.port)], start_local=False) as fm:
@@ -29,6 +30,7 @@ def test_stopping_a_farm_leaves_no_process_behind(process_farm, sig):
     assert 'stopped; all workers killed' in log
 
 
+@pytest.mark.slow
 def test_a_farm_started_from_another_directory_builds_envs(process_farm, tmp_path):
     """Regression: the workers' forkserver once imported osim-rl's top-level `envs` instead of
     ours when farm.py was started outside the project directory."""
@@ -38,6 +40,7 @@ def test_a_farm_started_from_another_directory_builds_envs(process_farm, tmp_pat
         assert env.reset().tolist() == [[0, 0, 0]]
 
 
+@pytest.mark.slow
 def test_a_keyed_farm_serves_a_farmer_with_the_key(process_farm):
     f = process_farm(capacity=1, extra=['--key', 'lab secret'])
     with pytest.raises(Exception, match='wrong or missing key'):  # NoFarmError (a UserError)
@@ -50,6 +53,7 @@ def test_a_keyed_farm_serves_a_farmer_with_the_key(process_farm):
 @pytest.mark.parametrize('name,kwargs,obs_size,act_size', [
     ('L2M2019Env', {'difficulty': 2, 'seed': 1}, 339, 22),
     ('Arm2DEnv', {}, 16, 6)])
+@pytest.mark.slow
 def test_osim_envs_step_through_a_farm(process_farm, name, kwargs, obs_size, act_size):
     f = process_farm(capacity=2)
     with farmer.Farmer(farms=[('127.0.0.1', 2, f.port)], start_local=False) as fm:
@@ -98,6 +102,7 @@ LEARNER = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_a_killed_learners_capacity_comes_back_long_before_its_ttl(process_farm):
     """Regression (issue 8, 7): a learner killed with SIGKILL kept its environments until its
     lease expired, so a new learner was refused meanwhile. Now the farm notices the learner's

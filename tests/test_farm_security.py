@@ -40,6 +40,7 @@ def learner_works(proxy):
 
 # --- sockets that never authenticate -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_learner_is_served_while_400_sockets_never_authenticate(process_farm):
     """Regression: about 70 idle TCP connections that never authenticated took every thread of
     Pyro4's pool, and a learner with the right key then timed out."""
@@ -71,6 +72,7 @@ def test_a_learner_is_served_while_400_sockets_never_authenticate(process_farm):
     assert 'not a Pyro4 client' in log or 'no handshake' in log or 'sent nothing' in log
 
 
+@pytest.mark.slow
 def test_an_authenticated_idle_connection_is_never_dropped(thread_farm):
     """A learner may sit at its prompt for hours on one connection: the handshake deadline does
     not apply once the handshake is done."""
@@ -151,6 +153,7 @@ def test_refusals_are_rate_limited_per_host():
 
 # --- learners that disconnect --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_lease_whose_learner_disconnected_is_released_after_the_grace(thread_farm):
     f = thread_farm(release_after=1.0, lease_ttl=300)
     learner = f.proxy()
@@ -166,6 +169,7 @@ def test_a_lease_whose_learner_disconnected_is_released_after_the_grace(thread_f
         f.proxy().renew(lease)
 
 
+@pytest.mark.slow
 def test_a_connected_idle_learner_and_one_that_reconnects_keep_their_leases(thread_farm):
     f = thread_farm(release_after=1.0, lease_ttl=300)
     idle = f.proxy()
@@ -183,6 +187,7 @@ def test_a_connected_idle_learner_and_one_that_reconnects_keep_their_leases(thre
     assert idle.renew(idle_lease) and back.renew(back_lease)
 
 
+@pytest.mark.slow
 def test_frees_in_says_when_a_departed_learners_capacity_comes_back(thread_farm):
     f = thread_farm(capacity=1, release_after=5.0, lease_ttl=300)
     learner = f.proxy()
@@ -246,6 +251,7 @@ def tls_client(port, ca, key):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_tls_farm_serves_a_tls_learner_with_the_key_and_refuses_others(process_farm, tmp_path):
     cert, key = make_certificate(str(tmp_path))
     f = process_farm(capacity=1, extra=['--key', 'lab secret', '--tls-cert', cert,

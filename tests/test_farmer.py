@@ -143,6 +143,7 @@ def _pids_of(f, env):
     return pids
 
 
+@pytest.mark.slow
 def test_lost_farm_moves_its_envs_to_the_others_and_is_retried(process_farm, monkeypatch):
     monkeypatch.setattr(settings, 'RETRY_EVERY', 0.5)
     monkeypatch.setattr(settings, 'KEEPALIVE_EVERY', 0.3)
@@ -194,6 +195,7 @@ def test_lost_farm_moves_its_envs_to_the_others_and_is_retried(process_farm, mon
         b2.stop()
 
 
+@pytest.mark.slow
 def test_embedded_farm_is_started_and_stopped_with_no_process_left():
     port = free_port()
     code = ('import sys\n'
@@ -251,6 +253,7 @@ def test_remote_env_passes_gymnasiums_env_checker(thread_farm):
         assert truncated and not terminated and obs.shape == (3,)
 
 
+@pytest.mark.slow
 def test_embedded_farm_stops_when_its_learner_is_killed():
     """A learner killed by SIGKILL runs no atexit handler; its local farm must still go."""
     port = free_port()

@@ -59,6 +59,7 @@ def make_farm_vec(request, thread_farm):
 
 
 @pytest.mark.parametrize('check', CONTRACT_CHECKS, ids=lambda check: check.__name__[6:])
+@pytest.mark.slow
 def test_farm_vec_env_meets_the_contract(check, make_farm_vec):
     check(make_farm_vec)
 
@@ -77,6 +78,7 @@ def test_two_farms_serve_one_vector_env(thread_farm):
             assert [results[i][0][:2].tolist() for i in range(4)] == [[t, i + t] for i in range(4)]
 
 
+@pytest.mark.slow
 def test_a_slow_environment_holds_no_other(thread_farm):
     """Env 0 steps for 60 s; the other three step again and again meanwhile. Then close() with
     env 0 still in flight gives everything back."""
@@ -133,6 +135,7 @@ def test_a_lost_worker_comes_back_lost_and_reset_and_the_others_flow(thread_farm
         assert [results[i][0][0] for i in range(3)] == [3, 1, 3]
 
 
+@pytest.mark.slow
 def test_a_farm_killed_mid_flight_its_envs_come_back_lost_and_rebuilt(process_farm):
     a, b = process_farm(capacity=2), process_farm(capacity=2)
     with farmer.Farmer(farms=[('127.0.0.1', 2, a.port), ('127.0.0.1', 2, b.port)],
@@ -170,6 +173,7 @@ def test_a_farm_killed_mid_flight_its_envs_come_back_lost_and_rebuilt(process_fa
             'lost' in results[i][4] for i in range(4))
 
 
+@pytest.mark.slow
 def test_a_lease_the_farm_forgot_in_flight_or_between_steps(thread_farm):
     f = thread_farm(capacity=4)
     with make_farmer([(f, 4)]) as fm:
@@ -246,6 +250,7 @@ def test_settings_take_the_shared_names_from_wire():
         protocol.DEFAULT_PORT, protocol.KEY_ENV, protocol.TLS_CA_ENV)
 
 
+@pytest.mark.slow
 def test_envs_displaced_by_a_lost_farm_move_back_when_it_answers_again(process_farm,
                                                                        monkeypatch):
     """As in lockstep: after b comes back, the environments that took over its work (above a's
@@ -293,6 +298,7 @@ def test_envs_displaced_by_a_lost_farm_move_back_when_it_answers_again(process_f
         b2.stop()
 
 
+@pytest.mark.slow
 def test_with_every_farm_lost_recv_gives_up_after_give_up_after(process_farm, monkeypatch):
     monkeypatch.setattr(settings, 'RETRY_EVERY', 0.5)
     monkeypatch.setattr(settings, 'REPORT_EVERY', 0.5)
@@ -358,6 +364,7 @@ def test_an_unexpected_receiver_failure_is_raised_once_and_nothing_is_lost(threa
         assert sorted(results) == [0, 1] and [results[i][0][0] for i in (0, 1)] == [1, 1]
 
 
+@pytest.mark.slow
 def test_a_worker_stuck_in_flight_comes_back_lost_after_the_step_timeout(thread_farm):
     """The farm's recv answers 'lost' for a step past its step timeout (worker replaced); the
     learner resets it through send_reset and hands over the lost result with the first

@@ -52,6 +52,7 @@ def messages(caplog, level=logging.WARNING):
     return [r.getMessage() for r in caplog.records if r.levelno >= level]
 
 
+@pytest.mark.slow
 def test_a_stall_is_reported_every_few_seconds_and_the_step_completes(process_farm, quick,
                                                                        caplog):
     """Regression: during an outage nothing was said until the learner died. A stall shorter
@@ -72,6 +73,7 @@ def test_a_stall_is_reported_every_few_seconds_and_the_step_completes(process_fa
         assert '127.0.0.1:%d' % f.port in said[0] and 'nor to a probe' in said[0]
 
 
+@pytest.mark.slow
 def test_a_single_farm_frozen_past_the_call_timeout_the_learner_waits_and_goes_on(
         process_farm, quick, monkeypatch, caplog):
     """Regression: a learner with one farm died 60 s into any outage ('every farm is lost ...
@@ -102,6 +104,7 @@ def test_a_single_farm_frozen_past_the_call_timeout_the_learner_waits_and_goes_o
             assert not truncated.any() and obs[:, 0].tolist() == [step, step]
 
 
+@pytest.mark.slow
 def test_give_up_after_ends_with_farms_lost(process_farm, quick):
     f = process_farm(capacity=1)
     with farmer.Farmer(farms=[('127.0.0.1', 1, f.port)], start_local=False,
@@ -116,6 +119,7 @@ def test_give_up_after_ends_with_farms_lost(process_farm, quick):
             os.killpg(f.process.pid, signal.SIGCONT)
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_stall_interrupts_and_close_returns(process_farm):
     """Regression: Ctrl-C during a stall, then closing, hung until the stuck call timed out
     (call timeout here: 30 + 30 s); now both return at once whatever the farm does."""
@@ -153,6 +157,7 @@ def test_ctrl_c_during_a_stall_interrupts_and_close_returns(process_farm):
     assert 'interrupted' in out and 'closed' in out, out
 
 
+@pytest.mark.slow
 def test_environments_move_back_after_a_farm_froze_past_the_call_timeout(process_farm, quick,
                                                                          monkeypatch):
     """Regression: after a farm froze longer than the call timeout and came back, its stale
@@ -279,6 +284,7 @@ def test_a_learner_process_that_ends_frees_its_leases_at_once(thread_farm, endin
     assert info['in_use'] == 0 and info['leases'] == 0
 
 
+@pytest.mark.slow
 def test_a_lease_the_farm_forgot_is_rebuilt_and_training_goes_on(thread_farm, caplog):
     """Regression: a learner paused past the lease TTL (laptop asleep, debugger) got LookupError
     on every step for ever."""
@@ -334,6 +340,7 @@ def test_capacity_held_by_another_learner_is_one_line_saying_so(process_farm):
         in message
 
 
+@pytest.mark.slow
 def test_capacity_of_a_departed_learner_is_waited_for(process_farm, caplog):
     """A restart right after a learner died is not refused: its capacity frees within seconds
     (the farm's --release-after), and the new learner says so and waits for it."""
@@ -396,6 +403,7 @@ def learner(port, tls_ca_env):
 @pytest.mark.skipif(not any(os.access(os.path.join(d, 'openssl'), os.X_OK)
                             for d in os.environ.get('PATH', '').split(os.pathsep)),
                     reason='needs the openssl command to make a test certificate')
+@pytest.mark.slow
 def test_a_learner_with_the_ca_talks_to_a_tls_farm(process_farm, tmp_path):
     ca, cert, key = make_certificates(tmp_path)
     f = process_farm(capacity=1, extra=['--tls-cert', cert, '--tls-key', key])

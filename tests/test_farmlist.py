@@ -91,6 +91,7 @@ def test_python_farmer_py_says_why_no_farm_answered_in_one_line(tmp_path):
     assert 'NO' in result.stdout  # the status table is printed first
 
 
+@pytest.mark.slow
 def test_advice_fits_each_cause(thread_farm, monkeypatch):
     """Regression: every cause got 'Start one with python farm.py', even a name that does not
     resolve, a machine that does not answer, or a wrong key."""

@@ -18,6 +18,7 @@ from test_evaluate import TIMEOUT, run  # a script in a subprocess, its output k
 LEARN = os.path.join(ROOT, 'bench', 'learn.py')
 
 
+@pytest.mark.slow
 def test_a_tiny_run_reports_its_keys_and_its_export_evaluates_to_the_same_figures(tmp_path):
     policy = str(tmp_path / 'policy')
     out = json.loads(run([LEARN, '--algo', 'sac', '--env', 'Pendulum-v1', '--env-kwargs',
@@ -62,6 +63,7 @@ SLOW = ['--algo', 'sac', '--env', 'SlowEnv', '--env-kwargs',
         '--seeds', '0', '--backend', 'inprocess', '--stepping', 'lockstep', '--json']
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_way_continues_with_its_steps_memory_and_curve(tmp_path):
     run_dir = tmp_path / 'run'
     command = [sys.executable, LEARN] + SLOW + ['--run-dir', str(run_dir), '--out',
@@ -123,6 +125,7 @@ def test_a_bad_flag_is_one_line(flags, message):
 HANG_TIMEOUT = 120  # seconds; the run itself takes a few
 
 
+@pytest.mark.slow
 def test_a_run_without_a_run_dir_passes_its_checkpoint_boundaries_and_ends(tmp_path):
     """Issue 23: without --run-dir the checkpoint schedule was never advanced, so the first
     --checkpoint-every boundary left every later training chunk at 0 steps, for ever (the

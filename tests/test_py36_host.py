@@ -59,6 +59,7 @@ def test_host_side_compiles_under_python36():
 
 @needs_py36
 @pytest.mark.parametrize('script', ['train_sac.py', 'train_ddpg.py'])
+@pytest.mark.slow
 def test_a_python36_learner_trains_on_a_python311_farm(script, process_farm, tmp_path):
     farm = process_farm(capacity=2, env={'PYTHONPATH': ROOT})  # sys.executable: Python 3.11
     run_dir = tmp_path / 'run'

@@ -113,6 +113,7 @@ def run_python(code, *args):
     return proc.stderr
 
 
+@pytest.mark.slow
 def test_tensorflow_starts_without_its_native_noise():
     stderr = run_python(IMPORT_COMPAT, 'quiet')
     assert noise_lines(stderr) == [], stderr
@@ -121,6 +122,7 @@ def test_tensorflow_starts_without_its_native_noise():
     assert stderr.splitlines() == ['after the import; TF_CPP_MIN_LOG_LEVEL=2'], stderr
 
 
+@pytest.mark.slow
 def test_verbose_shows_tensorflow_start_up_lines():
     """--verbose (DEBUG logging) drops nothing: the lines the quiet start drops are TensorFlow's,
     not gone by chance (a negative control for the test above)."""
@@ -140,6 +142,7 @@ with compat.native_stderr_filtered():
 
 
 @pytest.mark.parametrize('line', TF_START_LINES[:3])
+@pytest.mark.slow
 def test_native_filter_drops_known_lines_and_keeps_the_rest_in_order(line):
     stderr = run_python(FILTER, line)
     assert stderr.splitlines() == ['from Python, kept', 'from C, kept'], stderr
@@ -154,6 +157,7 @@ print(json.dumps([compat.drop_native_noise(alone) == alone,
 '''
 
 
+@pytest.mark.slow
 def test_cuinit_failure_is_news_where_a_driver_exists():
     """cuInit failing is dropped only beside "Could not find cuda drivers" (no driver at all);
     on a machine with a driver it is a real problem and stays."""
@@ -176,6 +180,7 @@ def assert_quiet_and_one_format(stdout, stderr):
 
 
 @pytest.mark.parametrize('script', ['train_sac.py', 'train_ddpg.py'])
+@pytest.mark.slow
 def test_training_starts_quietly_in_one_log_format(tmp_path, script):
     """Regression: TensorFlow's native lines (absl, oneDNN, CUDA) came before the first log line,
     the farm and the farmer logged in two formats, and train_ddpg.py printed tf-keras's
@@ -185,6 +190,7 @@ def test_training_starts_quietly_in_one_log_format(tmp_path, script):
     assert '1 episodes' in stdout
 
 
+@pytest.mark.slow
 def test_osim_workers_are_quiet(tmp_path):
     """L2M2019Env's workers: osim-rl prints "difficulty ..." as it builds; OpenSim and the
     velocity field warn. None of it reaches the user's terminal."""

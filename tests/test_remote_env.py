@@ -105,6 +105,7 @@ def _osim_available():
 
 
 @pytest.mark.skipif(not _osim_available(), reason='osim-rl is not installed')
+@pytest.mark.slow
 def test_remote_l2m_equals_local_l2m_over_two_short_episodes(thread_farm):
     """The same for L2M2019Env (seeded through envs.seeding on both sides), 2 episodes cut at 15
     steps (truncated), so the test stays short."""

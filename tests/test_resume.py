@@ -47,6 +47,7 @@ def _python(version):
 @pytest.mark.parametrize('algo,mode,options', [
     ('sac', 'eager', 'plain'), ('sac', 'graph', 'plain'), ('ddpg', 'graph', 'plain'),
     ('sac', 'eager', 'norm'), ('ddpg', 'graph', 'norm')])
+@pytest.mark.slow
 def test_a_run_stopped_and_resumed_in_a_fresh_process_continues_as_if_never_stopped(
         algo, mode, options, python, tmp_path):
     """``options`` 'norm': observation normalization on (its statistics continue exactly, and
@@ -83,6 +84,7 @@ def _fresh_sac():
     return agent
 
 
+@pytest.mark.slow
 def test_a_checkpoint_holds_the_memory_and_says_its_size(trained_sac, tmp_path, caplog):
     from run import checkpoints
     with caplog.at_level(logging.INFO, logger='checkpoints'):
@@ -105,6 +107,7 @@ def test_a_checkpoint_holds_the_memory_and_says_its_size(trained_sac, tmp_path, 
         np.testing.assert_array_equal(mine, theirs)
 
 
+@pytest.mark.slow
 def test_without_the_memory_it_starts_empty_and_the_rest_loads(trained_sac, tmp_path, caplog):
     from run import checkpoints
     trained_sac.save_memory = False  # what --no-save-memory sets
@@ -120,6 +123,7 @@ def test_without_the_memory_it_starts_empty_and_the_rest_loads(trained_sac, tmp_
     assert other.policy_optimizer.iterations.numpy() == trained_sac.updates > 0
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_an_earlier_version_loads_weights_and_counters_with_one_note(
         trained_sac, tmp_path, caplog):
     from run import checkpoints
@@ -141,6 +145,7 @@ def test_a_checkpoint_of_an_earlier_version_loads_weights_and_counters_with_one_
     assert all(not np.any(w) for w in trained_sac.critic_optimizer.get_weights())
 
 
+@pytest.mark.slow
 def test_only_the_newest_checkpoint_keeps_its_replay_memory(trained_sac, tmp_path, caplog):
     from run import checkpoints
     folder = str(tmp_path / 'checkpoints')

@@ -72,6 +72,7 @@ def farm_trace(proxy, name, kwargs, seed, steps, reset_seed=True):
 
 
 @pytest.mark.parametrize('name,kwargs,steps', CASES, ids=IDS)
+@pytest.mark.slow
 def test_same_seed_same_episodes_different_seed_different_ones(name, kwargs, steps):
     first = local_trace(name, kwargs, 7, steps)
     assert local_trace(name, kwargs, 7, steps) == first
@@ -79,6 +80,7 @@ def test_same_seed_same_episodes_different_seed_different_ones(name, kwargs, ste
 
 
 @pytest.mark.parametrize('name,kwargs,steps', CASES, ids=IDS)
+@pytest.mark.slow
 def test_a_seed_at_make_seeds_the_first_reset(name, kwargs, steps):
     seeded_reset = local_trace(name, kwargs, 11, steps)
     env = envs.make(name, seed=11, **kwargs)  # refused for Arm2DEnv before
@@ -89,6 +91,7 @@ def test_a_seed_at_make_seeds_the_first_reset(name, kwargs, steps):
 
 
 @pytest.mark.parametrize('name,kwargs,steps', CASES, ids=IDS)
+@pytest.mark.slow
 def test_through_a_farm_equals_in_process_bit_for_bit(thread_farm, name, kwargs, steps):
     proxy = thread_farm(capacity=2).proxy()
     local = local_trace(name, kwargs, 21, steps)
@@ -97,6 +100,7 @@ def test_through_a_farm_equals_in_process_bit_for_bit(thread_farm, name, kwargs,
     assert farm_trace(proxy, name, kwargs, 22, steps) != local
 
 
+@pytest.mark.slow
 def test_seeded_envs_in_one_process_keep_their_own_streams():
     """Arm2DEnv draws its targets from Python's global ``random``: two of them interleaved in one
     process (an in-process vectorized env) give each one's episodes as if it ran alone."""

@@ -436,6 +436,7 @@ def test_evaluation_every_n_episodes_during_r_uses_its_own_environments_or_none(
 
 
 # --- TensorBoard ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_session_writes_training_evaluation_agent_and_speed_scalars_for_tensorboard(
         tmp_path, monkeypatch, restore_signals):
     from run import tblog
@@ -463,6 +464,7 @@ def test_a_session_writes_training_evaluation_agent_and_speed_scalars_for_tensor
 
 # --- a real agent through a farm -----------------------------------------------------------------
 @pytest.mark.parametrize('stepping', ['lockstep', 'async'])
+@pytest.mark.slow
 def test_r_test_r_continues_the_training_episodes_in_flight(tmp_path, thread_farm,
                                                              restore_signals, stepping):
     """test() steps environments of its own: the second r goes on with the episodes the first

@@ -89,6 +89,7 @@ def test_a_log_that_cannot_write_says_so_once_and_the_run_goes_on(tmp_path, capl
                                                          'write')
 
 
+@pytest.mark.slow
 def test_the_script_draws_a_runs_scalars_to_a_png(tmp_path):
     run = tmp_path / 'run'
     log = tblog.EventLog(str(run / 'tb'))
@@ -110,6 +111,7 @@ def test_the_script_draws_a_runs_scalars_to_a_png(tmp_path):
 
 
 # --- graph mode: DDPG (rl.agents) through a farm, in a fresh interpreter -------------------------
+@pytest.mark.slow
 def test_a_ddpg_session_in_graph_mode_writes_its_metrics():
     from agents_support import run_case
     run_case(__file__, 'case_ddpg_session_in_graph_mode')

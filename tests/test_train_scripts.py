@@ -172,6 +172,7 @@ def test_parse_config_of_a_run_config_subclass_reads_inherited_docs_and_groups_t
 @pytest.mark.parametrize('script, stepping', [('train_sac.py', 'async'),
                                                ('train_ddpg.py', 'async'),
                                                ('train_sac.py', 'lockstep')])
+@pytest.mark.slow
 def test_a_script_run_trains_saves_and_stops_its_local_farm(script, stepping, tmp_path):
     port, run_dir = free_port(), tmp_path / 'run'
     scaled = ['--reward-scale', '5', '--reward-offset', '1'] if stepping == 'lockstep' else []
@@ -215,6 +216,7 @@ NAMES = ('print("@NAMES", json.dumps(sorted(n for n in ("r", "test", "save", "lo
 
 
 @pytest.mark.parametrize('script', SCRIPTS)
+@pytest.mark.slow
 def test_r_continues_counters_and_load_resumes(script, tmp_path):
     port, run_dir = free_port(), tmp_path / 'run'
     # python -i: the interactive path; stdin feeds the prompt.
@@ -277,6 +279,7 @@ def signal_when(tmp_path, args, ready, what, signum=signal.SIGTERM, stdin=None,
     return proc, out
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_r_stops_cleanly_and_r_continues(tmp_path):
     script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
     csv_path = str(run_dir / 'episodes.csv')
@@ -316,6 +319,7 @@ def wait_for(proc, ready, what):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_checkpoints_every_episode_done_releases_the_farm_and_exits(tmp_path):
     script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
     csv_path = str(run_dir / 'episodes.csv')
@@ -356,6 +360,7 @@ def test_sigterm_mid_run_checkpoints_every_episode_done_releases_the_farm_and_ex
     assert_no_farm_left(port)
 
 
+@pytest.mark.slow
 def test_sigterm_at_the_prompt_checkpoints_releases_the_farm_and_exits(tmp_path):
     script, port, run_dir = 'train_sac.py', free_port(), tmp_path / 'run'
     def shown(log):
@@ -440,6 +445,7 @@ def test_a_user_error_found_before_start_up_is_one_line_and_starts_nothing(flags
     ('CartPole-v1', 'SAC needs a continuous (Box) action space; --env CartPole-v1 has Discrete'),
     ('NoSuchEnv-v0', "unknown environment 'NoSuchEnv-v0'"),
 ])
+@pytest.mark.slow
 def test_an_env_the_agent_cannot_use_is_one_line_and_its_farm_released_at_once(env, message,
                                                                                 tmp_path):
     port = free_port()
@@ -450,6 +456,7 @@ def test_an_env_the_agent_cannot_use_is_one_line_and_its_farm_released_at_once(e
     assert_no_farm_left(port)
 
 
+@pytest.mark.slow
 def test_give_up_after_ends_the_run_with_a_checkpoint_and_one_line(tmp_path, process_farm):
     script, run_dir = 'train_sac.py', tmp_path / 'run'
     farm = process_farm(capacity=2)
