@@ -9,7 +9,8 @@ train_sac.py's source, so a flag added there is a flag here): ``config.prepare``
 ``run.train``. What this adds is
 only observation, never a change of behaviour:
 
-- a recorder (unless ``--no-record``) around the vectorized env's ``reset``/``step_wait``: every
+- a recorder (unless ``--no-record``) around the vectorized env's ``reset``/``step_wait`` and
+  ``async_reset``/``recv`` (both stepping modes, ``--stepping``): every
   transition the learner *received* (the observation it acted on, the next one or the episode's terminal observation,
   why an episode ended), to compare with what reached the replay memory;
 - a heartbeat JSON (``--heartbeat``), rewritten a few times a second between vector steps:
@@ -68,46 +69,75 @@ def write_json(path, value):
 
 
 class Recorder(object):
-    """What the learner received from the vectorized env, transition by transition."""
+    """What the learner received from the vectorized env, transition by transition, in either
+    stepping mode: lockstep's ``reset``/``step_wait`` and asynchronous ``async_reset``/``recv``
+    (a ``recv`` row of an environment being reset is its first observation, as the agent
+    reads it; any other row is one step's result)."""
 
     def __init__(self, env):
         self.env = env
         self.current = None
         self.obs, self.next_obs, self.kind = [], [], []   # kind: 0 running, 1 ended (next = last)
         self.ended = []                                   # (env index, length, end reason)
-        self.lengths = None
-        self._reset, self._step_wait = env.reset, env.step_wait
-        env.reset = self.reset
-        env.step_wait = self.step_wait
+        self.lengths = np.zeros(env.num_envs, dtype=np.int64)
+        self.resetting = np.zeros(env.num_envs, dtype=bool)
+        self.inner = {name: getattr(env, name)
+                      for name in ('reset', 'step_wait', 'async_reset', 'recv')}
+        env.reset, env.step_wait = self.reset, self.step_wait
+        env.async_reset, env.recv = self.async_reset, self.recv
 
     def reset(self, *args, **kwargs):
-        obs = self._reset(*args, **kwargs)
+        obs = self.inner['reset'](*args, **kwargs)
         self.current = np.array(obs, dtype=np.float32, copy=True)
-        self.lengths = np.zeros(len(obs), dtype=np.int64)
+        self.lengths[:] = 0
+        self.resetting[:] = False
         return obs
 
     def step_wait(self):
-        from vecenv.contract import end_reason
-        result = self._step_wait()
+        result = self.inner['step_wait']()
         obs, rewards, terminated, truncated, infos = result
-        self.lengths += 1
         for i in range(len(rewards)):
-            ended = bool(terminated[i] or truncated[i])
-            if ended:
-                last = infos[i].get('terminal_observation')
-                self.ended.append((i, int(self.lengths[i]), end_reason(bool(terminated[i]),
-                                                                       infos[i])))
-                self.lengths[i] = 0
-                if last is None:  # the agent stores nothing for it: nothing was received
-                    continue
-                nxt = np.asarray(last, dtype=np.float32)
-            else:
-                nxt = obs[i]
-            self.obs.append(self.current[i].copy())
-            self.next_obs.append(np.array(nxt, dtype=np.float32, copy=True))
-            self.kind.append(int(ended))
-        self.current = np.array(obs, dtype=np.float32, copy=True)
+            self._stepped(i, obs[i], terminated[i], truncated[i], infos[i])
         return result
+
+    def async_reset(self, *args, **kwargs):
+        self.inner['async_reset'](*args, **kwargs)
+        self.resetting[:] = True
+
+    def recv(self, *args, **kwargs):
+        from vecenv.contract import env_ids_of
+        result = self.inner['recv'](*args, **kwargs)
+        obs, rewards, terminated, truncated, infos = result
+        for k, i in enumerate(env_ids_of(infos).tolist()):
+            if self.resetting[i]:
+                if self.current is None:
+                    self.current = np.zeros((self.env.num_envs,) + np.shape(obs[k]),
+                                            dtype=np.float32)
+                self.current[i] = obs[k]
+                self.lengths[i] = 0
+                self.resetting[i] = False
+            else:
+                self._stepped(i, obs[k], terminated[k], truncated[k], infos[k])
+        return result
+
+    def _stepped(self, i, obs, terminated, truncated, info):
+        from vecenv.contract import end_reason
+        self.lengths[i] += 1
+        ended = bool(terminated or truncated)
+        if ended:
+            self.ended.append((i, int(self.lengths[i]), end_reason(bool(terminated), info)))
+            self.lengths[i] = 0
+            last = info.get('terminal_observation')
+            if last is None:  # the agent stores nothing for it: nothing was received
+                self.current[i] = obs
+                return
+            nxt = np.asarray(last, dtype=np.float32)
+        else:
+            nxt = obs
+        self.obs.append(self.current[i].copy())
+        self.next_obs.append(np.array(nxt, dtype=np.float32, copy=True))
+        self.kind.append(int(ended))
+        self.current[i] = obs
 
 
 def weights_digest(agent, path='x.h5'):

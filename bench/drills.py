@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """drills.py: break a running training on purpose, one fault at a time, and count what it cost.
 
-    python bench/drills.py --json [--only NAME ...] [--quick] [--keep DIR]
+    python bench/drills.py --json [--only NAME ...] [--quick] [--stepping MODE] [--keep DIR]
     python bench/drills.py --markdown results/drills.json     # the README's table of a saved run
 
 Every drill runs real processes on this machine: ``farm.py`` daemons (each in a process session of
@@ -19,13 +19,16 @@ learners still alive that should not be: counted after the fault where a process
 after the orderly stop at the end), ``notes`` (the learner's error, what the farms' logs said, what is odd), and ``counts``
 (the full counting, below). ``--json`` prints ``{"rows": [...], ...}`` on stdout; a table goes
 to stderr either way. ``--keep DIR`` keeps every log, heartbeat, run directory and memory dump.
+``--stepping`` (``async``, ``lockstep`` or ``both``, the default): the learners' stepping mode;
+with ``both`` every drill runs once in each, and each row says its mode (``stepping``).
 
 Counting (``count_transitions``; tests/test_drills.py checks it on planted faults)
 ------------------------------------------------------------------------------
 A transition is ``(s, a, r, s')``; its key is ``(identity, episode, t)`` decoded from ``s``.
 
 - *received*: what the learner got from its vectorized env, recorded at that boundary by
-  drill_learner.py: for each env of each vector step, ``s`` (the observation the agent acted on)
+  drill_learner.py (``step_wait`` in lockstep, ``recv`` in asynchronous stepping): for each env
+  of each step, ``s`` (the observation the agent acted on)
   and ``s'`` (the next observation, or ``info['terminal_observation']`` when the episode ended; an
   ended episode without one gives nothing, as the agent stores nothing for it).
 - *stored*: the replay memory at the end of the run (``TransitionReplay``, dumped; its limit is far
@@ -43,6 +46,9 @@ A transition is ``(s, a, r, s')``; its key is ``(identity, episode, t)`` decoded
   stored.
 - ``episodes.csv`` against the received episode ends (vector index and length of each):
   ``csv_missing`` / ``csv_extra`` rows.
+- A cross-check with nothing on one side fails the drill (``recovered`` false, noted): stored
+  transitions with none recorded as received, or episodes.csv rows with no episode end received.
+  Then the recorder missed the learner's calls, and "0 lost" would mean nothing was compared.
 
 Steps that were in flight when a worker or a farm died are lost with it by nature; the episode is
 then cut (truncated, ``info['lost']``), which the counting sees as the end of that episode's
@@ -78,6 +84,7 @@ The drills (``--quick`` skips ``link_down_5min`` and runs two checkpoint trials 
 import argparse
 import collections
 import csv
+import itertools
 import json
 import logging
 import os
@@ -148,6 +155,14 @@ def count_transitions(memory_obs, memory_next, received_obs=None, received_next=
         counts['received'] = 0
     counts['lost'] = counts['gaps'] + counts['missing']
     return counts
+
+
+def nothing_compared(counts):
+    """Whether a cross-check had nothing on one side: transitions stored but none recorded as
+    received, or episodes.csv rows but no episode end received. "0 lost" would then mean that
+    nothing was compared (a recorder that no longer sees the learner's calls)."""
+    return bool(counts['stored'] and not counts['received']
+                or counts.get('csv_rows') and not counts.get('episodes_received'))
 
 
 def count_episodes(csv_path, ended_env, ended_length):
@@ -320,7 +335,8 @@ class Learner(object):
                    '--dump', self.dump_path, '--result', self.result_path,
                    '--farms', ','.join(farms), '--n-envs', str(n_envs), '--run-dir', self.run_dir,
                    '--env-kwargs', json.dumps(env_kwargs or ENV_KWARGS),
-                   '--seed', str(random.randint(1, 10 ** 6))] + LEARNER_FLAGS + list(extra)
+                   '--seed', str(random.randint(1, 10 ** 6)), '--stepping', ctx.stepping]
+        command += LEARNER_FLAGS + list(extra)
         if wait:
             command += ['--wait-file', self.wait_path]
         full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
@@ -411,9 +427,9 @@ class Learner(object):
 class Context(object):
     """One drill's directory and every process session it started; cleans up whatever is left."""
 
-    def __init__(self, name, base):
-        self.name = name
-        self.dir = os.path.join(base, name)
+    def __init__(self, name, base, stepping='async'):
+        self.name, self.stepping = name, stepping
+        self.dir = os.path.join(base, name if stepping == 'async' else name + '-' + stepping)
         os.makedirs(self.dir)
         self.sessions = set()
         self.farms, self.learners = [], []
@@ -444,6 +460,11 @@ class Context(object):
             row['recovered'] = False
             self.note('learner %s: %s' % (learner.name, error[:300]))
         counts = learner.counts() if learner is not None and count else None
+        if counts is not None and nothing_compared(counts):
+            row['recovered'] = False
+            self.note('nothing to compare: %d transitions stored, %s recorded as received, %s '
+                      'episode ends received; the recorder missed the learner\'s calls'
+                      % (counts['stored'], counts['received'], counts.get('episodes_received')))
         if counts is not None:
             row['transitions_lost'] = counts['lost']
             row['transitions_duplicated'] = counts['duplicated']
@@ -932,8 +953,8 @@ LONG = ('link_down_5min',)
 
 
 # --- running -------------------------------------------------------------------------------------
-def run_drill(name, base, quick):
-    ctx = Context(name, base)
+def run_drill(name, base, quick, stepping='async'):
+    ctx = Context(name, base, stepping)
     started = time.time()
     try:
         row = DRILLS[name](ctx, quick)
@@ -944,19 +965,25 @@ def run_drill(name, base, quick):
         row = ctx.finish(row, ctx.learners[-1] if ctx.learners else None)
     finally:
         ctx.cleanup()
+    row['stepping'] = stepping
     row['wall_s'] = round(time.time() - started, 1)
     if row['seconds_to_recover'] is not None:
         row['seconds_to_recover'] = round(row['seconds_to_recover'], 2)
     return row
 
 
+def label(row):
+    """A row's drill, with its stepping mode where the run recorded one."""
+    return '%s (%s)' % (row['drill'], row['stepping']) if 'stepping' in row else row['drill']
+
+
 def table(rows):
-    head = '%-26s %-9s %9s %6s %6s %5s  %s' % ('drill', 'recovered', 'recover_s', 'lost',
+    head = '%-37s %-9s %9s %6s %6s %5s  %s' % ('drill', 'recovered', 'recover_s', 'lost',
                                                'dup', 'left', 'notes')
     lines = [head, '-' * len(head)]
     for r in rows:
-        lines.append('%-26s %-9s %9s %6s %6s %5s  %s' % (
-            r['drill'], {True: 'yes', False: 'NO', None: 'skipped'}[r['recovered']],
+        lines.append('%-37s %-9s %9s %6s %6s %5s  %s' % (
+            label(r), {True: 'yes', False: 'NO', None: 'skipped'}[r['recovered']],
             '-' if r['seconds_to_recover'] is None else '%.1f' % r['seconds_to_recover'],
             '-' if r['transitions_lost'] is None else r['transitions_lost'],
             '-' if r['transitions_duplicated'] is None else r['transitions_duplicated'],
@@ -970,7 +997,7 @@ def markdown(rows):
              'processes left | notes |', '|---|---|---|---|---|---|---|---|']
     for r in rows:
         lines.append('| `%s` | %s | %s | %s | %s | %s | %s | %s |' % (
-            r['drill'], r['done'], {True: 'yes', False: '**no**', None: 'skipped'}[r['recovered']],
+            label(r), r['done'], {True: 'yes', False: '**no**', None: 'skipped'}[r['recovered']],
             '-' if r['seconds_to_recover'] is None else '%.1f' % r['seconds_to_recover'],
             '-' if r['transitions_lost'] is None else r['transitions_lost'],
             '-' if r['transitions_duplicated'] is None else r['transitions_duplicated'],
@@ -985,6 +1012,8 @@ def main(argv=None):
     parser.add_argument('--only', nargs='+', choices=list(DRILLS), metavar='NAME',
                         help='run only these drills: %s' % ', '.join(DRILLS))
     parser.add_argument('--quick', action='store_true', help='skip %s' % ', '.join(LONG))
+    parser.add_argument('--stepping', choices=('async', 'lockstep', 'both'), default='both',
+                        help='the learners\' stepping mode; both: every drill in each mode')
     parser.add_argument('--keep', default='', help='keep logs and runs in this directory')
     parser.add_argument('--markdown', metavar='JSON',
                         help='run nothing: print the rows of a saved --json run as a Markdown '
@@ -1003,12 +1032,13 @@ def main(argv=None):
     started = time.time()
     rows = []
     try:
-        for name in names:
-            log.info('drill %s ...', name)
-            rows.append(run_drill(name, base, args.quick))
+        modes = ('async', 'lockstep') if args.stepping == 'both' else (args.stepping,)
+        for name, mode in itertools.product(names, modes):
+            log.info('drill %s (%s) ...', name, mode)
+            rows.append(run_drill(name, base, args.quick, mode))
             r = rows[-1]
-            log.info('drill %s: recovered %s, %s s to recover, lost %s, duplicated %s, left %s; %s',
-                     name, r['recovered'], r['seconds_to_recover'], r['transitions_lost'],
+            log.info('drill %s (%s): recovered %s, %s s to recover, lost %s, duplicated %s, left %s; %s',
+                     name, mode, r['recovered'], r['seconds_to_recover'], r['transitions_lost'],
                      r['transitions_duplicated'], r['processes_left'], r['notes'])
     finally:
         if not args.keep:

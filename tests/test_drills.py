@@ -150,3 +150,44 @@ def test_soak_growth_is_the_slope_over_the_second_half():
     summary = soak.summarize(samples)['x']
     assert summary['growth_per_hour'] == pytest.approx(60.0)
     assert (summary['first'], summary['last'], summary['max']) == (0.0, 109.0, 109.0)
+
+
+def test_a_cross_check_with_nothing_on_one_side_is_a_failure_not_zero_lost():
+    """Regression: the recorder once saw only lockstep calls, so in asynchronous stepping every
+    drill compared the memory with nothing and reported 0 lost."""
+    obs, nxt = clean_memory()
+    nothing_received = drills.count_transitions(obs, nxt, obs[:0], nxt[:0])
+    assert nothing_received['lost'] == 0 and drills.nothing_compared(nothing_received)
+    compared = drills.count_transitions(obs, nxt, obs, nxt)
+    assert not drills.nothing_compared(compared)
+    assert drills.nothing_compared(dict(compared, csv_rows=4, episodes_received=0))
+    assert not drills.nothing_compared(dict(compared, csv_rows=4, episodes_received=4))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('stepping', ['lockstep', 'async'])
+def test_the_drill_recorder_sees_what_the_agent_stores_in_both_stepping_modes(stepping):
+    """drill_learner's Recorder around a real SAC agent training on DrillEnvs: everything stored
+    was received, nothing received is missing, and every episode end is seen; the asynchronous
+    results come back interleaved (agents_support's scripted env)."""
+    import agents_support
+    from agents.sac import SAC
+    from bench.drill_learner import Recorder
+    from vecenv.contract import InProcessVecEnv
+    inner = InProcessVecEnv('DrillEnv', 3, {'episode_length': 7})
+    env = (inner if stepping == 'lockstep' else
+           agents_support.ScriptedAsyncVecEnv(inner, agents_support.uneven_steps))
+    recorder = Recorder(env)
+    agent = SAC.from_spaces(env.observation_space, env.action_space, hidden=(8, 8),
+                            batch_size=8, nb_steps_warmup=10, memory_limit=10000, seed=0)
+    agent.compile()
+    agent.train_vec(env, nb_steps=60, mode=stepping)
+    n = len(agent.memory)
+    counts = drills.count_transitions(agent.memory.observations[:n],
+                                      agent.memory.next_observations[:n],
+                                      np.asarray(recorder.obs), np.asarray(recorder.next_obs))
+    assert not drills.nothing_compared(counts)
+    assert counts['received'] == counts['stored'] == n >= 60
+    assert counts['lost'] == counts['duplicated'] == counts['mismatched'] == 0
+    assert len(recorder.ended) >= 6 and all(length == 7 for _, length, _ in recorder.ended)
+    env.close()
