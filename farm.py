@@ -75,7 +75,6 @@ from __future__ import absolute_import, print_function
 
 import argparse
 import logging
-import multiprocessing
 import os
 import signal
 import socket
@@ -87,6 +86,7 @@ import Pyro4
 
 from farmside import compat
 from farmside import daemon as farm_daemon
+from farmside import rendezvous
 from common import logformat
 from common import protocol
 # The farm's parts (farmside/); these names stay importable from here, where users and tests
@@ -250,11 +250,16 @@ def _bad(message):
 
 def check_args(args):
     """Every flag value the farm cannot run with, as SettingError, before anything starts."""
-    if not 1 <= args.port <= 65535:
-        raise SettingError('--port %d: a port is 1-65535 (default %d)' % (args.port, DEFAULT_PORT))
+    if not 0 <= args.port <= 65535:
+        raise SettingError('--port %d: a port is 1-65535, or 0 for a free one (default %d)'
+                           % (args.port, DEFAULT_PORT))
     if args.capacity is not None and args.capacity < 1:
-        raise SettingError('--capacity %d: a farm serves at least 1 environment (default: the '
-                           'CPU count, %d)' % (args.capacity, multiprocessing.cpu_count()))
+        raise SettingError('--capacity %d: a farm serves at least 1 environment (default: %d, %s)'
+                           % ((args.capacity,) + rendezvous.usable_cpus()))
+    if args.rendezvous is not None:
+        problem = rendezvous.directory_problem(args.rendezvous)
+        if problem:
+            raise SettingError('--rendezvous %s: %s' % (args.rendezvous, problem))
     for flag in ('step_timeout', 'lease_ttl', 'release_after', 'handshake_timeout'):
         value = getattr(args, flag)
         if not value > 0:  # also refuses nan
@@ -280,9 +285,15 @@ def main(argv=None):
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default loopback; others need --key)')
     parser.add_argument('--port', type=int, default=DEFAULT_PORT,
-                        help='port (default %d)' % DEFAULT_PORT)
+                        help='port (default %d; 0: a free one, announced with --rendezvous)'
+                        % DEFAULT_PORT)
     parser.add_argument('--capacity', type=int, default=None, metavar='N',
-                        help='environments served at once (default: CPU count)')
+                        help='environments served at once (default: the CPUs this process may '
+                        'use: its affinity mask, or what SLURM gave the job step)')
+    parser.add_argument('--rendezvous', metavar='DIR', default=None,
+                        help='announce this farm in DIR (one JSON file: the address other '
+                        'machines reach it at, port, capacity, protocol, pid), removed when it '
+                        'stops; learners find farms there (farmlist.py)')
     parser.add_argument('--key', default=os.environ.get(KEY_ENV),
                         help='shared key (default: $%s); required beyond loopback. It '
                         'authenticates callers and protects messages against tampering; it does '
@@ -342,11 +353,34 @@ def main(argv=None):
     except SettingError as e:
         farm.close()
         _bad(str(e))
+    announced = []
+
+    def ready(uri):
+        if args.rendezvous is not None:
+            announced.append(announce(args.rendezvous, farm, args.host, uri.port))
+
     try:
-        serve(farm, args.host, args.port, args.key, parent=args.exit_with, daemon=daemon)
+        serve(farm, args.host, args.port, args.key, ready=ready, parent=args.exit_with,
+              daemon=daemon)
     except KeyboardInterrupt:  # Pyro4's loop usually swallows it; serve() has cleaned up either way
         pass
+    except EnvironmentError as e:  # the rendezvous file could not be written
+        _bad('--rendezvous %s: cannot write there (%s)' % (args.rendezvous, e.strerror or e))
+    finally:
+        for path in announced:
+            rendezvous.withdraw(path)
     return 0
+
+
+def announce(directory, farm, host, port):
+    """Write ``farm``'s rendezvous file for a daemon on ``host``:``port``; returns its path."""
+    address, note = rendezvous.reachable_address(host)
+    if note:
+        log.warning('%s', note)
+    path = rendezvous.announce(directory, rendezvous.farm_record(
+        address, port, farm.capacity, PROTOCOL, Pyro4.config.SSL))
+    log.info('announced as %s:%d in %s', address, port, path)
+    return path
 
 
 if __name__ == '__main__':

@@ -3,6 +3,8 @@
 
     python farmer.py                       # probe the farms in farmlist.py, print their status
     python farmer.py --random-steps 200    # and step a random policy on L2M2019Env through them
+    python farmer.py wait DIR --count K [--timeout S] [--hosts h1,h2]
+                                           # wait for K farms to announce themselves in DIR
 
 - :class:`Farmer` reads the farm list, probes every farm, starts a local farm when the list names
   only this machine and none answers, and builds environments on the farms:
@@ -55,7 +57,7 @@ import numpy as np
 
 from common import logformat
 
-from common.errors import NoFarmError, ProtocolMismatchError, install_excepthook
+from common.errors import NoFarmError, ProtocolMismatchError, UserError, install_excepthook
 from host import settings
 from host.allocation import Farmer
 from host.leases import Allocation
@@ -106,8 +108,40 @@ def random_policy(env_name, n_envs, steps):
         return steps * n_envs / (time.time() - started)
 
 
+def wait(argv):
+    """``farmer.py wait DIR --count K``: one line per farm as it announces itself in DIR
+    (``farm.py --rendezvous DIR``); exit 0 once K have, else one line on the deadline."""
+    import argparse
+    from host import rendezvous
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, as every other mistake
+            raise UserError('%s (see farmer.py wait --help)' % message)
+
+    parser = Parser(prog='farmer.py wait', description=wait.__doc__)
+    parser.add_argument('directory', metavar='DIR')
+    parser.add_argument('--count', type=int, required=True, metavar='K',
+                        help='farms to wait for')
+    parser.add_argument('--timeout', type=float, default=300.0, metavar='SECONDS',
+                        help='give up after this long (default 300)')
+    parser.add_argument('--hosts', default='', metavar='H1,H2,...',
+                        help='the hosts expected to start a farm, named on timeout if missing')
+    args = parser.parse_args(argv)
+    hosts = [h for h in args.hosts.split(',') if h]
+    try:
+        rendezvous.wait_for(args.directory, args.count, args.timeout,
+                            arrived=lambda r: print(rendezvous.describe(r), flush=True),
+                            hosts=hosts)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def main(argv=None):
     import argparse
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['wait']:
+        install_excepthook('--verbose' in argv, 'farmer.py wait')
+        return wait([a for a in argv[1:] if a != '--verbose'])
     parser = argparse.ArgumentParser(description='Probe the farms in farmlist.py; optionally '
                                      'step a random policy through them.')
     parser.add_argument('--random-steps', type=int, default=0,

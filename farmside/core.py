@@ -17,7 +17,6 @@ Following one lockstep step: ``Farm.step`` -> ``Ledger.lease``/``owned`` ->
 from __future__ import absolute_import
 
 import logging
-import multiprocessing
 import numbers
 import sys
 import threading
@@ -34,6 +33,7 @@ from farmside.dispatch import Dispatcher
 from farmside.envworker import WorkerError, WorkerLost
 from farmside.ledger import Ledger
 from farmside.lifecycle import WorkerLife
+from farmside import rendezvous
 
 log = logging.getLogger('farm')
 
@@ -71,7 +71,7 @@ class Farm(object):
     def __init__(self, capacity=None, label=None, step_timeout=STEP_TIMEOUT,
                  recycle_steps=RECYCLE_STEPS, recycle_resets=RECYCLE_RESETS,
                  lease_ttl=LEASE_TTL, overcommit=OVERCOMMIT, release_after=RELEASE_AFTER):
-        self.capacity = multiprocessing.cpu_count() if capacity is None else int(capacity)
+        self.capacity = rendezvous.usable_cpus()[0] if capacity is None else int(capacity)
         if self.capacity < 1:
             raise ValueError('capacity must be at least 1, got %r' % (capacity,))
         self.lease_ttl = float(lease_ttl)

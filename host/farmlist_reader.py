@@ -6,13 +6,16 @@
   The same farm listed twice (``localhost`` and ``127.0.0.1`` are one machine) is refused.
 - :func:`read_farmlist` imports the user's ``farmlist.py`` (any failure in it, a syntax error
   included, is a FarmListError) and parses its ``farmlist_base``.
+- :func:`farms_of_flag` / :func:`check_farms_flag`: the train scripts' ``--farms``:
+  ``host:capacity[:port],...``, or ``rendezvous:DIR`` (the farms announced there,
+  host/rendezvous.py), or empty for farmlist.py.
 
 Python 3.6 compatible; no Pyro4 here.
 """
 import importlib
 
 from common.errors import FarmListError
-from host import settings
+from host import rendezvous, settings
 
 EXAMPLE_ENTRY = "('192.168.1.33', 8) or ('192.168.1.33', 8, 20100)"
 
@@ -81,3 +84,22 @@ def read_farmlist(module='farmlist'):
         raise FarmListError('%s defines no farmlist_base; add e.g. farmlist_base = [%s]'
                             % (where, EXAMPLE_ENTRY.split(' or ')[0]))
     return parse_farms(loaded.farmlist_base, where)
+
+
+def farms_of_flag(farms):
+    """``[(host, capacity[, port])]`` from ``--farms host:capacity[:port],...`` (unchecked), or
+    the farms announced in DIR for ``--farms rendezvous:DIR``."""
+    if farms.startswith(rendezvous.SCHEME):
+        return rendezvous.farms_in(farms[len(rendezvous.SCHEME):])
+    return [tuple(part.strip().split(':')) for part in farms.split(',') if part.strip()]
+
+
+def check_farms_flag(farms):
+    """Check the farm list a run will use before any farm starts: ``--farms`` or, when empty,
+    farmlist.py. A rendezvous directory must exist; its farms may still be starting."""
+    if farms.startswith(rendezvous.SCHEME):
+        rendezvous.check_directory(farms[len(rendezvous.SCHEME):])
+    elif farms:
+        parse_farms(farms_of_flag(farms), '--farms')
+    else:
+        read_farmlist()

@@ -65,7 +65,8 @@ class RunConfig:
     """async: the learner acts for whichever environments are ready and learns while the others
     simulate (no core waits for the slowest); lockstep: all environments step together"""
     farms: str = ''
-    """farms as host:capacity[:port],... ; empty: those of farmlist.py"""
+    """farms as host:capacity[:port],... , or rendezvous:DIR (those announced there by farm.py
+    --rendezvous DIR); empty: those of farmlist.py"""
     eval_envs: int = 1
     """environments of test()'s own, on the farms (0: test on the training ones, ending episodes)"""
     eval_every: int = 0
@@ -312,12 +313,8 @@ def prepare(cfg, algo):
     run_dir = prepare_run_dir(cfg, algo)
     flag = '--resume' if cfg.resume and checkpoints.run_dir_of(cfg.resume) else '--run-dir'
     _check_writable(run_dir, flag)
-    # The farm list: errors.FarmListError naming the entry, before any farm starts.
-    from host.farmlist_reader import parse_farms, read_farmlist
-    if cfg.farms:
-        parse_farms(farm_entries(cfg.farms), '--farms')
-    else:
-        read_farmlist()
+    from host.farmlist_reader import check_farms_flag
+    check_farms_flag(cfg.farms)  # errors.FarmListError naming the entry, before any farm starts
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     return run_dir
@@ -348,12 +345,8 @@ def make_farmer(farms, give_up_after=0):
     kwargs = {'give_up_after': give_up_after} if give_up_after else {}
     if not farms:
         return Farmer(**kwargs)
-    return Farmer(farms=farm_entries(farms), **kwargs)
-
-
-def farm_entries(farms):
-    """``[(host, capacity[, port])]`` from ``--farms host:capacity[:port],...`` (unchecked)."""
-    return [tuple(part.strip().split(':')) for part in farms.split(',') if part.strip()]
+    from host.farmlist_reader import farms_of_flag
+    return Farmer(farms=farms_of_flag(farms), **kwargs)
 
 
 @contextlib.contextmanager

@@ -120,3 +120,31 @@ def test_python27_farm_steps_asynchronously_with_packed_arrays(process_farm):
     p.close_lease(packed)
     p._pyroRelease()
     f.stop()
+
+
+def test_python27_farm_on_a_free_port_announces_itself_and_withdraws(tmp_path):
+    """farm.py --port 0 --rendezvous DIR under 2.7: the record a 3.11 learner reads, the farm
+    it names serves, and SIGTERM removes it."""
+    import signal
+    from host import rendezvous
+    from conftest import wait_until
+    command = [PY27, os.path.join(ROOT, 'farm.py'), '--port', '0', '--capacity', '2',
+               '--rendezvous', str(tmp_path)]
+    env = dict(PY27_ENV, PYTHONPATH=os.pathsep.join([ROOT, PY27_ENV['PYTHONPATH']]))
+    farm = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert wait_until(lambda: rendezvous.announced(str(tmp_path)) or farm.poll() is not None,
+                          60)
+        assert farm.poll() is None, farm.stdout.read()
+        [record] = rendezvous.announced(str(tmp_path))
+        assert record['pid'] == farm.pid and record['capacity'] == 2 and record['port'] > 0
+        with farmer.Farmer(farms=rendezvous.farms_in(str(tmp_path)), start_local=False) as fm:
+            assert fm.status()[0]['versions']['python'].startswith('2.7')
+            assert fm.vec_env('CheapEnv', 2, {}).reset(seed=1).shape == (2, 3)
+        farm.send_signal(signal.SIGTERM)
+        assert farm.wait(10) == 0 and os.listdir(str(tmp_path)) == []
+    finally:
+        if farm.poll() is None:
+            os.killpg(farm.pid, signal.SIGKILL)
+            farm.wait()
