@@ -12,6 +12,10 @@ Farms listening beyond loopback require a shared key: start them with ``--key SE
 environment, never from this file: keys are never committed. Farms started with
 ``--tls-cert/--tls-key`` need ``FARM_TLS_CA=<their CA certificate>`` here (then every farm of this
 learner must use TLS).
+
+Farms started with ``farm.py --port 0 --rendezvous DIR`` announce themselves in DIR (a directory
+both sides see): the train scripts take them with ``--farms rendezvous:DIR`` instead of this
+list, and ``python farmer.py wait DIR --count K`` waits until K have.
 """
 import os
 
