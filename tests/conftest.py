@@ -19,6 +19,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import farm  # noqa: E402
 
+# A suite started in the background of a non-interactive shell (``cmd &``, nohup) inherits
+# SIGINT ignored, and so would every process it starts: the Ctrl-C tests need what a terminal
+# gives. (A Python handler is reset to the default at exec, so children get Python's own.)
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def free_port():
     with socket.socket() as s:
