@@ -8,7 +8,7 @@
   non-loopback address. Never a loopback address for a non-loopback bind: a host name that
   resolves to loopback (Debian's ``127.0.1.1``) is skipped and the reason returned as a note.
 - :func:`announce` / :func:`withdraw`: one small JSON file per farm in a rendezvous directory
-  (``farm-HOST-PORT.json``: address, port, capacity, protocol, pid, hostname), written whole
+  (``farm-HOST-PORT.json``: address, port, capacity, protocol, pid, hostname, SLURM node), written whole
   (temporary file, then rename: a reader never sees half of one) and removed on a clean exit.
   The learner's side reads them (``host/rendezvous.py``).
 
@@ -114,7 +114,9 @@ def directory_problem(where):
 def farm_record(address, port, capacity, protocol, tls):
     """The plain data a farm announces (see the module docstring)."""
     return {'address': address, 'port': port, 'capacity': capacity, 'protocol': protocol,
-            'pid': os.getpid(), 'hostname': socket.gethostname(), 'tls': bool(tls)}
+            'pid': os.getpid(), 'hostname': socket.gethostname(), 'tls': bool(tls),
+            # under SLURM the node's name (several emulated nodes may share one host name)
+            'node': os.environ.get('SLURMD_NODENAME') or socket.gethostname()}
 
 
 def file_name(hostname, port):

@@ -71,7 +71,8 @@ def farms_in(directory):
 def describe(record):
     """One line for a farm that announced itself."""
     text = 'farm %s:%d on %s (pid %s): %d environment(s)' % (
-        record['address'], record['port'], record['hostname'], record['pid'], record['capacity'])
+        record['address'], record['port'], record.get('node') or record['hostname'], record['pid'],
+        record['capacity'])
     if record['protocol'] != protocol.PROTOCOL:
         text += ', farm protocol %s where this learner speaks %s: it will not be used' % (
             record['protocol'], protocol.PROTOCOL)
@@ -99,7 +100,7 @@ def wait_for(directory, count, timeout, arrived=None, hosts=(), every=0.2):
         if time.time() >= deadline:
             break
         time.sleep(every)
-    came = {r['hostname'] for r in seen.values()}
+    came = {r['hostname'] for r in seen.values()} | {r.get('node') for r in seen.values()}
     missing = [h for h in hosts if h not in came and h.split('.')[0] not in came]
     raise FarmListError('%d of %d farms announced themselves in %s within %g s%s' % (
         len(seen), count, directory, timeout,
