@@ -12,6 +12,8 @@ farm runs under a legacy OpenSim's Python.
   answers); :mod:`farmside.lifecycle` (spawn, hello, replace, recycle, reap);
 - :mod:`farmside.envworker` (one environment in one OS process) over :mod:`farmside.channel`
   (the framed pipe to it);
+- :mod:`farmside.rendezvous`: announcing a farm (``--rendezvous``: its record, the address
+  others reach it at) and the CPUs it may use (the default capacity);
 - :mod:`farmside.compat`: the Python 2.7 shims.
 
 It may import ``common`` and ``envs`` only: never the learner's side (host/, vecenv/, agents/,
