@@ -1031,6 +1031,10 @@ def main(argv=None):
     random.seed()
     started = time.time()
     rows = []
+    # SIGTERM (timeout, a scheduler) as Ctrl-C: the drill in progress kills its farms, learners,
+    # namespaces and links (run_drill's finally) instead of leaving them running
+    signal.signal(signal.SIGTERM, _interrupt)
+    interrupted = False
     try:
         modes = ('async', 'lockstep') if args.stepping == 'both' else (args.stepping,)
         for name, mode in itertools.product(names, modes):
@@ -1040,15 +1044,25 @@ def main(argv=None):
             log.info('drill %s (%s): recovered %s, %s s to recover, lost %s, duplicated %s, left %s; %s',
                      name, mode, r['recovered'], r['seconds_to_recover'], r['transitions_lost'],
                      r['transitions_duplicated'], r['processes_left'], r['notes'])
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning('interrupted: the drill in progress was stopped and cleaned up')
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
     sys.stderr.write('\n' + table(rows) + '\n')
     if args.json:
         print(json.dumps({'rows': rows, 'quick': args.quick, 'total_wall_s':
-                          round(time.time() - started, 1), 'kept': args.keep or None},
+                          round(time.time() - started, 1), 'kept': args.keep or None,
+                          'interrupted': interrupted},
                          indent=1, sort_keys=True))
+    if interrupted:
+        return 130
     return 0 if all(r['recovered'] is not False for r in rows) else 1
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt('signal %d' % signum)
 
 
 if __name__ == '__main__':

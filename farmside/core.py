@@ -161,7 +161,8 @@ class Farm(object):
     def make(self, lease, name, kwargs=None, n=1, overcommit=False):
         held = self.ledger.lease(lease)
         self._check_make(name, kwargs, n)
-        ids = self.ledger.reserve(n, int(self.capacity * (self.overcommit if overcommit else 1)))
+        ids = self.ledger.reserve(n, self.capacity, lease, int(self.capacity * self.overcommit)
+                                  if overcommit else None)
         slots = []
         try:
             slots = [Slot(env_id, lease, self.life.start(name, kwargs, held.packed))

@@ -8,8 +8,12 @@ waiting or talking to a worker. The farm's verbs ask it:
   lease none of whose connections is open is released ``release_after`` seconds after the last
   one closed: :meth:`disconnected`, :meth:`due_for_release`);
 - ``owned(held, env_ids)``: the slots of those environments, if the lease holds each once;
-- ``reserve(n, limit)`` then ``fill(held, slots)`` (or ``unreserve``): room for n environments
-  is taken before their workers are built, so two learners never both get the last core;
+- ``reserve(n, capacity, token, borrow_to)`` then ``fill(held, slots)`` (or ``unreserve``): room
+  for n environments is taken before their workers are built, so two learners never both get
+  the last core. Above capacity (``borrow_to``: the overcommit factor's limit, asked for by a
+  learner re-placing a lost farm's environments) only while no other lease waits: a lease
+  refused capacity counts as waiting for ``WAITING_FOR`` seconds (its learner retries within
+  that), so a borrower never takes the room another learner is asking for;
 - ``take(env_ids)``: slots removed (their workers are then closed by the caller);
 - ``swap_worker(slot, fresh)``: a replacement worker goes in only while the slot is still the
   farm's (a lease closed meanwhile has no use for it).
@@ -23,6 +27,8 @@ import time
 
 import Pyro4
 
+WAITING_FOR = 30.0  # seconds a lease refused capacity counts as waiting for it
+
 
 class Ledger(object):
     """The farm's leases and slots (see the module docstring). ``label`` names the farm in
@@ -34,6 +40,7 @@ class Ledger(object):
         self._leases = {}
         self._slots = {}
         self._next_id = 0
+        self._waiting = {}  # token -> when it was last refused capacity
         self._lock = threading.Lock()
 
     # --- leases ----------------------------------------------------------------------------------
@@ -64,6 +71,7 @@ class Ledger(object):
     def close(self, token):
         """The lease removed from the books, or None if there was none."""
         with self._lock:
+            self._waiting.pop(token, None)
             return self._leases.pop(token, None)
 
     def _seen(self, held):
@@ -94,6 +102,7 @@ class Ledger(object):
             ended = [l for l in self._leases.values() if l.frees_at(self.release_after) < now]
             for held in ended:
                 del self._leases[held.token]
+                self._waiting.pop(held.token, None)
         return ended
 
     def clear(self):
@@ -117,13 +126,27 @@ class Ledger(object):
         return round(max(0.0, min(l.frees_at(self.release_after) for l in held) - now), 1)
 
     # --- environments ----------------------------------------------------------------------------
-    def reserve(self, n, limit):
+    def reserve(self, n, capacity, token=None, borrow_to=None):
         """``n`` new env ids, their room taken now (filled by :meth:`fill` once built);
-        ValueError saying why not and when to retry if fewer than ``n`` of ``limit`` are free."""
+        ValueError saying why not and when to retry if fewer than ``n`` are free under
+        ``capacity``, or under ``borrow_to`` while no other lease waits (module docstring)."""
         with self._lock:
+            now = time.time()
+            for waiter, since in list(self._waiting.items()):
+                if now - since > WAITING_FOR:
+                    del self._waiting[waiter]
+            others = [w for w in self._waiting if w != token]
+            limit = borrow_to if borrow_to is not None and not others else capacity
             free = limit - len(self._slots)
             if n > free:
-                raise ValueError(self._refusal(n, free, limit))
+                if borrow_to is None and token is not None:
+                    self._waiting[token] = now
+                text = self._refusal(n, free, limit)
+                if borrow_to is not None and others:
+                    text += ('; nothing lent above capacity while %d other learner(s) wait for '
+                             'it' % len(others))
+                raise ValueError(text)
+            self._waiting.pop(token, None)
             ids = list(range(self._next_id, self._next_id + n))
             self._next_id += n
             for env_id in ids:

@@ -269,6 +269,30 @@ def test_overcommit_is_the_farms_policy_not_the_callers(thread_farm):
     assert farm.OVERCOMMIT == 2 and thread_farm(capacity=1).proxy().info()['overcommit'] == 2
 
 
+def test_nothing_is_lent_above_capacity_while_another_learner_waits_for_it(thread_farm):
+    """The overcommit policy: room above capacity (asked for to re-place a lost farm's
+    environments) is lent only while no other lease waits for the farm's capacity; a lease
+    refused capacity counts as waiting until it gets some, closes, or stops asking."""
+    p = thread_farm(capacity=2, overcommit=2).proxy()
+    a, b = p.open_lease(30), p.open_lease(30)
+    p.make(a, 'CheapEnv', {}, 2)
+    with pytest.raises(ValueError, match='cannot make 1 environments, 0 of 2 free'):
+        p.make(b, 'CheapEnv', {}, 1)  # b now waits
+    with pytest.raises(ValueError, match=r'0 of 2 free.*nothing lent above capacity while 1 '
+                                         r'other learner\(s\) wait for it'):
+        p.make(a, 'CheapEnv', {}, 1, True)
+    with pytest.raises(ValueError, match='0 of 2 free'):  # b may not borrow past itself either
+        p.make(b, 'CheapEnv', {}, 1)
+    p.close_lease(b)  # b gave up: a may borrow again
+    assert len(p.make(a, 'CheapEnv', {}, 2, True)['env_ids']) == 2
+    c = p.open_lease(30)
+    with pytest.raises(ValueError, match='0 of 2 free'):
+        p.make(c, 'CheapEnv', {}, 1)
+    p.close_lease(a)  # the borrower's environments freed: c gets capacity, and stops waiting
+    assert len(p.make(c, 'CheapEnv', {}, 2)['env_ids']) == 2
+    assert len(p.make(c, 'CheapEnv', {}, 1, True)['env_ids']) == 1
+
+
 @pytest.mark.slow
 def test_lease_ttl_is_capped_at_the_farms_lease_ttl(thread_farm):
     """Regression: a client could hold capacity for 86,400 s whatever --lease-ttl said."""
@@ -325,3 +349,22 @@ def test_a_refusal_for_capacity_says_what_is_held_and_when_it_frees(thread_farm)
     message = str(refused.value)
     assert 'cannot make 1 environments, 0 of 2 free; 2 held by 2 leases' in message
     assert 'frees within' in message and '\n' not in message
+
+
+def test_a_learner_that_stops_asking_stops_waiting(thread_farm, monkeypatch):
+    from farmside import ledger
+    monkeypatch.setattr(ledger, 'WAITING_FOR', 0.3)
+    p = thread_farm(capacity=1, overcommit=2).proxy()
+    a, b = p.open_lease(30), p.open_lease(30)
+    p.make(a, 'CheapEnv', {}, 1)
+    with pytest.raises(ValueError, match='0 of 1 free'):
+        p.make(b, 'CheapEnv', {}, 1)
+
+    def borrowed():
+        try:
+            return len(p.make(a, 'CheapEnv', {}, 1, True)['env_ids']) == 1
+        except ValueError as e:
+            assert 'wait for it' in str(e)
+            return False
+    assert not borrowed()
+    assert wait_until(borrowed, 5)
