@@ -5,6 +5,9 @@
     python farmer.py --random-steps 200    # and step a random policy on L2M2019Env through them
     python farmer.py wait DIR --count K [--timeout S] [--hosts h1,h2]
                                            # wait for K farms to announce themselves in DIR
+    python farmer.py launch [--farms LIST] [--root DIR] [--ssh CMD]
+    python farmer.py stop [--farms LIST] [--root DIR] [--ssh CMD]
+                                           # start / stop farm.py on the list's hosts over ssh
 
 - :class:`Farmer` reads the farm list, probes every farm, starts a local farm when the list names
   only this machine and none answers, and builds environments on the farms:
@@ -136,12 +139,50 @@ def wait(argv):
     return 0
 
 
+def launch_or_stop(verb, argv):
+    """``farmer.py launch`` / ``farmer.py stop``: farm.py on every remote host of the farm
+    list, over ssh (host/launch.py); exit 0 when every one started (stopped), else 1."""
+    import argparse
+    from host import launch
+    from host.farmlist_reader import farms_of_flag
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, as every other mistake
+            raise UserError('%s (see farmer.py %s --help)' % (message, verb))
+
+    parser = Parser(prog='farmer.py ' + verb, description=launch_or_stop.__doc__)
+    parser.add_argument('--farms', default='', metavar='LIST',
+                        help='host:capacity[:port],... (default: farmlist.py)')
+    parser.add_argument('--root', default=os.path.dirname(os.path.abspath(__file__)),
+                        metavar='DIR', help='the project checkout on the hosts (default: this '
+                        "checkout's path)")
+    parser.add_argument('--ssh', default=os.environ.get('FARM_SSH', 'ssh'), metavar='CMD',
+                        help='the ssh command and its options (default: $FARM_SSH or ssh), '
+                        'e.g. "ssh -i ~/.ssh/lab -l me"')
+    parser.add_argument('--timeout', type=float, default=60.0, metavar='SECONDS',
+                        help='how long to wait for each farm to answer (stop)')
+    args = parser.parse_args(argv)
+    farms = parse_farms(farms_of_flag(args.farms), '--farms') if args.farms else read_farmlist()
+    configure_tls(os.environ.get(settings.TLS_CA_ENV))
+    remote, _ = launch.remote_hosts(farms)
+    if verb == 'stop':
+        return 0 if launch.stop(farms, args.root, args.ssh, args.timeout) == len(remote) else 1
+    links = launch.launch(farms, os.environ.get(settings.KEY_ENV), args.root, args.ssh,
+                          args.timeout)
+    if links:
+        print_status([link.status() for link in links])
+    for link in links:
+        link.close()
+    return 0 if len(links) == len(remote) and all(link.up for link in links) else 1
+
+
 def main(argv=None):
     import argparse
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ['wait']:
-        install_excepthook('--verbose' in argv, 'farmer.py wait')
-        return wait([a for a in argv[1:] if a != '--verbose'])
+    if argv[:1] in (['wait'], ['launch'], ['stop']):
+        install_excepthook('--verbose' in argv, 'farmer.py ' + argv[0])
+        rest = [a for a in argv[1:] if a != '--verbose']
+        return wait(rest) if argv[0] == 'wait' else launch_or_stop(argv[0], rest)
     parser = argparse.ArgumentParser(description='Probe the farms in farmlist.py; optionally '
                                      'step a random policy through them.')
     parser.add_argument('--random-steps', type=int, default=0,

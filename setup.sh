@@ -6,7 +6,8 @@
 #                        environments the tests use where those interpreters exist:
 #                          .venv27/  Python 2.7 farm dependencies (a 2.7 farm serving a 3.11 learner)
 #                          .venv36/  Python 3.6 learning host (TF 2.6, keras-rl2)
-#                        and, as root with apt-get, Debian's SLURM and munge (tests/test_slurm.py)
+#                        and, as root with apt-get, Debian's SLURM, munge and openssh-server
+#                        (tests/test_slurm.py, tests/test_ssh_launch.py)
 #   ./setup.sh --bench   also requirements-bench.txt (torch CPU + stable-baselines3, cma: bench/*.py)
 # The flags combine. .ci/run calls ./setup.sh --test, then the README's test command.
 set -euo pipefail
@@ -108,17 +109,18 @@ if [ "$TEST" = 1 ]; then
         || echo "setup.sh: the Python 3.6 host environment (.venv36) is incomplete; its test will skip" >&2
     fi
   fi
-  # SLURM for the cluster tests (tests/test_slurm.py): Debian's packages, where this runs as root
-  # with apt-get (CI here); elsewhere those tests skip saying why.
+  # SLURM and sshd for the cluster tests (tests/test_slurm.py, tests/test_ssh_launch.py): Debian's
+  # packages, where this runs as root with apt-get (CI here); elsewhere those tests skip saying why.
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=""
-    for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge; do
+    for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge \
+                sshd:openssh-server ssh:openssh-client ip:iproute2; do
       PATH="$PATH:/usr/sbin:/sbin" command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
     done
     if [ -n "$missing" ]; then
       { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
           --no-install-recommends $missing; } >/dev/null 2>&1 \
-        || echo "setup.sh: could not install$missing with apt-get; the SLURM tests will skip" >&2
+        || echo "setup.sh: could not install$missing with apt-get; the SLURM/ssh tests will skip" >&2
     fi
   fi
 fi

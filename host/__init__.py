@@ -8,7 +8,8 @@ import from there. This package is the only host code that speaks Pyro4. It may 
 - :mod:`host.settings`: every timeout and interval of the learner side, read at call time (a
   test changes one in one place), and the names both sides agree on, from common/protocol.py.
 - :mod:`host.farmlist_reader`: reads and checks the farm list (``farmlist.py``, a list given,
-  or ``--farms rendezvous:DIR``); :mod:`host.rendezvous`: the farms announced in a directory.
+  or ``--farms rendezvous:DIR``); :mod:`host.rendezvous`: the farms announced in a directory;
+  :mod:`host.launch`: farms started and stopped on the list's hosts over ssh.
 - :mod:`host.diagnosis`: why a farm does not answer, and what the user should do about it.
 - :mod:`host.link`: one farm: its connection per calling thread, its call thread, its state.
 - :mod:`host.allocation`: :class:`Farmer`, the one owner of this learner's farms and leases:
