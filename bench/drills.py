@@ -100,6 +100,8 @@ import time
 
 import numpy as np
 
+from bench import netns
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 log = logging.getLogger('drills')
@@ -745,66 +747,30 @@ def drill_checkpoint_kill(ctx, quick):
     return ctx.finish(row, ctx.learners[-1], count=False)
 
 
-class Netns(object):
-    """A network namespace joined to this one by a veth pair: 10.231.N.1 here, .2 there."""
-
-    def __init__(self):
-        self.n = random.randint(1, 250)
-        self.name = 'drill%d' % os.getpid()
-        self.here, self.there = 'vd%dh' % os.getpid(), 'vd%dt' % os.getpid()
-        self.address = '10.231.%d.2' % self.n
-        for command in (['ip', 'netns', 'add', self.name],
-                        ['ip', 'link', 'add', self.here, 'type', 'veth', 'peer', 'name',
-                         self.there],
-                        ['ip', 'link', 'set', self.there, 'netns', self.name],
-                        ['ip', 'addr', 'add', '10.231.%d.1/24' % self.n, 'dev', self.here],
-                        ['ip', 'link', 'set', self.here, 'up'],
-                        ['ip', 'netns', 'exec', self.name, 'ip', 'addr', 'add',
-                         self.address + '/24', 'dev', self.there],
-                        ['ip', 'netns', 'exec', self.name, 'ip', 'link', 'set', self.there, 'up'],
-                        ['ip', 'netns', 'exec', self.name, 'ip', 'link', 'set', 'lo', 'up']):
-            subprocess.check_call(command)
-
-    def link(self, up):
-        subprocess.check_call(['ip', 'link', 'set', self.here, 'up' if up else 'down'])
-
-    def close(self):
-        subprocess.call(['ip', 'link', 'del', self.here], stderr=subprocess.DEVNULL)
-        subprocess.call(['ip', 'netns', 'del', self.name], stderr=subprocess.DEVNULL)
-
-
-def _can_netns():
-    if os.geteuid() != 0:
-        return 'needs root (ip netns, veth)'
-    if not shutil.which('ip'):
-        return 'needs the ip command (iproute2)'
-    return None
-
-
 def _link_down(ctx, quick, seconds, name):
     row = new_row(name, 'a farm in its own network namespace behind a veth; the link down for '
                   '%d s (single farm, 2 envs, --step-timeout 3)' % seconds)
-    why = _can_netns()
+    why = netns.unavailable()
     if why:
         row['notes'] = 'skipped: ' + why
         row['recovered'] = None
         return row
-    ns = Netns()
+    ns = netns.Host('drill%d' % os.getpid(), 231, random.randint(1, 250))
     ctx.cleanups.append(ns.close)
     key = 'drill-%d' % random.randint(0, 10 ** 9)
     farm = ctx.farm('a', capacity=2, host=ns.address, netns=ns.name, key=key,
                     extra=['--step-timeout', '3'])
     learner = ctx.learner('1', [farm], 2, env={'FARM_KEY': key})
     start_training(learner)
-    ns.link(False)
-    ctx.cleanups.append(lambda: ns.link(True))
+    ns.set_link(False)
+    ctx.cleanups.append(lambda: ns.set_link(True))
     deadline = time.time() + seconds
     died = None
     while time.time() < deadline:
         if not learner.alive() and died is None:
             died = seconds - (deadline - time.time())
         time.sleep(min(1.0, max(0.0, deadline - time.time())))
-    ns.link(True)
+    ns.set_link(True)
     moment = time.time()
     if died is not None:
         ctx.note('the learner exited %.0f s into the outage' % died)

@@ -188,3 +188,18 @@ def descendants_alive(session_id):
         if sid == session_id and state != 'Z':
             alive.append(int(pid))
     return alive
+
+
+def command_lines(pids=None):
+    """``{pid: command line}`` of live processes (of ``pids`` only, if given)."""
+    found = {}
+    for pid in (pids if pids is not None else [int(p) for p in os.listdir('/proc')
+                                               if p.isdigit()]):
+        try:
+            with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                line = f.read().replace(b'\0', b' ').decode('utf-8', 'replace').strip()
+        except OSError:
+            continue
+        if line:  # a zombie has none
+            found[pid] = line
+    return found

@@ -7,8 +7,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 
+from bench import netns
 from conftest import wait_until
 
 SSHD = '/usr/sbin/sshd'
@@ -27,9 +27,10 @@ PidFile {dir}/sshd-{name}.pid
 
 
 def unavailable():
-    if os.geteuid() != 0:
-        return 'network namespaces and sshd need root'
-    for tool in ('ip', 'ssh', 'ssh-keygen'):
+    why = netns.unavailable()
+    if why:
+        return why
+    for tool in ('ssh', 'ssh-keygen'):
         if not shutil.which(tool):
             return '%s is not installed' % tool
     if not os.path.exists(SSHD):
@@ -50,7 +51,7 @@ class SshHosts(object):
     def __init__(self, count=2):
         self.dir = tempfile.mkdtemp(prefix='ssh-hosts-')
         self.tag = '%04d' % (os.getpid() % 10000)
-        self.namespaces, self.addresses, self.pid_files = [], [], []
+        self.hosts, self.addresses, self.pid_files = [], [], []
         try:
             _run('ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f',
                  os.path.join(self.dir, 'host_key'))
@@ -68,32 +69,20 @@ class SshHosts(object):
                     '-o LogLevel=ERROR' % os.path.join(self.dir, 'client_key'))
 
     def _add(self, k):
-        name = 'fh%s%d' % (self.tag, k)
-        outside, inside = 'fv%s%da' % (self.tag, k), 'fv%s%db' % (self.tag, k)
-        address = '10.213.%d.2' % k
-        _run('ip', 'netns', 'add', name)
-        self.namespaces.append(name)
-        _run('ip', 'link', 'add', outside, 'type', 'veth', 'peer', 'name', inside)
-        _run('ip', 'link', 'set', inside, 'netns', name)
-        _run('ip', 'addr', 'add', '10.213.%d.1/24' % k, 'dev', outside)
-        _run('ip', 'link', 'set', outside, 'up')
-        for command in (['ip', 'addr', 'add', address + '/24', 'dev', inside],
-                        ['ip', 'link', 'set', inside, 'up'], ['ip', 'link', 'set', 'lo', 'up']):
-            _run('ip', 'netns', 'exec', name, *command)
-        config = os.path.join(self.dir, 'sshd-%s.conf' % name)
+        host = netns.Host('fh%s%d' % (self.tag, k), 213, k)
+        self.hosts.append(host)
+        config = os.path.join(self.dir, 'sshd-%s.conf' % host.name)
         with open(config, 'w') as f:
-            f.write(SSHD_CONFIG.format(address=address, dir=self.dir, name=name))
-        self.pid_files.append(os.path.join(self.dir, 'sshd-%s.pid' % name))
-        _run('ip', 'netns', 'exec', name, SSHD, '-f', config)
+            f.write(SSHD_CONFIG.format(address=host.address, dir=self.dir, name=host.name))
+        self.pid_files.append(os.path.join(self.dir, 'sshd-%s.pid' % host.name))
+        subprocess.run(host.inside([SSHD, '-f', config]), check=True, capture_output=True)
         if not wait_until(lambda: os.path.exists(self.pid_files[-1]), 10):
-            raise RuntimeError('sshd did not start in %s' % name)
-        self.addresses.append(address)
+            raise RuntimeError('sshd did not start in %s' % host.name)
+        self.addresses.append(host.address)
 
     def pids_in(self, k):
-        """The processes running in host ``k``'s namespace (1-based)."""
-        out = subprocess.run(['ip', 'netns', 'pids', self.namespaces[k - 1]],
-                             capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
+        """The processes running in host ``k`` (1-based)."""
+        return self.hosts[k - 1].pids()
 
     def close(self):
         for path in self.pid_files:
@@ -102,22 +91,7 @@ class SshHosts(object):
                     os.kill(int(f.read().strip()), signal.SIGTERM)
             except (OSError, ValueError):
                 pass
-        for name in self.namespaces:  # anything still running in a host goes with it
-            out = subprocess.run(['ip', 'netns', 'pids', name], capture_output=True,
-                                 text=True).stdout
-            for pid in out.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except OSError:
-                    pass
-        time.sleep(0.2)
-        for name in self.namespaces:
-            subprocess.run(['ip', 'netns', 'delete', name], capture_output=True)
-        self.namespaces = []
+        for host in self.hosts:  # anything still running in a host goes with it
+            host.close()
+        self.hosts = []
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -183,12 +183,6 @@ class SlurmCluster(object):
         self.processes = []
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 def _free_run(n, tries=50):
     """The first of ``n`` consecutive TCP ports free on loopback now."""

@@ -5,6 +5,7 @@ episodes on environments of every node, and scancel stops everything, with a fin
 Needs root and Debian's SLURM packages (``./setup.sh --test`` installs them as root); skipped
 saying why elsewhere. ``pytest -k slurm`` runs these.
 """
+import contextlib
 import csv
 import glob
 import json
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, wait_until
+from conftest import ROOT, command_lines, wait_until
 from slurm_cluster import SlurmCluster, unavailable
 
 WHY = unavailable()
@@ -23,32 +24,23 @@ NODES = 3
 
 @pytest.fixture(scope='module')
 def slurm_cluster():
-    with SlurmCluster(nodes=NODES) as cluster:
+    with contextlib.closing(SlurmCluster(nodes=NODES)) as cluster:
         yield cluster
 
 
 def ours(marker):
     """Processes whose command line names ``marker`` (this test's own directory)."""
-    found = []
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
-        try:
-            with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                command = f.read().replace(b'\0', b' ').decode('utf-8', 'replace')
-        except OSError:
-            continue
-        if marker in command and 'pytest' not in command:
-            found.append((int(pid), command[:200]))
-    return found
+    return [(pid, line[:200]) for pid, line in command_lines().items()
+            if marker in line and 'pytest' not in line]
 
 
-def episodes(run_dir):
-    path = os.path.join(run_dir, 'episodes.csv')
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
+def envs_with_episodes(run_dir):
+    """The vector indices whose ended episodes episodes.csv records so far."""
+    try:
+        with open(os.path.join(run_dir, 'episodes.csv')) as f:
+            return {row['env'] for row in csv.DictReader(f)}
+    except FileNotFoundError:
+        return set()
 
 
 def test_slurm_batch_script_trains_on_every_node_and_scancel_stops_everything(slurm_cluster,
@@ -73,7 +65,7 @@ def test_slurm_batch_script_trains_on_every_node_and_scancel_stops_everything(sl
     assert sorted(r['node'] for r in records) == ['n1', 'n2', 'n3']
     assert all(r['capacity'] == 1 for r in records)  # SLURM gave each task one CPU
     # The learner trains on all three: 3 environments, one per farm (capacity 1 each)
-    assert wait_until(lambda: len({e['env'] for e in episodes(run_dir)}) == NODES, 240,
+    assert wait_until(lambda: len(envs_with_episodes(run_dir)) == NODES, 240,
                       every=1.0), job_log()
     log = job_log()
     for task in range(NODES):  # srun --label: each farm task made its environment

@@ -6,6 +6,7 @@ host without the checkout get one line each while the others start.
 Needs root, iproute2 and Debian's openssh-server (``./setup.sh --test`` installs it as root);
 skipped saying why elsewhere. ``pytest -k ssh`` runs these.
 """
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import farmer
-from conftest import ROOT, free_port, wait_until
+from conftest import ROOT, command_lines, free_port, wait_until
 from netns_hosts import SshHosts, unavailable
 
 WHY = unavailable()
@@ -24,7 +25,7 @@ KEY = 'launch-test-key-0123456789abcdef'
 
 @pytest.fixture(scope='module')
 def ssh_hosts():
-    with SshHosts(2) as hosts:
+    with contextlib.closing(SshHosts(2)) as hosts:
         yield hosts
 
 
@@ -38,16 +39,8 @@ def run_farmer(hosts, *args, key=KEY):
 
 
 def farm_processes(hosts, k):
-    found = []
-    for pid in hosts.pids_in(k):
-        try:
-            with open('/proc/%d/cmdline' % pid, 'rb') as f:
-                command = f.read().replace(b'\0', b' ').decode()
-        except OSError:
-            continue
-        if 'farm.py' in command:
-            found.append((pid, command))
-    return found
+    """The farm.py processes running on host ``k``."""
+    return [pid for pid, line in command_lines(hosts.pids_in(k)).items() if 'farm.py' in line]
 
 
 def test_ssh_launch_starts_farms_that_serve_a_learner_and_stop_stops_them(ssh_hosts,
@@ -62,9 +55,8 @@ def test_ssh_launch_starts_farms_that_serve_a_learner_and_stop_stops_them(ssh_ho
                    for line in table), launched.stdout
     for k in (1, 2):
         assert len(farm_processes(ssh_hosts, k)) == 1
-        for pid in ssh_hosts.pids_in(k):  # the key is in no process's command line
-            with open('/proc/%d/cmdline' % pid, 'rb') as f:
-                assert KEY.encode() not in f.read()
+        # the key is in no process's command line, there or here
+        assert not [line for line in command_lines().values() if KEY in line]
     monkeypatch.setenv('FARM_KEY', KEY)
     with farmer.Farmer(farms=farms, start_local=False) as fm:
         env = fm.vec_env('CheapEnv', 4, {'episode_length': 5})

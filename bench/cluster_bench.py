@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""cluster_bench.py: one learner over many hosts, measured on one machine.
+
+    python bench/cluster_bench.py --json [--quick] [--only trace,ingest]
+
+Hosts are network namespaces (bench/netns.py), each with its own address behind a veth pair and
+its own ``farm.py`` (listening on that address, with a shared key); the learner runs here and
+reaches them over the veths, as over a LAN. Environments sleep instead of simulating, so the
+figures mean on 2 cores what they would on 64: what is measured is the farms' dispatch, the wire
+and the learner, not the simulator.
+
+- ``cluster_l2m_trace_64``: 64 ``TraceEnv`` replaying the recorded L2M2019Env step times over 4
+  hosts (16 each), one learner stepping asynchronously with random actions: env steps/s over the
+  ideal (64 / mean step time). ``cluster_l2m_trace_64_delay5ms``: the same through TCP proxies
+  that add 5 ms each way (a LAN under load; run in a process of their own here, since this
+  machine's kernel has no netem). ``cluster_l2m_trace_128``: 128 over 8 hosts.
+- ``ingest_<mode>_<N>``: the learner's ingest limit: ``SlowEnv`` with no step time (339 floats
+  in, 22 out: L2M2019Env's sizes) over 4 hosts (N = 32, 64) or 8 (N = 128, 256), SAC (2 x 256)
+  training with updates off (``updates_per_step=0``, no warm-up): its batched policy forward
+  pass, the replay storage, the farmer's threads. ``..._us_per_step`` is the learner process's
+  CPU time per env step (CPU time, so the figure holds although the farms share these cores),
+  ``..._steps_per_s`` the rate it took in.
+
+``--json`` prints one JSON object; a summary goes to stderr. Needs root (namespaces); every
+host, farm and proxy is removed at the end, on Ctrl-C and on SIGTERM.
+"""
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from bench import farm_bench, netns
+from host.link import FarmLink
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+log = logging.getLogger('cluster_bench')
+PORT = 20099
+TARGETS = {'cluster_l2m_trace_64': ('>=', 0.90), 'cluster_l2m_trace_128': ('>=', 0.85),
+           'ingest_async_256_us_per_step': ('<=', 25.0)}
+INGEST = ((32, 4), (64, 4), (128, 8), (256, 8))
+L2M_SIZES = {'step_seconds': 0.0, 'obs_size': 339, 'act_size': 22}
+
+PROXY = r'''
+import sys, time
+from bench.drills import LinkProxy
+targets = [(h, int(p)) for h, p in (t.split(':') for t in sys.argv[2:])]
+proxies = [LinkProxy(t, delay=float(sys.argv[1])) for t in targets]
+print(' '.join(str(p.port) for p in proxies), flush=True)
+sys.stdin.read()
+'''
+
+
+class Cluster(object):
+    """``count`` hosts, each with a farm of ``capacity`` on its address; the key is this run's."""
+
+    def __init__(self, count, capacity, logs):
+        self.key = os.urandom(12).hex()
+        self.hosts = netns.make_hosts(count, 'cb%d_' % (os.getpid() % 1000), 217)
+        self.farms = []
+        try:
+            for host in self.hosts:
+                out = open(os.path.join(logs, '%s.log' % host.name), 'w')
+                command = host.inside([sys.executable, os.path.join(ROOT, 'farm.py'), '--host',
+                                       host.address, '--port', str(PORT), '--capacity',
+                                       str(capacity)])
+                self.farms.append(subprocess.Popen(
+                    command, env=dict(os.environ, FARM_KEY=self.key), stdout=out,
+                    stderr=subprocess.STDOUT, start_new_session=True))
+                out.close()
+            for host in self.hosts:
+                link = FarmLink(host.address, capacity, PORT, self.key)
+                deadline = time.time() + 60
+                while not link.probe() and time.time() < deadline:
+                    time.sleep(0.3)
+                link.close()
+                if not link.up:
+                    raise RuntimeError('the farm on %s did not answer: %s' % (host.address,
+                                                                               link.error))
+        except BaseException:
+            self.close()
+            raise
+
+    def farmer(self, hosts, capacity, ports=None):
+        """A Farmer over the first ``hosts`` farms (``ports``: through proxies on loopback)."""
+        import farmer
+        os.environ['FARM_KEY'] = self.key
+        if ports:
+            farms = [('127.0.0.1', capacity, port) for port in ports]
+        else:
+            farms = [(host.address, capacity, PORT) for host in self.hosts[:hosts]]
+        return farmer.Farmer(farms=farms, start_local=False)
+
+    def close(self):
+        for process in self.farms:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.farms:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for host in self.hosts:
+            host.close()
+        self.hosts, self.farms = [], []
+
+
+def trace_run(fm, n, seconds, warmup):
+    stats = farm_bench.trace_stats('l2m')
+    ideal = n / stats['mean_step_s']
+    rng = np.random.default_rng(7)
+    with fm.vec_env('TraceEnv', n, {'trace': 'l2m', 'seed': 0, 'start': 'time'},
+                    batch_size=1) as env:
+        env.reset()
+        steps, wall = farm_bench.run_async(env, seconds, rng, warmup)
+    rate = steps / wall
+    return {'': round(rate / ideal, 4), '_steps_per_s': round(rate, 1),
+            '_ideal_steps_per_s': round(ideal, 1), '_steps': steps}
+
+
+def bench_trace(cluster, size, result):
+    for n, hosts in ((64, 4), (128, 8)):
+        with cluster.farmer(hosts, n // hosts) as fm:
+            for key, value in trace_run(fm, n, size['seconds'], size['warmup']).items():
+                result['cluster_l2m_trace_%d%s' % (n, key)] = value
+        log.info('trace %d over %d hosts: %.3f of ideal', n, hosts,
+                 result['cluster_l2m_trace_%d' % n])
+    targets = ['%s:%d' % (host.address, PORT) for host in cluster.hosts[:4]]
+    proxy = subprocess.Popen([sys.executable, '-c', PROXY, '0.005'] + targets, cwd=ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        ports = [int(p) for p in proxy.stdout.readline().split()]
+        with cluster.farmer(4, 16, ports) as fm:
+            for key, value in trace_run(fm, 64, size['seconds'], size['warmup']).items():
+                result['cluster_l2m_trace_64_delay5ms%s' % key] = value
+        log.info('trace 64 over 4 hosts, 5 ms each way: %.3f of ideal',
+                 result['cluster_l2m_trace_64_delay5ms'])
+    finally:
+        proxy.kill()
+        proxy.wait()
+
+
+def bench_ingest(cluster, size, result):
+    from agents.compat import tf
+    from agents.sac import SAC
+    for n, hosts in INGEST:
+        for mode in ('async', 'lockstep'):
+            with cluster.farmer(hosts, n // hosts) as fm:
+                env = fm.vec_env('SlowEnv', n, L2M_SIZES)
+                tf.random.set_seed(0)
+                agent = SAC.from_spaces(env.observation_space, env.action_space,
+                                        hidden=(256, 256), nb_steps_warmup=0,
+                                        updates_per_step=0, memory_limit=10 ** 6, seed=0)
+                agent.compile()
+                agent.train_vec(env, nb_steps=n * 5, mode=mode)  # warm: graphs traced, farms up
+                steps = n * size['ingest_vector_steps']
+                cpu, wall = time.process_time(), time.perf_counter()
+                summary = agent.train_vec(env, nb_steps=steps, mode=mode)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                taken = summary['steps']
+                env.close()
+            key = 'ingest_%s_%d' % (mode, n)
+            result[key + '_us_per_step'] = round(cpu / taken * 1e6, 2)
+            result[key + '_steps_per_s'] = round(taken / wall, 1)
+            log.info('ingest %s N=%d over %d hosts: %.1f us of learner CPU per env step, %.0f '
+                     'env steps/s', mode, n, hosts, result[key + '_us_per_step'],
+                     result[key + '_steps_per_s'])
+
+
+def check_targets(result):
+    met = {}
+    for key, (op, bound) in TARGETS.items():
+        if key in result:
+            met[key] = result[key] >= bound if op == '>=' else result[key] <= bound
+    return met
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt('signal %d' % signum)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--json', action='store_true', help='print one JSON object')
+    parser.add_argument('--quick', action='store_true', help='shorter windows')
+    parser.add_argument('--only', default='trace,ingest', help='trace, ingest or both')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format='%(asctime)s %(name)s %(message)s')
+    why = netns.unavailable()
+    if why:
+        sys.stderr.write('cluster_bench.py: %s\n' % why)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    size = {'seconds': 10.0, 'warmup': 3.0, 'ingest_vector_steps': 40}
+    if args.quick:
+        size = {'seconds': 4.0, 'warmup': 2.0, 'ingest_vector_steps': 15}
+    parts = set(args.only.split(','))
+    result = {'cores': os.cpu_count(), 'host': socket.gethostname(), 'quick': args.quick,
+              'loadavg_start': [round(x, 2) for x in os.getloadavg()]}
+    started = time.time()
+    logs = os.path.join('/tmp', 'cluster-bench-%d' % os.getpid())
+    os.makedirs(logs, exist_ok=True)
+    cluster = None
+    try:
+        cluster = Cluster(8, 32, logs)
+        if 'trace' in parts:
+            bench_trace(cluster, size, result)
+        if 'ingest' in parts:
+            bench_ingest(cluster, size, result)
+    except KeyboardInterrupt:
+        result['interrupted'] = True
+        log.warning('interrupted: removing the hosts')
+    finally:
+        if cluster is not None:
+            cluster.close()
+    result['hosts_left'] = [n for n in subprocess.run(['ip', 'netns', 'list'],
+                                                      capture_output=True, text=True
+                                                      ).stdout.split() if n.startswith('cb')]
+    result['targets'] = dict((k, '%s %s' % v) for k, v in TARGETS.items())
+    result['targets_met'] = check_targets(result)
+    result['total_wall_s'] = round(time.time() - started, 1)
+    result['farm_logs'] = logs
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    return 130 if result.get('interrupted') else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
