@@ -960,14 +960,18 @@ def table(rows):
 def markdown(rows):
     """The README's "what happens when" table from the rows of a run."""
     lines = ['| drill | what was done | recovered | seconds to recover | lost | duplicated | '
-             'processes left | notes |', '|---|---|---|---|---|---|---|---|']
+             'compared (received / stored) | processes left | notes |',
+             '|---|---|---|---|---|---|---|---|---|']
     for r in rows:
-        lines.append('| `%s` | %s | %s | %s | %s | %s | %s | %s |' % (
+        counts = r.get('counts') or {}
+        compared = ('%s / %s' % (counts['received'], counts['stored'])
+                    if counts.get('received') is not None else '-')
+        lines.append('| `%s` | %s | %s | %s | %s | %s | %s | %s | %s |' % (
             label(r), r['done'], {True: 'yes', False: '**no**', None: 'skipped'}[r['recovered']],
             '-' if r['seconds_to_recover'] is None else '%.1f' % r['seconds_to_recover'],
             '-' if r['transitions_lost'] is None else r['transitions_lost'],
             '-' if r['transitions_duplicated'] is None else r['transitions_duplicated'],
-            '-' if r['processes_left'] is None else r['processes_left'],
+            compared, '-' if r['processes_left'] is None else r['processes_left'],
             r['notes'].replace('|', '/')))
     return '\n'.join(lines)
 

@@ -136,11 +136,15 @@ def test_markdown_table_of_a_saved_run(tmp_path, capsys):
     row = drills.new_row('worker_kill', 'kill -9 of a worker')
     row.update(recovered=True, seconds_to_recover=0.25, transitions_lost=0,
                transitions_duplicated=0, processes_left=0, notes='a | b')
+    counted = dict(row, stepping='lockstep', counts={'received': 12, 'stored': 11})
     path = tmp_path / 'drills.json'
-    path.write_text(__import__('json').dumps({'rows': [row]}))
+    path.write_text(__import__('json').dumps({'rows': [row, counted]}))
     assert drills.main(['--markdown', str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2] == ('| `worker_kill` | kill -9 of a worker | yes | 0.2 | 0 | 0 | 0 | a / b |')
+    assert lines[2] == ('| `worker_kill` | kill -9 of a worker | yes | 0.2 | 0 | 0 | - | 0 | '
+                        'a / b |')
+    assert lines[3] == ('| `worker_kill (lockstep)` | kill -9 of a worker | yes | 0.2 | 0 | 0 | '
+                        '12 / 11 | 0 | a / b |')
 
 
 def test_soak_growth_is_the_slope_over_the_second_half():
