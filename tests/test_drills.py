@@ -7,6 +7,7 @@ stored, a phantom and a mismatched transition must each be caught), and once on 
 stepped through a real farm process.
 """
 import csv
+import json
 import os
 import sys
 
@@ -195,3 +196,33 @@ def test_the_drill_recorder_sees_what_the_agent_stores_in_both_stepping_modes(st
     assert counts['lost'] == counts['duplicated'] == counts['mismatched'] == 0
     assert len(recorder.ended) >= 6 and all(length == 7 for _, length, _ in recorder.ended)
     env.close()
+
+
+@pytest.mark.slow
+def test_a_drill_run_stopped_by_sigterm_leaves_nothing_running():
+    """Found as a new user would: ``timeout 600 bench/drills.py --json`` killed the runner and
+    left its farm and drill learner running. SIGTERM now stops the drill in progress and removes
+    what it started."""
+    import signal
+    import subprocess
+    from conftest import command_lines, wait_until
+
+    def ours():
+        return [pid for pid, line in command_lines().items()
+                if 'drill_learner.py' in line or ('farm.py' in line and pid not in before)]
+    before = set(pid for pid, line in command_lines().items() if 'farm.py' in line)
+    run = subprocess.Popen([sys.executable, os.path.join(ROOT, 'bench', 'drills.py'), '--json',
+                            '--only', 'worker_kill', '--stepping', 'async'], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: any('drill_learner.py' in line
+                                      for line in command_lines().values()), 120)
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 130, err[-2000:]
+    assert json.loads(out)['interrupted'] is True
+    assert wait_until(lambda: not ours(), 10), ours()
