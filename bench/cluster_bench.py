@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """cluster_bench.py: one learner over many hosts, measured on one machine.
 
-    python bench/cluster_bench.py --json [--quick] [--only trace,ingest]
+    python bench/cluster_bench.py --json [--quick] [--only trace,ingest,learners,cutoff]
 
 Hosts are network namespaces (bench/netns.py), each with its own address behind a veth pair and
 its own ``farm.py`` (listening on that address, with a shared key); the learner runs here and
@@ -20,6 +20,14 @@ and the learner, not the simulator.
   pass, the replay storage, the farmer's threads. ``..._us_per_step`` is the learner process's
   CPU time per env step (CPU time, so the figure holds although the farms share these cores),
   ``..._steps_per_s`` the rate it took in.
+
+- ``two_learners_*``: two learners, each in its own process, asking 16 environments each of 4
+  hosts of capacity 8: what each farm has in use, each one's rate of its ideal, and once one is
+  killed (-9), the seconds until its environments are free on every farm.
+- ``cutoff_*``: 64 environments over 4 hosts, one host's link cut for good 5 s in: env steps per
+  second throughout, the rate while its environments are lost, and the seconds until
+  re-placing them on the other three (above capacity, as the overcommit policy lends) brings
+  the rate back to 90%.
 
 ``--json`` prints one JSON object; a summary goes to stderr. Needs root (namespaces); every
 host, farm and proxy is removed at the end, on Ctrl-C and on SIGTERM.
@@ -60,16 +68,16 @@ sys.stdin.read()
 class Cluster(object):
     """``count`` hosts, each with a farm of ``capacity`` on its address; the key is this run's."""
 
-    def __init__(self, count, capacity, logs):
+    def __init__(self, count, capacity, logs, extra=(), net=217):
         self.key = os.urandom(12).hex()
-        self.hosts = netns.make_hosts(count, 'cb%d_' % (os.getpid() % 1000), 217)
+        self.hosts = netns.make_hosts(count, 'cb%d_%d_' % (os.getpid() % 1000, net), net)
         self.farms = []
         try:
             for host in self.hosts:
                 out = open(os.path.join(logs, '%s.log' % host.name), 'w')
                 command = host.inside([sys.executable, os.path.join(ROOT, 'farm.py'), '--host',
                                        host.address, '--port', str(PORT), '--capacity',
-                                       str(capacity)])
+                                       str(capacity)] + list(extra))
                 self.farms.append(subprocess.Popen(
                     command, env=dict(os.environ, FARM_KEY=self.key), stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True))
@@ -175,6 +183,116 @@ def bench_ingest(cluster, size, result):
                      result[key + '_steps_per_s'])
 
 
+LEARNER = r"""
+import json, os, sys, time
+import numpy as np
+import farmer
+from bench import farm_bench
+farms = json.loads(sys.argv[1])
+n, seconds = int(sys.argv[2]), float(sys.argv[3])
+with farmer.Farmer(farms=[tuple(f) for f in farms], start_local=False) as fm:
+    with fm.vec_env('TraceEnv', n, {'trace': 'l2m', 'seed': 0, 'start': 'time'}) as env:
+        env.reset()
+        print(json.dumps({'ready': time.time()}), flush=True)
+        steps, wall = farm_bench.run_async(env, seconds, np.random.default_rng(1), 1.0)
+        print(json.dumps({'steps': steps, 'wall': wall}), flush=True)
+"""
+
+
+def in_use(cluster, hosts):
+    """Environments in use on each of the first ``hosts`` farms, as they answer now."""
+    used = []
+    for host in cluster.hosts[:hosts]:
+        link = FarmLink(host.address, 1, PORT, cluster.key)
+        link.probe()
+        used.append(link.info['in_use'] if link.up else None)
+        link.close()
+    return used
+
+
+def bench_learners(logs, size, result):
+    """Two learners, each in its own process, sharing 4 hosts by leases (16 environments each, 8
+    per host of capacity 8 each): what each gets and steps, and once one is killed (-9), how
+    long until its environments are free on every farm."""
+    cluster = Cluster(4, 8, logs, net=219)  # 32 in all: exactly what the two ask for
+    farms = json.dumps([[host.address, 4, PORT] for host in cluster.hosts])
+    env = dict(os.environ, FARM_KEY=cluster.key, TF_CPP_MIN_LOG_LEVEL='2')
+    learners = [subprocess.Popen([sys.executable, '-c', LEARNER, farms, '16',
+                                  str(size['seconds'])], cwd=ROOT, env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 start_new_session=True) for _ in range(2)]
+    try:
+        for learner in learners:
+            json.loads(learner.stdout.readline())  # built: it holds its 16
+        result['two_learners_in_use_per_host'] = in_use(cluster, 4)
+        done = [json.loads(learner.stdout.readline()) for learner in learners]
+        ideal = 16 / farm_bench.trace_stats('l2m')['mean_step_s']
+        for k, d in enumerate(done):
+            result['two_learners_%d_of_ideal' % k] = round(d['steps'] / d['wall'] / ideal, 4)
+        # again, and kill the first while both hold their environments
+        learners = [subprocess.Popen([sys.executable, '-c', LEARNER, farms, '16', '60'],
+                                     cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                    for _ in range(2)]
+        for learner in learners:
+            json.loads(learner.stdout.readline())
+        killed = time.time()
+        os.killpg(learners[0].pid, signal.SIGKILL)
+        learners[0].wait()
+        while time.time() - killed < 60 and sum(in_use(cluster, 4)) > 16:
+            time.sleep(0.25)
+        result['two_learners_freed_after_kill_s'] = round(time.time() - killed, 2)
+        result['two_learners_in_use_after_kill'] = in_use(cluster, 4)
+    finally:
+        for learner in learners:
+            if learner.poll() is None:
+                os.killpg(learner.pid, signal.SIGKILL)
+                learner.wait()
+        cluster.close()
+    log.info('two learners: %s of ideal each; a killed one\'s environments free after %.1f s',
+             [result.get('two_learners_%d_of_ideal' % k) for k in (0, 1)],
+             result['two_learners_freed_after_kill_s'])
+
+
+def bench_cutoff(logs, size, result):
+    """64 environments over 4 hosts (farms with --step-timeout 3: the farmer's call timeout is
+    33 s); 5 s into the run one host's link is cut for good: env steps per second before, while
+    its environments are lost, and the seconds until re-placing them brings the rate back."""
+    from vecenv import contract
+    cluster = Cluster(4, 32, logs, extra=['--step-timeout', '3'], net=218)
+    lost_host = cluster.hosts[3].address
+    try:
+        with cluster.farmer(4, 16) as fm:
+            with fm.vec_env('TraceEnv', 64, {'trace': 'l2m', 'seed': 0, 'start': 'time'}) as env:
+                env.reset()
+                rng = np.random.default_rng(3)
+                act = env.action_space.shape[-1]
+                counts = [0] * size['cutoff_seconds']
+                env.send(rng.uniform(0, 1, (64, act)), np.arange(64))
+                started, cut = time.time(), None
+                while time.time() - started < size['cutoff_seconds']:
+                    if cut is None and time.time() - started >= 5.0:
+                        cut = time.time()
+                        cluster.hosts[3].set_link(False)
+                    ids = contract.env_ids_of(env.recv(timeout=0.5)[4])
+                    second = int(time.time() - started)
+                    if second < len(counts):
+                        counts[second] += len(ids)
+                    if len(ids):
+                        env.send(rng.uniform(0, 1, (len(ids), act)), ids)
+                placed = [p.link.host for p in env.places]
+    finally:
+        cluster.close()
+    before = float(np.mean(counts[1:5]))
+    back = next((k for k in range(6, len(counts)) if counts[k] >= 0.9 * before), None)
+    result['cutoff_steps_per_second'] = counts
+    result['cutoff_rate_while_lost_of_before'] = round(float(np.mean(counts[6:9])) / before, 4)
+    result['cutoff_seconds_to_recover'] = None if back is None else back - 5
+    result['cutoff_envs_left_on_lost_host'] = placed.count(lost_host)
+    log.info('host cut off: %.2f of the rate at first, back to 90%% after %s s',
+             result['cutoff_rate_while_lost_of_before'], result['cutoff_seconds_to_recover'])
+
+
 def check_targets(result):
     met = {}
     for key, (op, bound) in TARGETS.items():
@@ -191,7 +309,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--json', action='store_true', help='print one JSON object')
     parser.add_argument('--quick', action='store_true', help='shorter windows')
-    parser.add_argument('--only', default='trace,ingest', help='trace, ingest or both')
+    parser.add_argument('--only', default='trace,ingest,learners,cutoff',
+                        help='some of trace, ingest, learners, cutoff (default: all)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format='%(asctime)s %(name)s %(message)s')
@@ -200,9 +319,9 @@ def main(argv=None):
         sys.stderr.write('cluster_bench.py: %s\n' % why)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
-    size = {'seconds': 10.0, 'warmup': 3.0, 'ingest_vector_steps': 40}
+    size = {'seconds': 10.0, 'warmup': 3.0, 'ingest_vector_steps': 40, 'cutoff_seconds': 60}
     if args.quick:
-        size = {'seconds': 4.0, 'warmup': 2.0, 'ingest_vector_steps': 15}
+        size = {'seconds': 4.0, 'warmup': 2.0, 'ingest_vector_steps': 15, 'cutoff_seconds': 50}
     parts = set(args.only.split(','))
     result = {'cores': os.cpu_count(), 'host': socket.gethostname(), 'quick': args.quick,
               'loadavg_start': [round(x, 2) for x in os.getloadavg()]}
@@ -211,11 +330,18 @@ def main(argv=None):
     os.makedirs(logs, exist_ok=True)
     cluster = None
     try:
-        cluster = Cluster(8, 32, logs)
+        if parts & {'trace', 'ingest'}:
+            cluster = Cluster(8, 32, logs)
         if 'trace' in parts:
             bench_trace(cluster, size, result)
         if 'ingest' in parts:
             bench_ingest(cluster, size, result)
+        if cluster is not None:
+            cluster.close()
+        if 'learners' in parts:
+            bench_learners(logs, size, result)
+        if 'cutoff' in parts:
+            bench_cutoff(logs, size, result)
     except KeyboardInterrupt:
         result['interrupted'] = True
         log.warning('interrupted: removing the hosts')
