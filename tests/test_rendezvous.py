@@ -175,3 +175,14 @@ def test_a_killed_farm_leaves_its_record_and_the_learner_uses_the_farms_that_ans
             if f.poll() is None:
                 os.killpg(f.pid, signal.SIGKILL)
                 f.wait()
+
+
+def test_wait_says_in_its_line_when_a_farm_speaks_another_protocol(tmp_path):
+    record = {'address': '10.0.0.9', 'port': 4000, 'capacity': 2, 'protocol': PROTOCOL + 1,
+              'pid': 1, 'hostname': 'old', 'node': 'old'}
+    announcing.announce(str(tmp_path), record)
+    waited = _farmer('wait', str(tmp_path), '--count', '1', '--timeout', '5')
+    assert waited.returncode == 0
+    assert waited.stdout == ('farm 10.0.0.9:4000 on old (pid 1): 2 environment(s), farm protocol '
+                             '%d where this learner speaks %d: it will not be used\n'
+                             % (PROTOCOL + 1, PROTOCOL))
