@@ -203,3 +203,16 @@ def command_lines(pids=None):
         if line:  # a zombie has none
             found[pid] = line
     return found
+
+
+def terminated_when(process, ready, seconds=120):
+    """Wait until ``ready()``, then SIGTERM ``process`` (a Popen with pipes); its ``(stdout,
+    stderr)``. It is killed if anything fails on the way (a test never leaves it running)."""
+    try:
+        assert wait_until(ready, seconds, every=0.5), 'never ready'
+        process.send_signal(signal.SIGTERM)
+        return process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -3,14 +3,13 @@ farm and process it made, and says it was interrupted. (Its figures are a benchm
 docs/benchmarks.md, not a test's.) Needs root for the namespaces; skipped saying why elsewhere."""
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import pytest
 
 from bench import netns
-from conftest import ROOT, command_lines, wait_until
+from conftest import ROOT, command_lines, terminated_when
 
 WHY = netns.unavailable()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(WHY is not None, reason=str(WHY))]
@@ -31,18 +30,11 @@ def test_sigterm_mid_run_removes_every_host_and_farm():
                               '--quick', '--json', '--only', 'trace'], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     prefix = 'cb%d_' % (bench.pid % 1000)
-    try:
-        # the trace run is under way once the farms of the first 4 hosts have started workers
-        def running():
-            hosts = namespaces(prefix)
-            return len(hosts) == 8 and sum(len(host_pids(h)) for h in hosts) > 8 + 32
-        assert wait_until(running, 120, every=0.5), bench.stderr.read() if bench.poll() else ''
-        bench.send_signal(signal.SIGTERM)
-        out, err = bench.communicate(timeout=60)
-    finally:
-        if bench.poll() is None:
-            bench.kill()
-            bench.wait()
+    # the trace run is under way once the farms of the first 4 hosts have started workers
+    def running():
+        hosts = namespaces(prefix)
+        return len(hosts) == 8 and sum(len(host_pids(h)) for h in hosts) > 8 + 32
+    out, err = terminated_when(bench, running)
     assert bench.returncode == 130, err[-3000:]
     assert 'farmer farm 10.217.1.2:20099 answers' in err  # it was stopped mid-run
     result = json.loads(out)

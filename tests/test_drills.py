@@ -203,9 +203,8 @@ def test_a_drill_run_stopped_by_sigterm_leaves_nothing_running():
     """Found as a new user would: ``timeout 600 bench/drills.py --json`` killed the runner and
     left its farm and drill learner running. SIGTERM now stops the drill in progress and removes
     what it started."""
-    import signal
     import subprocess
-    from conftest import command_lines, wait_until
+    from conftest import command_lines, terminated_when, wait_until
 
     def ours():
         return [pid for pid, line in command_lines().items()
@@ -214,15 +213,8 @@ def test_a_drill_run_stopped_by_sigterm_leaves_nothing_running():
     run = subprocess.Popen([sys.executable, os.path.join(ROOT, 'bench', 'drills.py'), '--json',
                             '--only', 'worker_kill', '--stepping', 'async'], cwd=ROOT,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_until(lambda: any('drill_learner.py' in line
-                                      for line in command_lines().values()), 120)
-        run.send_signal(signal.SIGTERM)
-        out, err = run.communicate(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+    out, err = terminated_when(run, lambda: any('drill_learner.py' in line
+                                                for line in command_lines().values()))
     assert run.returncode == 130, err[-2000:]
     assert json.loads(out)['interrupted'] is True
     assert wait_until(lambda: not ours(), 10), ours()

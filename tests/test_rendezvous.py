@@ -73,6 +73,13 @@ def _farm(directory, capacity, python=None, env=None):
                             universal_newlines=True)
 
 
+def kill_all(farms):
+    for f in farms:
+        if f.poll() is None:
+            os.killpg(f.pid, signal.SIGKILL)
+            f.wait()
+
+
 def _farmer(*args, timeout=60):
     return subprocess.run([sys.executable, os.path.join(ROOT, 'farmer.py')] + list(args),
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -103,10 +110,7 @@ def test_farms_on_free_ports_announce_themselves_serve_and_withdraw_on_sigterm(t
         assert time.time() - started < 10
         assert os.listdir(str(tmp_path)) == []
     finally:
-        for f in farms:
-            if f.poll() is None:
-                os.killpg(f.pid, signal.SIGKILL)
-                f.wait()
+        kill_all(farms)
 
 
 def test_wait_names_what_is_missing_and_bad_input_is_one_line(tmp_path):
@@ -171,10 +175,7 @@ def test_a_killed_farm_leaves_its_record_and_the_learner_uses_the_farms_that_ans
             env = fm.vec_env('CheapEnv', 2, {'episode_length': 5})
             assert env.reset(seed=0).shape == (2, 3)
     finally:
-        for f in farms:
-            if f.poll() is None:
-                os.killpg(f.pid, signal.SIGKILL)
-                f.wait()
+        kill_all(farms)
 
 
 def test_wait_says_in_its_line_when_a_farm_speaks_another_protocol(tmp_path):
