@@ -121,7 +121,7 @@ def configure_pyro():
 # --- serving -------------------------------------------------------------------------------------
 def is_loopback(host):
     try:
-        return socket.gethostbyname(host).startswith('127.')
+        return rendezvous.is_loopback(socket.gethostbyname(host))
     except socket.error:
         return False
 

@@ -51,6 +51,7 @@ and the like work as before, and it runs ``python farmer.py``.
 
 Python 3.6 compatible.
 """
+import argparse
 import logging
 import os
 import sys
@@ -111,16 +112,18 @@ def random_policy(env_name, n_envs, steps):
         return steps * n_envs / (time.time() - started)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A subcommand's flags: a mistake is one line (a UserError), as every other mistake."""
+
+    def error(self, message):
+        raise UserError('%s (see %s --help)' % (message, self.prog))
+
+
 def wait(argv):
     """``farmer.py wait DIR --count K``: one line per farm as it announces itself in DIR
     (``farm.py --rendezvous DIR``); exit 0 once K have, else one line on the deadline."""
-    import argparse
     from host import rendezvous
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, as every other mistake
-            raise UserError('%s (see farmer.py wait --help)' % message)
-
-    parser = Parser(prog='farmer.py wait', description=wait.__doc__)
+    parser = _OneLineParser(prog='farmer.py wait', description=wait.__doc__)
     parser.add_argument('directory', metavar='DIR')
     parser.add_argument('--count', type=int, required=True, metavar='K',
                         help='farms to wait for')
@@ -142,15 +145,9 @@ def wait(argv):
 def launch_or_stop(verb, argv):
     """``farmer.py launch`` / ``farmer.py stop``: farm.py on every remote host of the farm
     list, over ssh (host/launch.py); exit 0 when every one started (stopped), else 1."""
-    import argparse
     from host import launch
     from host.farmlist_reader import farms_of_flag
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, as every other mistake
-            raise UserError('%s (see farmer.py %s --help)' % (message, verb))
-
-    parser = Parser(prog='farmer.py ' + verb, description=launch_or_stop.__doc__)
+    parser = _OneLineParser(prog='farmer.py ' + verb, description=launch_or_stop.__doc__)
     parser.add_argument('--farms', default='', metavar='LIST',
                         help='host:capacity[:port],... (default: farmlist.py)')
     parser.add_argument('--root', default=os.path.dirname(os.path.abspath(__file__)),
@@ -177,7 +174,6 @@ def launch_or_stop(verb, argv):
 
 
 def main(argv=None):
-    import argparse
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] in (['wait'], ['launch'], ['stop']):
         install_excepthook('--verbose' in argv, 'farmer.py ' + argv[0])

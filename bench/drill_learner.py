@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from run import config  # noqa: E402
 from run import session  # noqa: E402
+from vecenv.contract import end_reason, env_ids_of  # noqa: E402
 
 TRAIN_SAC = os.path.join(ROOT, 'train_sac.py')
 
@@ -105,7 +106,6 @@ class Recorder(object):
         self.resetting[:] = True
 
     def recv(self, *args, **kwargs):
-        from vecenv.contract import env_ids_of
         result = self.inner['recv'](*args, **kwargs)
         obs, rewards, terminated, truncated, infos = result
         for k, i in enumerate(env_ids_of(infos).tolist()):
@@ -121,7 +121,6 @@ class Recorder(object):
         return result
 
     def _stepped(self, i, obs, terminated, truncated, info):
-        from vecenv.contract import end_reason
         self.lengths[i] += 1
         ended = bool(terminated or truncated)
         if ended:

@@ -4,7 +4,8 @@ Both sides import this module (the farm side from farmside/, the learner side fr
 host/settings.py), so no number or name here is ever written a second time elsewhere: the Pyro4
 object and its default port, the environment variables of the shared key and the TLS CA, the
 protocol version, the one-way verbs, the kinds of a per-environment error and how to tell one
-from a result, and the lease timings that the two ends' behaviour depends on.
+from a result, the lease timings that the two ends' behaviour depends on, and the rendezvous
+file's name and fields.
 
 Python 2.7 and 3.6+; the standard library only. What crosses the wire and how arrays are packed
 is common/wire.py.
@@ -36,6 +37,12 @@ RELEASE_AFTER = 15.0
 # farm answers again and they move back; with more farms a loss needs less (n/(n-1)). 1 refuses
 # it: that learner then stops when either farm dies. More than 2 only slows everything down.
 OVERCOMMIT = 2.0
+
+# A farm started with --rendezvous DIR announces itself in DIR as one JSON file named
+# RENDEZVOUS_PREFIX + host-port + RENDEZVOUS_SUFFIX, holding at least RENDEZVOUS_FIELDS
+# (farmside/rendezvous.py writes it, host/rendezvous.py reads it).
+RENDEZVOUS_PREFIX, RENDEZVOUS_SUFFIX = 'farm-', '.json'
+RENDEZVOUS_FIELDS = ('address', 'port', 'capacity', 'protocol', 'pid', 'hostname')
 
 
 def uri(host, port):

@@ -24,8 +24,9 @@ import socket
 import stat
 import subprocess
 
+from common.protocol import RENDEZVOUS_PREFIX, RENDEZVOUS_SUFFIX
+
 WILDCARDS = ('', '0.0.0.0', '::')
-PREFIX, SUFFIX = 'farm-', '.json'
 
 
 def usable_cpus(environ=None):
@@ -120,7 +121,8 @@ def farm_record(address, port, capacity, protocol, tls):
 
 
 def file_name(hostname, port):
-    return '%s%s-%d%s' % (PREFIX, hostname.replace(os.sep, '_'), port, SUFFIX)
+    return '%s%s-%d%s' % (RENDEZVOUS_PREFIX, hostname.replace(os.sep, '_'), port,
+                          RENDEZVOUS_SUFFIX)
 
 
 def announce(directory, record):

@@ -29,12 +29,14 @@ log = logging.getLogger('farmer')
 
 RENDEZVOUS = 'runs/farms'    # inside the remote checkout
 NO_CHECKOUT = 3              # the remote script's exit code when the checkout is not there
+# ``bash -s`` reads its script from standard input a line at a time, so ``read`` takes the next
+# line of the same stream: the key, which is thus never on a command line.
+READ_KEY = 'IFS= read -r FARM_KEY; export FARM_KEY\n{key}\n'
 
 START = r'''cd {root} 2>/dev/null && test -x .venv/bin/python || {{
   echo "no project checkout at {root} (.venv/bin/python missing; clone it and run ./setup.sh)";
   exit {no_checkout}; }}
-IFS= read -r FARM_KEY; export FARM_KEY
-mkdir -p {rendezvous}
+{read_key}mkdir -p {rendezvous}
 nohup .venv/bin/python farm.py --host 0.0.0.0 --port {port} --capacity {capacity} \
   --rendezvous {rendezvous} > {rendezvous}/farm-{port}.log 2>&1 < /dev/null &
 echo "started pid $!"
@@ -72,14 +74,6 @@ def _ssh(ssh, host, script, timeout):
     return done.returncode, text[-1] if text else ''
 
 
-def _with_key(script, key):
-    """The script with the key as the line after the one that reads it: ``bash -s`` reads its
-    script from standard input a line at a time, so that ``read`` takes the next line of the
-    same stream. The key is never on a command line."""
-    head, tail = script.split('IFS= read -r FARM_KEY; export FARM_KEY\n', 1)
-    return head + 'IFS= read -r FARM_KEY; export FARM_KEY\n' + key + '\n' + tail
-
-
 def launch(farms, key, root, ssh='ssh', timeout=60.0, connect_timeout=10, say=print):
     """Start a farm on every remote host of ``farms`` and wait until each answers; returns the
     links of those started (probed: ``link.status()``). One line per host that could not."""
@@ -92,12 +86,13 @@ def launch(farms, key, root, ssh='ssh', timeout=60.0, connect_timeout=10, say=pr
     started = []
     for host, capacity, port in remote:
         script = START.format(root=shlex.quote(root), port=int(port), capacity=int(capacity),
-                              rendezvous=RENDEZVOUS, no_checkout=NO_CHECKOUT)
-        code, said = _ssh(ssh, host, _with_key(script, key), connect_timeout)
+                              rendezvous=RENDEZVOUS, no_checkout=NO_CHECKOUT,
+                              read_key=READ_KEY.format(key=key))
+        code, said = _ssh(ssh, host, script, connect_timeout)
         if code == 0:
             started.append(FarmLink(host, capacity, port, key))
         else:
-            say('%s: %s' % (host, _why(code, said, root)))
+            say('%s: %s' % (host, _why(code, said)))
     deadline = time.time() + timeout
     waiting = list(started)
     while waiting and time.time() < deadline:
@@ -123,7 +118,7 @@ def stop(farms, root, ssh='ssh', timeout=30.0, connect_timeout=10, say=print):
                                                  rendezvous=RENDEZVOUS,
                                                  no_checkout=NO_CHECKOUT), connect_timeout)
         if code != 0:
-            say('%s: %s' % (host, _why(code, said, root)))
+            say('%s: %s' % (host, _why(code, said)))
             continue
         if not said.startswith('stopped'):
             say('%s:%d: no farm of ours announced there' % (host, port))
@@ -144,7 +139,7 @@ def stop(farms, root, ssh='ssh', timeout=30.0, connect_timeout=10, say=print):
     return stopped
 
 
-def _why(code, said, root):
+def _why(code, said):
     if code == 255:
         return 'cannot be reached over ssh (%s)' % (said or 'no reason given')
     if code == NO_CHECKOUT:

@@ -24,8 +24,6 @@ from common.errors import FarmListError
 
 log = logging.getLogger('farmer')
 
-PREFIX, SUFFIX = 'farm-', '.json'
-FIELDS = ('address', 'port', 'capacity', 'protocol', 'pid', 'hostname')
 SCHEME = 'rendezvous:'
 
 
@@ -40,14 +38,16 @@ def announced(directory):
     check_directory(directory)
     records = {}
     for name in sorted(os.listdir(directory)):
-        if not (name.startswith(PREFIX) and name.endswith(SUFFIX)):
+        if not (name.startswith(protocol.RENDEZVOUS_PREFIX)
+                and name.endswith(protocol.RENDEZVOUS_SUFFIX)):
             continue  # temporary files of a farm writing its record, and anything else
         path = os.path.join(directory, name)
         try:
             with open(path) as f:
                 record = json.load(f)
-            if not (isinstance(record, dict) and all(k in record for k in FIELDS)):
-                raise ValueError('fields %s expected' % ', '.join(FIELDS))
+            fields = protocol.RENDEZVOUS_FIELDS
+            if not (isinstance(record, dict) and all(k in record for k in fields)):
+                raise ValueError('fields %s expected' % ', '.join(fields))
         except FileNotFoundError:  # the farm stopped while we listed
             continue
         except (OSError, ValueError) as e:
