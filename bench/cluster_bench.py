@@ -44,15 +44,16 @@ import time
 
 import numpy as np
 
-from bench import farm_bench, netns
+from bench import farm_bench, footprint, netns
 from host.link import FarmLink
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 log = logging.getLogger('cluster_bench')
 PORT = 20099
 TARGETS = {'cluster_l2m_trace_64': ('>=', 0.90), 'cluster_l2m_trace_128': ('>=', 0.85),
-           'ingest_async_256_us_per_step': ('<=', 25.0)}
+           'learner_cpu_us_per_env_step_256': ('<=', 25.0)}
 INGEST = ((32, 4), (64, 4), (128, 8), (256, 8))
+PARTS = ('trace', 'ingest', 'handles', 'learners', 'cutoff', 'memory')
 L2M_SIZES = {'step_seconds': 0.0, 'obs_size': 339, 'act_size': 22}
 
 PROXY = r'''
@@ -181,6 +182,54 @@ def bench_ingest(cluster, size, result):
             log.info('ingest %s N=%d over %d hosts: %.1f us of learner CPU per env step, %.0f '
                      'env steps/s', mode, n, hosts, result[key + '_us_per_step'],
                      result[key + '_steps_per_s'])
+    if 'ingest_async_256_us_per_step' in result:  # the issue's name for the headline figure
+        result['learner_cpu_us_per_env_step_256'] = result['ingest_async_256_us_per_step']
+
+
+def bench_handles(cluster, result):
+    """The learner's OS threads and sockets with a Farmer and 8 SlowEnvs per host open over 1,
+    2, 4 and 8 hosts (stepped asynchronously, so every receiver is up), and once all is closed
+    again."""
+    base = footprint.learner_handles()
+
+    def settled():  # threads end a moment after close() returns: wait (5 s at most) for them
+        deadline, now = time.time() + 5, footprint.learner_handles()
+        while now != base and time.time() < deadline:
+            time.sleep(0.1)
+            now = footprint.learner_handles()
+        return now
+
+    rows = {}
+    for hosts in (1, 2, 4, 8):
+        settled()  # the previous farmer's threads are not counted with this one's
+        with cluster.farmer(hosts, 8) as fm:
+            with fm.vec_env('SlowEnv', 8 * hosts, L2M_SIZES) as env:
+                env.reset()
+                farm_bench.run_async(env, 0.5, np.random.default_rng(0))  # the default mode
+                rows[hosts] = footprint.learner_handles()
+    after = settled()
+    for hosts, row in rows.items():
+        for what in ('threads', 'sockets'):
+            result['learner_%s_%dhosts' % (what, hosts)] = row[what] - base[what]
+    for what in ('threads', 'sockets'):  # growth per farm, from 1 to 8 hosts
+        result['learner_%s_per_farm' % what] = round(
+            (rows[8][what] - rows[1][what]) / 7.0, 2)
+        result['learner_%s_left_after_close' % what] = after[what] - base[what]
+    log.info('learner at 8 hosts: %d threads, %d sockets above its start (%.1f / %.1f per farm)',
+             result['learner_threads_8hosts'], result['learner_sockets_8hosts'],
+             result['learner_threads_per_farm'], result['learner_sockets_per_farm'])
+
+
+def bench_memory(result, quick):
+    """Memory per served environment: a local farm serving SlowEnv (L2M sizes) and
+    L2M2019Env (the simulator's own; 2 of them, this machine's cores)."""
+    for name, env, kwargs, n in (('slowenv', 'SlowEnv', L2M_SIZES, 8),
+                                 ('l2m', 'L2M2019Env', {'frame_skip': 4}, 2)):
+        figures = footprint.farm_memory(env, kwargs, n, steps=5 if quick else 20)
+        for key, value in figures.items():
+            result['memory_%s_%s' % (name, key)] = value
+        log.info('memory per served %s: %.1f MB (PSS; a worker\'s RSS %.1f MB)', env,
+                 figures['per_env_pss_mb'], figures['worker_rss_mb'])
 
 
 LEARNER = r"""
@@ -309,9 +358,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--json', action='store_true', help='print one JSON object')
     parser.add_argument('--quick', action='store_true', help='shorter windows')
-    parser.add_argument('--only', default='trace,ingest,learners,cutoff',
-                        help='some of trace, ingest, learners, cutoff (default: all)')
+    parser.add_argument('--only', default='trace,ingest,handles,learners,cutoff,memory',
+                        help='some of trace, ingest, handles, learners, cutoff, memory '
+                             '(default: all)')
     args = parser.parse_args(argv)
+    parts = set(args.only.split(','))
+    unknown = parts - set(PARTS)
+    if unknown:
+        sys.stderr.write('cluster_bench.py: --only: unknown part(s) %s; the parts are %s\n'
+                         % (', '.join(sorted(unknown)), ', '.join(PARTS)))
+        return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format='%(asctime)s %(name)s %(message)s')
     why = netns.unavailable()
@@ -322,7 +378,6 @@ def main(argv=None):
     size = {'seconds': 10.0, 'warmup': 3.0, 'ingest_vector_steps': 40, 'cutoff_seconds': 60}
     if args.quick:
         size = {'seconds': 4.0, 'warmup': 2.0, 'ingest_vector_steps': 15, 'cutoff_seconds': 50}
-    parts = set(args.only.split(','))
     result = {'cores': os.cpu_count(), 'host': socket.gethostname(), 'quick': args.quick,
               'loadavg_start': [round(x, 2) for x in os.getloadavg()]}
     started = time.time()
@@ -330,18 +385,22 @@ def main(argv=None):
     os.makedirs(logs, exist_ok=True)
     cluster = None
     try:
-        if parts & {'trace', 'ingest'}:
+        if parts & {'trace', 'ingest', 'handles'}:
             cluster = Cluster(8, 32, logs)
         if 'trace' in parts:
             bench_trace(cluster, size, result)
         if 'ingest' in parts:
             bench_ingest(cluster, size, result)
+        if 'handles' in parts:
+            bench_handles(cluster, result)
         if cluster is not None:
             cluster.close()
         if 'learners' in parts:
             bench_learners(logs, size, result)
         if 'cutoff' in parts:
             bench_cutoff(logs, size, result)
+        if 'memory' in parts:
+            bench_memory(result, args.quick)
     except KeyboardInterrupt:
         result['interrupted'] = True
         log.warning('interrupted: removing the hosts')

@@ -6,6 +6,13 @@ and ``seed`` pass through to osim-rl where that environment accepts them (the se
 environment, osim-rl's included, is :mod:`envs.seeding`'s: a seed works for all of them);
 ``max_episode_steps`` truncates episodes earlier than osim-rl's own time limit.
 
+``forward_reward`` (walkers only, default 0: osim-rl's reward unchanged) adds that many reward
+units per metre the pelvis moves forward in a step: osim-rl's L2M2019Env pays its velocity term
+only at footsteps and 0.1 per step for staying up, so a policy that stands earns nearly what one
+that walks does (issue 23: SAC learned to stand). A dense progress term is the shaping most
+Learn-to-Run / Learn-to-Move entrants used (docs/walker.md cites them). Evaluations measure length
+and ``forward_distance`` from the state, not from the reward, so they mean the same either way.
+
 *terminated* is osim-rl's own ``is_done()`` (the model fell); reaching the environment's
 ``time_limit`` is *truncated*.
 
@@ -113,7 +120,16 @@ def _prints_logged():
 
 class OsimAdapter(EnvAdapter):
     def __init__(self, name, difficulty=None, seed=None, integrator_accuracy=None,
-                 max_episode_steps=None, **kwargs):
+                 max_episode_steps=None, forward_reward=0.0, **kwargs):
+        # Checked before osim-rl builds its model (seconds): a bad value is one line at once.
+        try:
+            self._forward_reward = float(forward_reward)
+        except (TypeError, ValueError):
+            raise EnvError('%s: forward_reward must be a number, got %r' % (name, forward_reward))
+        if not np.isfinite(self._forward_reward):
+            raise EnvError('%s: forward_reward must be finite, got %r' % (name, forward_reward))
+        if self._forward_reward and name == 'Arm2DEnv':
+            raise EnvError('%s: forward_reward is for walkers (a pelvis to move forward)' % name)
         cls = _osim_class(name)
         osim_compat.apply()
         self.name = name
@@ -162,6 +178,7 @@ class OsimAdapter(EnvAdapter):
         self._t = 0
         self._obs_size = self.observation_space['shape'][0]
         self._start_x = None  # the pelvis' forward position at the last reset (walkers)
+        self._last_x = None  # ... and after the last step (forward_reward)
 
     def _flat(self, obs):
         flat = np.asarray(obs, dtype=float).ravel()
@@ -200,7 +217,7 @@ class OsimAdapter(EnvAdapter):
                 # The state is unchanged by the draw: read the observation again.
                 obs = self.env.get_observation()
         self._t = 0
-        self._start_x = self._pelvis_x()
+        self._start_x = self._last_x = self._pelvis_x()
         return self._flat(obs)
 
     def _state(self):
@@ -250,6 +267,11 @@ class OsimAdapter(EnvAdapter):
         terminated = bool(done) and bool(self.env.is_done())
         truncated = not terminated and (bool(done) or self._t >= (self.max_episode_steps or 1e18))
         task = self.task_measures()
+        if self._forward_reward:
+            x = self._pelvis_x()
+            if x is not None and self._last_x is not None and np.isfinite(x - self._last_x):
+                reward = float(reward) + self._forward_reward * (x - self._last_x)
+            self._last_x = x
         if task:  # for evaluations, through a farm too (envs/measures.py); a few floats
             info = dict(info or {}, task=task)
         return self._flat(obs), float(reward), terminated, truncated, info or {}
