@@ -19,7 +19,17 @@ and the learner, not the simulator.
   training with updates off (``updates_per_step=0``, no warm-up): its batched policy forward
   pass, the replay storage, the farmer's threads. ``..._us_per_step`` is the learner process's
   CPU time per env step (CPU time, so the figure holds although the farms share these cores),
-  ``..._steps_per_s`` the rate it took in.
+  ``..._steps_per_s`` the rate it took in. Measured in the steady state: the replay ring's pages
+  already touched, as they are once a learner has stored its first ``memory_limit`` transitions;
+  ``ingest_async_256_first_fill_*`` is the same with a fresh memory of a million, whose first
+  writes pay the kernel's zeroing of new pages. ``learner_cpu_us_per_env_step_256`` is
+  ``ingest_async_256_us_per_step`` under the issue's name.
+- ``learner_threads_<H>hosts`` / ``learner_sockets_<H>hosts``: what the learner holds above its
+  start with 8 environments per host open over H = 1, 2, 4, 8 hosts, ``..._per_farm`` the
+  growth per farm, ``..._left_after_close`` what remains once all is closed.
+- ``memory_<env>_*``: a farm serving SlowEnv (8) or L2M2019Env (2): MB per served environment
+  (``per_env_pss_mb``), a worker's RSS and PSS, the farm process idle and serving
+  (bench/footprint.py).
 
 - ``two_learners_*``: two learners, each in its own process, asking 16 environments each of 4
   hosts of capacity 8: what each farm has in use, each one's rate of its ideal, and once one is
@@ -157,31 +167,49 @@ def bench_trace(cluster, size, result):
         proxy.wait()
 
 
-def bench_ingest(cluster, size, result):
+def ingest_once(cluster, n, hosts, mode, size, warm_memory):
+    """``(learner CPU us per env step, env steps/s)`` of one SAC learner taking in ``n``
+    zero-time environments over ``hosts`` hosts, updates off. ``warm_memory``: the replay ring
+    (10^5 transitions) has every page touched first, as a learner's memory is after its first
+    ``memory_limit`` transitions (at 40,000 env steps/s: 25 s into a run of a million); else a
+    fresh memory of 10^6, whose first writes pay the kernel's zeroing of new pages."""
     from agents.compat import tf
     from agents.sac import SAC
+    with cluster.farmer(hosts, n // hosts) as fm:
+        env = fm.vec_env('SlowEnv', n, L2M_SIZES)
+        tf.random.set_seed(0)
+        agent = SAC.from_spaces(env.observation_space, env.action_space,
+                                hidden=(256, 256), nb_steps_warmup=0, updates_per_step=0,
+                                memory_limit=10 ** 5 if warm_memory else 10 ** 6, seed=0)
+        agent.compile()
+        if warm_memory:
+            for array in (agent.memory.observations, agent.memory.next_observations,
+                          agent.memory.actions, agent.memory.rewards, agent.memory.terminals):
+                array.fill(0.0)
+        agent.train_vec(env, nb_steps=n * 5, mode=mode)  # warm: graphs traced, farms up
+        steps = n * size['ingest_vector_steps']
+        cpu, wall = time.process_time(), time.perf_counter()
+        summary = agent.train_vec(env, nb_steps=steps, mode=mode)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        taken = summary['steps']
+        env.close()
+    return round(cpu / taken * 1e6, 2), round(taken / wall, 1)
+
+
+def bench_ingest(cluster, size, result):
     for n, hosts in INGEST:
         for mode in ('async', 'lockstep'):
-            with cluster.farmer(hosts, n // hosts) as fm:
-                env = fm.vec_env('SlowEnv', n, L2M_SIZES)
-                tf.random.set_seed(0)
-                agent = SAC.from_spaces(env.observation_space, env.action_space,
-                                        hidden=(256, 256), nb_steps_warmup=0,
-                                        updates_per_step=0, memory_limit=10 ** 6, seed=0)
-                agent.compile()
-                agent.train_vec(env, nb_steps=n * 5, mode=mode)  # warm: graphs traced, farms up
-                steps = n * size['ingest_vector_steps']
-                cpu, wall = time.process_time(), time.perf_counter()
-                summary = agent.train_vec(env, nb_steps=steps, mode=mode)
-                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-                taken = summary['steps']
-                env.close()
             key = 'ingest_%s_%d' % (mode, n)
-            result[key + '_us_per_step'] = round(cpu / taken * 1e6, 2)
-            result[key + '_steps_per_s'] = round(taken / wall, 1)
+            result[key + '_us_per_step'], result[key + '_steps_per_s'] = ingest_once(
+                cluster, n, hosts, mode, size, warm_memory=True)
             log.info('ingest %s N=%d over %d hosts: %.1f us of learner CPU per env step, %.0f '
                      'env steps/s', mode, n, hosts, result[key + '_us_per_step'],
                      result[key + '_steps_per_s'])
+    key = 'ingest_async_256_first_fill'
+    result[key + '_us_per_step'], result[key + '_steps_per_s'] = ingest_once(
+        cluster, 256, 8, 'async', size, warm_memory=False)
+    log.info('ingest async N=256, a fresh replay memory: %.1f us of learner CPU per env step',
+             result[key + '_us_per_step'])
     if 'ingest_async_256_us_per_step' in result:  # the issue's name for the headline figure
         result['learner_cpu_us_per_env_step_256'] = result['ingest_async_256_us_per_step']
 

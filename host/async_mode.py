@@ -42,7 +42,7 @@ from common.errors import NothingPendingError, PendingError
 from common.protocol import is_error
 from host.diagnosis import describe, no_such_lease
 from host.link import FARM_DOWN
-from host.observations import as_obs
+from host.observations import as_obs, as_obs_rows
 from host.receiver import Receiver
 from host.recovery import Recovery
 from vecenv.contract import stack_results
@@ -266,8 +266,8 @@ class AsyncState(object):
 
     def _results(self, receiver, results):
         placement = self.placement
-        refused = []
-        moving = []
+        refused, moving = [], []
+        entries = []  # in the farm's order: (i, step result) or (None, a reset's row)
         for env_id, result in results:
             i = placement.index_of(receiver.link, env_id)
             kind = self.flight.get(i)
@@ -288,20 +288,25 @@ class AsyncState(object):
                 moving.append(i)
                 continue
             del self.flight[i]
-            self.ready.append(self._step_row(i, result) if kind == STEP
-                              else self._reset_row(i, as_obs(result, self.obs_form)))
+            entries.append((i, result) if kind == STEP
+                           else (None, self._reset_row(i, as_obs(result, self.obs_form))))
+        # the steps' observations in one numpy call (one per row cost the most, issue 24)
+        steps = [result[0] for i, result in entries if i is not None]
+        block = iter(as_obs_rows(steps, self.obs_form) if steps else ())
+        self.ready += [entry if i is None else self._step_row(i, entry, next(block))
+                       for i, entry in entries]
         if moving:
             self.recovery.relocate(moving)
         if refused:
             raise ValueError(refused[0])
 
-    def _step_row(self, i, result):
-        obs, reward, terminated, truncated, info = result
+    def _step_row(self, i, result, obs=None):  # obs: the observation, if converted already
+        raw, reward, terminated, truncated, info = result
         form = self.obs_form
         if 'terminal_observation' in info:
             info['terminal_observation'] = as_obs(info['terminal_observation'], form)
-        return (i, as_obs(obs, form), float(reward), bool(terminated), bool(truncated), info,
-                True)
+        return (i, as_obs(raw, form) if obs is None else obs, float(reward), bool(terminated),
+                bool(truncated), info, True)
 
     def _reset_row(self, i, obs):
         if i in self.moving:  # moved after its step: that step's outcome, then the cut
@@ -320,13 +325,14 @@ class AsyncState(object):
 
     def _deliver(self):
         rows, self.ready = self.ready, []
-        for i, obs, reward, terminated, truncated, info, counted in rows:
-            if counted:
-                self.tracker.record([reward], [terminated or truncated], [info], [i])
-            else:
-                self.tracker.restart(i)
-            self.last_obs[i] = obs
-        return stack_results([row[:6] for row in rows], self.obs_form.shape, self.obs_form.dtype)
+        counted = [row for row in rows if row[6]]  # (tracked in one call: hundreds a batch)
+        for i in [row[0] for row in rows if not row[6]]:  # first observations: no step
+            self.tracker.restart(i)
+        self.tracker.record([r[2] for r in counted], [r[3] or r[4] for r in counted],
+                            [r[5] for r in counted], [r[0] for r in counted])
+        result = stack_results([row[:6] for row in rows], self.obs_form.shape, self.obs_form.dtype)
+        self.last_obs[[row[0] for row in rows]] = result[0]
+        return result
 
     # --- losses -----------------------------------------------------------------------------------
     def _worker_lost(self, i, text):
