@@ -34,10 +34,12 @@ and the learner, not the simulator.
 - ``two_learners_*``: two learners, each in its own process, asking 16 environments each of 4
   hosts of capacity 8: what each farm has in use, each one's rate of its ideal, and once one is
   killed (-9), the seconds until its environments are free on every farm.
-- ``cutoff_*``: 64 environments over 4 hosts, one host's link cut for good 5 s in: env steps per
-  second throughout, the rate while its environments are lost, and the seconds until
-  re-placing them on the other three (above capacity, as the overcommit policy lends) brings
-  the rate back to 90%.
+- ``cutoff_*``: 64 environments (DrillEnv, 30 ms steps) over 4 hosts, one host's link cut for
+  good 5 s in: env steps per second throughout, the rate while its environments are lost, the
+  seconds until re-placing them on the other three (above capacity, as the overcommit policy
+  lends) brings the rate back to 90%, and the books of every transition received (the fault
+  drills' accounting): ``..._duplicated`` (received twice), ``..._lost`` (missing inside an
+  episode), ``cutoff_steps_marked_lost`` (steps that died with the host, reported as such).
 
 ``--json`` prints one JSON object; a summary goes to stderr. Needs root (namespaces); every
 host, farm and proxy is removed at the end, on Ctrl-C and on SIGTERM.
@@ -334,40 +336,63 @@ def bench_learners(logs, size, result):
 def bench_cutoff(logs, size, result):
     """64 environments over 4 hosts (farms with --step-timeout 3: the farmer's call timeout is
     33 s); 5 s into the run one host's link is cut for good: env steps per second before, while
-    its environments are lost, and the seconds until re-placing them brings the rate back."""
+    its environments are lost, and the seconds until re-placing them brings the rate back.
+    ``DrillEnv`` (30 ms steps) so that every transition received names its environment instance,
+    episode and step: the fault drills' accounting (bench/drills.py) then counts what came twice
+    and what is missing from an episode."""
+    from bench import drills
     from vecenv import contract
     cluster = Cluster(4, 32, logs, extra=['--step-timeout', '3'], net=218)
     lost_host = cluster.hosts[3].address
+    states, nexts, marked_lost = [], [], 0
     try:
         with cluster.farmer(4, 16) as fm:
-            with fm.vec_env('TraceEnv', 64, {'trace': 'l2m', 'seed': 0, 'start': 'time'}) as env:
-                env.reset()
+            kwargs = {'episode_length': 400, 'step_seconds': 0.03}
+            with fm.vec_env('DrillEnv', 64, kwargs) as env:
+                current = np.array(env.reset(), dtype=np.float64)
                 rng = np.random.default_rng(3)
                 act = env.action_space.shape[-1]
                 counts = [0] * size['cutoff_seconds']
-                env.send(rng.uniform(0, 1, (64, act)), np.arange(64))
+                env.send(rng.uniform(-1, 1, (64, act)), np.arange(64))
                 started, cut = time.time(), None
                 while time.time() - started < size['cutoff_seconds']:
                     if cut is None and time.time() - started >= 5.0:
                         cut = time.time()
                         cluster.hosts[3].set_link(False)
-                    ids = contract.env_ids_of(env.recv(timeout=0.5)[4])
+                    obs, _, terminated, truncated, infos = env.recv(timeout=0.5)
+                    ids = contract.env_ids_of(infos)
+                    for k, i in enumerate(ids):  # the learner's books: (s, s') per transition
+                        if 'lost' in infos[k]:  # its step died with the host: no transition
+                            marked_lost += 1
+                        else:
+                            ended = terminated[k] or truncated[k]
+                            states.append(current[i].copy())
+                            nexts.append(infos[k]['terminal_observation'] if ended else obs[k])
+                        current[i] = obs[k]
                     second = int(time.time() - started)
                     if second < len(counts):
                         counts[second] += len(ids)
                     if len(ids):
-                        env.send(rng.uniform(0, 1, (len(ids), act)), ids)
+                        env.send(rng.uniform(-1, 1, (len(ids), act)), ids)
                 placed = [p.link.host for p in env.places]
     finally:
         cluster.close()
     before = float(np.mean(counts[1:5]))
     back = next((k for k in range(6, len(counts)) if counts[k] >= 0.9 * before), None)
+    books = drills.count_transitions(np.array(states), np.array(nexts))
     result['cutoff_steps_per_second'] = counts
     result['cutoff_rate_while_lost_of_before'] = round(float(np.mean(counts[6:9])) / before, 4)
     result['cutoff_seconds_to_recover'] = None if back is None else back - 5
     result['cutoff_envs_left_on_lost_host'] = placed.count(lost_host)
-    log.info('host cut off: %.2f of the rate at first, back to 90%% after %s s',
-             result['cutoff_rate_while_lost_of_before'], result['cutoff_seconds_to_recover'])
+    result['cutoff_transitions_received'] = books['stored']
+    result['cutoff_transitions_duplicated'] = books['duplicated']
+    result['cutoff_transitions_lost'] = books['gaps']
+    result['cutoff_transitions_mismatched'] = books['mismatched'] + books['phantom']
+    result['cutoff_steps_marked_lost'] = marked_lost
+    log.info('host cut off: %.2f of the rate at first, back to 90%% after %s s; %d transitions '
+             'received, %d duplicated, %d missing, %d steps marked lost with the host',
+             result['cutoff_rate_while_lost_of_before'], result['cutoff_seconds_to_recover'],
+             books['stored'], books['duplicated'], books['gaps'], marked_lost)
 
 
 def check_targets(result):
