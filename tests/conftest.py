@@ -26,6 +26,17 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt('SIGTERM')
+
+
+# SIGTERM (``timeout``, a CI runner stopping the job, ``kill``) as Ctrl-C: pytest then runs the
+# fixtures' teardown, which removes the namespace hosts, the Slurm daemons and the farms the
+# tests made; by default SIGTERM ends the process at once and leaves them behind.
+if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

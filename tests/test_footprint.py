@@ -1,6 +1,7 @@
 """bench/footprint.py: memory and handles read from /proc, against a real farm."""
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -20,14 +21,25 @@ def test_memory_of_this_process_grows_with_what_it_touches():
     assert 0 < after['pss_mb'] <= after['rss_mb'] + 1
 
 
+PARENT = r"""
+import subprocess, sys
+child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
 def test_children_finds_a_child_and_only_it():
-    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])
+    # a parent of its own: the suite's process has farms and helpers of its own as children
+    parent = subprocess.Popen([sys.executable, '-c', PARENT], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
     try:
-        assert footprint.children(os.getpid()) == [child.pid]
-        assert footprint.children(child.pid) == []
+        child = int(parent.stdout.readline())
+        assert footprint.children(parent.pid) == [child]
+        assert footprint.children(child) == []
     finally:
-        child.kill()
-        child.wait()
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
 
 
 HANDLES = r"""
