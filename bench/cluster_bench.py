@@ -457,6 +457,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         result['interrupted'] = True
         log.warning('interrupted: removing the hosts')
+    except Exception as e:  # one part failed: what the others measured is still printed
+        log.exception('a part failed')
+        result['error'] = '%s: %s' % (type(e).__name__, e)
     finally:
         if cluster is not None:
             cluster.close()
@@ -469,7 +472,7 @@ def main(argv=None):
     result['farm_logs'] = logs
     if args.json:
         print(json.dumps(result, sort_keys=True))
-    return 130 if result.get('interrupted') else 0
+    return 130 if result.get('interrupted') else 1 if result.get('error') else 0
 
 
 if __name__ == '__main__':

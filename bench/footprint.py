@@ -84,7 +84,14 @@ def farm_memory(env_name, kwargs, n, steps=20):
     from bench import farm_bench
     from host import local_farm
     ports = []
-    fm, processes = farm_bench.start_local_farms([n], ports)
+    # a loopback farm takes no key: one left in the environment (bench/cluster_bench.py sets its
+    # hosts') would reach the farm but not its learner's link
+    key = os.environ.pop('FARM_KEY', None)
+    try:
+        fm, processes = farm_bench.start_local_farms([n], ports)
+    finally:
+        if key is not None:
+            os.environ['FARM_KEY'] = key
     farm_pid = processes[0].pid
     try:
         time.sleep(0.5)
