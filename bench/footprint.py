@@ -44,20 +44,9 @@ def memory(pid):
 
 
 def children(pid):
-    """The pids whose parent is ``pid``."""
-    found = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % entry) as f:
-                # the name (field 2) is in parentheses and may hold spaces: split after it
-                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
-        except (IOError, OSError, IndexError, ValueError):
-            continue
-        if ppid == pid:
-            found.append(int(entry))
-    return found
+    """The pids of the live processes whose parent is ``pid``."""
+    from bench import drills
+    return sorted(drills.processes(lambda child, stat: stat[1] == pid))
 
 
 def farm_tree(farm_pid):

@@ -9,8 +9,8 @@ environment, osim-rl's included, is :mod:`envs.seeding`'s: a seed works for all 
 ``forward_reward`` (walkers only, default 0: osim-rl's reward unchanged) adds that many reward
 units per metre the pelvis moves forward in a step: osim-rl's L2M2019Env pays its velocity term
 only at footsteps and 0.1 per step for staying up, so a policy that stands earns nearly what one
-that walks does (issue 23: SAC learned to stand). A dense progress term is the shaping most
-Learn-to-Run / Learn-to-Move entrants used (docs/walker.md cites them). Evaluations measure length
+that walks does (issue 23: SAC learned to stand). Reward shaping heads the heuristics the NIPS 2017
+Learning to Run solutions shared (Kidziński et al., arXiv:1804.00361). Evaluations measure length
 and ``forward_distance`` from the state, not from the reward, so they mean the same either way.
 
 *terminated* is osim-rl's own ``is_done()`` (the model fell); reaching the environment's
@@ -178,7 +178,7 @@ class OsimAdapter(EnvAdapter):
         self._t = 0
         self._obs_size = self.observation_space['shape'][0]
         self._start_x = None  # the pelvis' forward position at the last reset (walkers)
-        self._last_x = None  # ... and after the last step (forward_reward)
+        self._walked = 0.0  # forward_distance after the last step (what forward_reward paid)
 
     def _flat(self, obs):
         flat = np.asarray(obs, dtype=float).ravel()
@@ -217,7 +217,8 @@ class OsimAdapter(EnvAdapter):
                 # The state is unchanged by the draw: read the observation again.
                 obs = self.env.get_observation()
         self._t = 0
-        self._start_x = self._last_x = self._pelvis_x()
+        self._start_x = self._pelvis_x()
+        self._walked = 0.0
         return self._flat(obs)
 
     def _state(self):
@@ -267,11 +268,10 @@ class OsimAdapter(EnvAdapter):
         terminated = bool(done) and bool(self.env.is_done())
         truncated = not terminated and (bool(done) or self._t >= (self.max_episode_steps or 1e18))
         task = self.task_measures()
-        if self._forward_reward:
-            x = self._pelvis_x()
-            if x is not None and self._last_x is not None and np.isfinite(x - self._last_x):
-                reward = float(reward) + self._forward_reward * (x - self._last_x)
-            self._last_x = x
+        if self._forward_reward and 'forward_distance' in task:  # (finite: task_measures)
+            walked = task['forward_distance']
+            reward = float(reward) + self._forward_reward * (walked - self._walked)
+            self._walked = walked
         if task:  # for evaluations, through a farm too (envs/measures.py); a few floats
             info = dict(info or {}, task=task)
         return self._flat(obs), float(reward), terminated, truncated, info or {}
