@@ -10,7 +10,7 @@ environment, osim-rl's included, is :mod:`envs.seeding`'s: a seed works for all 
 units per metre the pelvis moves forward in a step: osim-rl's L2M2019Env pays its velocity term
 only at footsteps and 0.1 per step for staying up, so a policy that stands earns nearly what one
 that walks does (issue 23: SAC learned to stand). Reward shaping heads the heuristics the NIPS 2017
-Learning to Run solutions shared (Kidziński et al., arXiv:1804.00361). Evaluations measure length
+Learning to Run solutions shared (Kidzinski et al., arXiv:1804.00361). Evaluations measure length
 and ``forward_distance`` from the state, not from the reward, so they mean the same either way.
 
 *terminated* is osim-rl's own ``is_done()`` (the model fell); reaching the environment's

@@ -157,6 +157,31 @@ def test_no_source_file_outside_tests_and_bench_is_over_400_lines():
     assert long == []
 
 
+def non_ascii_farm_side_files(paths):
+    """Farm-side files that Python 2.7 cannot read: it refuses a non-ASCII byte in a file with no
+    encoding line (PEP 263), so one accented name in a docstring stops every 2.7 farm."""
+    found = []
+    for path in paths:
+        if part_of(path) not in FARM_SIDE:
+            continue
+        with open(os.path.join(ROOT, path), 'rb') as f:
+            for number, line in enumerate(f, 1):
+                if any(byte > 127 for byte in line):
+                    found.append('%s:%d' % (path, number))
+    return found
+
+
+def test_the_farm_side_is_ascii_so_python27_can_read_it():
+    assert non_ascii_farm_side_files(source_files()) == []
+
+
+def test_the_ascii_check_finds_an_accented_name(tmp_path, monkeypatch):
+    (tmp_path / 'envs').mkdir()
+    (tmp_path / 'envs' / 'bad.py').write_text('"""Kidzi\u0144ski et al."""\n', encoding='utf-8')
+    monkeypatch.setattr(__import__(__name__), 'ROOT', str(tmp_path))
+    assert non_ascii_farm_side_files(['envs/bad.py', 'host/x.py']) == ['envs/bad.py:1']
+
+
 @pytest.mark.parametrize('case, finds', [
     ('from host import link\n', 'imports host'),
     ('import run.session\n', 'imports run'),
