@@ -24,13 +24,18 @@ only the others (an episode's last, the newest) whole, which halves the file (L2
 transition against 2.8 kB in memory; a million transitions 1.3 GB). zlib is not used: it shrank
 L2M's float32 states by 9% only, at 13 MB/s (a million transitions: minutes per checkpoint),
 where writing them plain takes seconds.
+
+``mirror`` (an :class:`envs.symmetry.Mirror`, or None): every appended transition is stored
+twice, as it came and mirrored left-right; ``limit`` counts both. Saved and loaded memories hold
+both already (loading mirrors nothing again).
 """
 import numpy as np
 
 
 class TransitionReplay(object):
-    def __init__(self, limit, observation_shape, action_shape, seed=None):
+    def __init__(self, limit, observation_shape, action_shape, seed=None, mirror=None):
         self.limit = int(limit)
+        self.mirror = mirror
         self.observation_shape = tuple(observation_shape)
         self.action_shape = tuple(action_shape)
         # np.zeros leaves untouched pages unallocated, so a large limit costs memory only as filled.
@@ -58,6 +63,12 @@ class TransitionReplay(object):
 
     def append_batch(self, obs, actions, rewards, next_obs, terminals):
         """N transitions, one per row; row i of every argument belongs to the same transition."""
+        self._store(obs, actions, rewards, next_obs, terminals)
+        if self.mirror is not None and len(rewards):
+            self._store(self.mirror.observations(obs), self.mirror.actions(actions), rewards,
+                        self.mirror.observations(next_obs), terminals)
+
+    def _store(self, obs, actions, rewards, next_obs, terminals):
         n = len(rewards)
         if n == 0:
             return
@@ -113,8 +124,8 @@ class TransitionReplay(object):
             order = np.arange(n)
             if n == limit:
                 order = np.roll(order, -position)
-            self.append_batch(obs[order], actions[order], rewards[order], next_obs[order],
-                              terminals[order])
+            self._store(obs[order], actions[order], rewards[order], next_obs[order],
+                        terminals[order])
         return n
 
     def sample(self, batch_size):
@@ -126,7 +137,7 @@ class TransitionReplay(object):
 
     def get_config(self):
         return {'limit': self.limit, 'observation_shape': list(self.observation_shape),
-                'action_shape': list(self.action_shape)}
+                'action_shape': list(self.action_shape), 'mirrored': self.mirror is not None}
 
 
 def _equal_rows(rows, among, chunk=8192):
@@ -155,7 +166,8 @@ def _equal_rows(rows, among, chunk=8192):
 
 def _bits(rows):
     """Rows as unsigned integers of their bits (float32: one uint32 per value)."""
-    rows = np.ascontiguousarray(rows).reshape(len(rows), -1)
+    rows = np.ascontiguousarray(rows)
+    rows = rows.reshape(len(rows), int(np.prod(rows.shape[1:])))  # (-1 fails on no rows)
     return rows.view(np.uint32 if rows.dtype.itemsize == 4 else np.uint8)
 
 

@@ -75,7 +75,7 @@ TARGET_LENGTH_FACTOR = {'L2M2019Env': 2.0}
 # What must not change when a run directory is continued: it shapes what was trained.
 SAME_ON_RESUME = ('algo', 'env', 'env_kwargs', 'envs', 'hidden', 'normalize_obs', 'reward_scale',
                   'reward_offset', 'reward_root', 'updates_per_step', 'warmup', 'batch_size',
-                  'memory_limit')
+                  'memory_limit', 'mirror')
 
 _FARMER = []  # the one Farmer of this process, when farm-backed (closed in main)
 BACKEND = {'name': 'auto', 'capacity': 16}
@@ -114,7 +114,14 @@ def build_agent(args, vec, seed):
     """The agent with its library defaults (the SAC paper's for SAC) and this run's knobs."""
     options = dict(hidden=args.hidden, seed=seed, normalize_obs=args.normalize_obs,
                    reward_scale=args.reward_scale, reward_offset=args.reward_offset,
-                   reward_root=args.reward_root, updates_per_step=args.updates_per_step, memory_limit=args.memory_limit)
+                   reward_root=args.reward_root, updates_per_step=args.updates_per_step,
+                   memory_limit=args.memory_limit)
+    if args.mirror:  # every transition stored twice, as it came and mirrored (envs/symmetry.py)
+        from agents.replay import TransitionReplay
+        from envs.symmetry import mirror_for
+        options['memory'] = TransitionReplay(
+            args.memory_limit, vec.observation_space.shape, vec.action_space.shape, seed=seed,
+            mirror=mirror_for(args.env))
     if args.warmup is not None:
         options['nb_steps_warmup'] = args.warmup
     if args.batch_size is not None:
@@ -456,6 +463,9 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, default=None,
                         help='transitions per gradient update (agent default)')
     parser.add_argument('--memory-limit', type=int, default=1000000)
+    parser.add_argument('--mirror', type=_yes_no, default=False, metavar='yes|no',
+                        help='also store every transition mirrored left-right (symmetric '
+                        'bodies: L2M2019Env; default no)')
     parser.add_argument('--stepping', choices=['async', 'lockstep'], default=None,
                         help='the vectorized env stepping mode (default: async where possible)')
     parser.add_argument('--eval-every', type=int, default=5000, help='simulator steps')
@@ -495,6 +505,10 @@ def parse_args(argv=None):
         if not ok:
             parser.error('argument %s: %s is not allowed: %s' % (
                 flag, getattr(args, flag[2:].replace('-', '_')), allowed))
+    from envs.symmetry import MIRRORS
+    if args.mirror and args.env not in MIRRORS:
+        parser.error('argument --mirror: %s has no mirror image defined (environments with '
+                     'one: %s)' % (args.env, ', '.join(sorted(MIRRORS))))
     try:
         kwargs = json.loads(args.env_kwargs)
     except ValueError as e:
@@ -565,7 +579,7 @@ def main(argv=None):
               'frame_skip': frame_skip, 'envs': args.envs, 'steps': args.steps,
               'normalize_obs': args.normalize_obs, 'reward_scale': args.reward_scale,
               'reward_offset': args.reward_offset, 'reward_root': args.reward_root,
-              'updates_per_step': args.updates_per_step,
+              'updates_per_step': args.updates_per_step, 'mirror': args.mirror,
               'hidden': list(args.hidden), 'eval_episodes': args.eval_episodes,
               'eval_seed': EVAL_SEED, 'backend': BACKEND['name'], 'target': target,
               'seeds': seeds, 'csv': csv_path, 'png': png_path, 'command': ' '.join(sys.argv)}

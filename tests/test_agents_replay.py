@@ -122,3 +122,15 @@ def test_next_states_that_are_later_states_are_stored_once(tmp_path):
     other.load(str(tmp_path / 'memory.npz'))
     for field in ('observations', 'next_observations', 'actions', 'rewards', 'terminals'):
         np.testing.assert_array_equal(getattr(other, field), getattr(memory, field))
+
+
+def test_a_memory_whose_next_states_match_no_state_saves_and_loads(tmp_path):
+    """Every next state stored whole (no reference): saving once failed on the empty match."""
+    rng = np.random.RandomState(0)
+    memory = TransitionReplay(10, (3,), (1,))
+    obs, next_obs = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    memory.append_batch(obs, rng.normal(size=(4, 1)), np.ones(4), next_obs, np.zeros(4))
+    memory.save(str(tmp_path / 'm.npz'))
+    again = TransitionReplay(10, (3,), (1,))
+    assert again.load(str(tmp_path / 'm.npz')) == 4
+    assert np.allclose(again.next_observations[:4], next_obs)
