@@ -6,12 +6,17 @@ default: this checkout's path, as with a shared file system or the same clone ev
 
     .venv/bin/python farm.py --host 0.0.0.0 --port P --capacity C --rendezvous runs/farms
 
-in the background (its log ``runs/farms/farm-P.log``), then waits until each answers. The shared
-key goes to the remote shell on its standard input, never on a command line that ``ps`` shows.
+in the background (its log ``runs/farms/farm-HOSTNAME-P.log``), then waits until each answers.
+The shared key goes to the remote shell on its standard input, never on a command line that
+``ps`` shows.
 A host that ssh cannot reach, or that has no checkout there, gets one line saying which and why;
 the others start. :func:`stop` sends SIGTERM to the farm that announced itself on each host's
-port (its rendezvous record names its pid) and waits until it no longer answers. Farms listed
-as this machine (127.0.0.1, localhost) are left to the learner, which starts its own.
+port (its rendezvous record names its pid) and waits until it no longer answers. Records and logs
+are named by the host's name as well as the port: with the checkout on a shared file system
+every workstation writes to the same ``runs/farms``, mostly on the same default port, and a host
+must find its own farm there, never another machine's pid (stop also checks that the pid is a
+``farm.py`` before signalling it: a record left by a killed farm may name a reused pid). Farms
+listed as this machine (127.0.0.1, localhost) are left to the learner, which starts its own.
 
 Python 3.6 compatible.
 """
@@ -38,16 +43,16 @@ START = r'''cd {root} 2>/dev/null && test -x .venv/bin/python || {{
   exit {no_checkout}; }}
 {read_key}mkdir -p {rendezvous}
 nohup .venv/bin/python farm.py --host 0.0.0.0 --port {port} --capacity {capacity} \
-  --rendezvous {rendezvous} > {rendezvous}/farm-{port}.log 2>&1 < /dev/null &
+  --rendezvous {rendezvous} > {rendezvous}/farm-"$(hostname)"-{port}.log 2>&1 < /dev/null &
 echo "started pid $!"
 '''
 
 STOP = r'''cd {root} 2>/dev/null || {{ echo "no project checkout at {root}"; exit {no_checkout}; }}
-for record in {rendezvous}/farm-*-{port}.json; do
-  test -f "$record" || continue
-  pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$record")
-  test -n "$pid" && kill -TERM "$pid" 2>/dev/null && echo "stopped pid $pid"
-done
+record={rendezvous}/farm-"$(hostname)"-{port}.json
+test -f "$record" || exit 0
+pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$record")
+test -n "$pid" && ps -p "$pid" -o args= | grep -q 'farm\.py' && kill -TERM "$pid" 2>/dev/null \
+  && echo "stopped pid $pid"
 '''
 
 
@@ -70,8 +75,12 @@ def _ssh(ssh, host, script, timeout):
         raise UserError('--ssh %r: no such command' % ssh)
     except subprocess.TimeoutExpired:
         return 255, 'no answer within %d s' % (timeout + 30)
-    text = (done.stdout + done.stderr).strip().splitlines()
-    return done.returncode, text[-1] if text else ''
+    # ssh's own warnings ("Permanently added ... to the list of known hosts") go to stderr: the
+    # script's answer is its standard output's last line; stderr's says why ssh itself failed.
+    said = done.stdout.strip().splitlines()
+    if done.returncode == 255 or not said:
+        said = (done.stdout + done.stderr).strip().splitlines()
+    return done.returncode, said[-1] if said else ''
 
 
 def launch(farms, key, root, ssh='ssh', timeout=60.0, connect_timeout=10, say=print):
@@ -103,7 +112,7 @@ def launch(farms, key, root, ssh='ssh', timeout=60.0, connect_timeout=10, say=pr
         if waiting:
             time.sleep(0.5)
     for link in waiting:
-        say('%s: started, but does not answer after %g s (see %s/%s/farm-%d.log there): %s'
+        say('%s: started, but does not answer after %g s (see %s/%s/farm-*-%d.log there): %s'
             % (link.name, timeout, root, RENDEZVOUS, link.port, link.error))
     return started
 

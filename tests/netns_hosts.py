@@ -44,14 +44,15 @@ def _run(*command):
 
 
 class SshHosts(object):
-    """``count`` hosts ``10.213.K.2`` (K = 1..count), each a namespace with sshd on port 22,
-    reached from here through a veth pair; ``ssh`` is the client command that logs in to them
-    (this test's key, no host key checks). ``close()`` removes everything."""
+    """``count`` hosts ``10.213.K.2`` (K = 1..count; their host names in ``names``), each a
+    namespace with sshd on port 22, reached from here through a veth pair; ``ssh`` is the client
+    command that logs in to them (this test's key, no host key checks). ``close()`` removes
+    everything."""
 
     def __init__(self, count=2):
         self.dir = tempfile.mkdtemp(prefix='ssh-hosts-')
         self.tag = '%04d' % (os.getpid() % 10000)
-        self.hosts, self.addresses, self.pid_files = [], [], []
+        self.hosts, self.addresses, self.pid_files, self.names = [], [], [], []
         try:
             _run('ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-f',
                  os.path.join(self.dir, 'host_key'))
@@ -65,8 +66,10 @@ class SshHosts(object):
         except BaseException:
             self.close()
             raise
-        self.ssh = ('ssh -i %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null '
-                    '-o LogLevel=ERROR' % os.path.join(self.dir, 'client_key'))
+        # No LogLevel=ERROR: ssh warns on stderr at every login here (no known hosts file), as
+        # it often does for users, and launch/stop must read their answers through that.
+        self.ssh = ('ssh -i %s -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'
+                    % os.path.join(self.dir, 'client_key'))
 
     def _add(self, k):
         host = netns.Host('fh%s%d' % (self.tag, k), 213, k)
@@ -75,7 +78,12 @@ class SshHosts(object):
         with open(config, 'w') as f:
             f.write(SSHD_CONFIG.format(address=host.address, dir=self.dir, name=host.name))
         self.pid_files.append(os.path.join(self.dir, 'sshd-%s.pid' % host.name))
-        subprocess.run(host.inside([SSHD, '-f', config]), check=True, capture_output=True)
+        # Each host its own name (a UTS namespace), as separate machines have: farms on a shared
+        # checkout name their records and logs by host name and port.
+        self.names.append('%s-host%d' % (self.tag, k))
+        subprocess.run(host.inside(['unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"',
+                                    self.names[-1], SSHD, '-f', config]),
+                       check=True, capture_output=True)
         if not wait_until(lambda: os.path.exists(self.pid_files[-1]), 10):
             raise RuntimeError('sshd did not start in %s' % host.name)
         self.addresses.append(host.address)

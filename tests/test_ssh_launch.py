@@ -7,6 +7,7 @@ Needs root, iproute2 and Debian's openssh-server (``./setup.sh --test`` installs
 skipped saying why elsewhere. ``pytest -k ssh`` runs these.
 """
 import contextlib
+import glob
 import os
 import subprocess
 import sys
@@ -27,6 +28,9 @@ KEY = 'launch-test-key-0123456789abcdef'
 def ssh_hosts():
     with contextlib.closing(SshHosts(2)) as hosts:
         yield hosts
+    for name in hosts.names:  # the farms' logs, which launch writes in the (shared) checkout
+        for log in glob.glob(os.path.join(ROOT, 'runs', 'farms', 'farm-%s-*.log' % name)):
+            os.remove(log)
 
 
 def run_farmer(hosts, *args, key=KEY):
@@ -45,7 +49,10 @@ def farm_processes(hosts, k):
 
 def test_ssh_launch_starts_farms_that_serve_a_learner_and_stop_stops_them(ssh_hosts,
                                                                          monkeypatch):
-    farms = [(address, 2, free_port()) for address in ssh_hosts.addresses]
+    # One port for both, as workstations on the default port: with the checkout shared (these
+    # hosts share this file system), each host must find its own record and log by its name.
+    port = free_port()
+    farms = [(address, 2, port) for address in ssh_hosts.addresses]
     listed = ','.join('%s:%d:%d' % f for f in farms)
     launched = run_farmer(ssh_hosts, 'launch', '--farms', listed)
     assert launched.returncode == 0, launched.stdout + launched.stderr
@@ -68,6 +75,10 @@ def test_ssh_launch_starts_farms_that_serve_a_learner_and_stop_stops_them(ssh_ho
     assert stopped.stdout.splitlines() == ['%s:%d: stopped' % (a, p) for a, _, p in farms]
     for k in (1, 2):
         assert wait_until(lambda: not farm_processes(ssh_hosts, k), 10)
+    farms_dir = os.path.join(ROOT, 'runs', 'farms')
+    for name in ssh_hosts.names:  # each host's log is its own farm's
+        with open(os.path.join(farms_dir, 'farm-%s-%d.log' % (name, port))) as f:
+            assert 'farm-%s-%d.json' % (name, port) in f.read()
 
 
 def test_ssh_an_unreachable_host_and_a_missing_checkout_are_one_line_each(ssh_hosts):
