@@ -43,8 +43,15 @@ def envs_with_episodes(run_dir):
         return set()
 
 
+# How the job is stopped: scancel (SIGTERM to every step at once), and what the time limit does
+# with the script's --signal=B:TERM@120 (SIGTERM to the batch shell only: the script stops the
+# learner, then the farms).
+STOPS = {'scancel': [], 'time_limit_signal': ['--batch', '--signal=TERM']}
+
+
+@pytest.mark.parametrize('stop', sorted(STOPS))
 def test_slurm_batch_script_trains_on_every_node_and_scancel_stops_everything(slurm_cluster,
-                                                                              tmp_path):
+                                                                              tmp_path, stop):
     rendezvous, run_dir = str(tmp_path / 'rendezvous'), str(tmp_path / 'run')
     output = str(tmp_path / 'job.out')
     submitted = slurm_cluster.run(
@@ -73,7 +80,7 @@ def test_slurm_batch_script_trains_on_every_node_and_scancel_stops_everything(sl
                    for line in log.splitlines()), log
 
     started = time.time()
-    slurm_cluster.run('scancel', job)
+    slurm_cluster.run('scancel', *(STOPS[stop] + [job]))
     marker = str(tmp_path)
     assert wait_until(lambda: slurm_cluster.job_state(job) not in ('RUNNING', 'COMPLETING')
                       and not ours(marker), 30, every=0.5), (
@@ -86,3 +93,7 @@ def test_slurm_batch_script_trains_on_every_node_and_scancel_stops_everything(sl
         os.listdir(run_dir), job_log())
     assert glob.glob(os.path.join(run_dir, 'checkpoints', '*', '*_state.json'))
     assert 'stopping' in job_log()
+    # every farm stopped itself (workers killed, leases closed, file removed), none was SIGKILLed
+    stopped = [line for line in job_log().splitlines() if 'stopped; all workers killed' in line]
+    assert len(stopped) == NODES, job_log()
+    assert 'Killed' not in job_log(), job_log()
