@@ -76,6 +76,8 @@ TARGET_LENGTH_FACTOR = {'L2M2019Env': 2.0}
 SAME_ON_RESUME = ('algo', 'env', 'env_kwargs', 'envs', 'hidden', 'normalize_obs', 'reward_scale',
                   'reward_offset', 'reward_root', 'updates_per_step', 'warmup', 'batch_size',
                   'memory_limit', 'mirror')
+# What a run started before a flag existed trained with (its args.json lacks the key).
+ADDED_LATER = {'mirror': False}
 
 _FARMER = []  # the one Farmer of this process, when farm-backed (closed in main)
 BACKEND = {'name': 'auto', 'capacity': 16}
@@ -533,6 +535,8 @@ def check_run_dir(args):
         with open(path) as f:
             theirs = json.load(f)
         for key in SAME_ON_RESUME:
+            if key not in theirs and key in ADDED_LATER:  # started before the flag existed
+                theirs[key] = ADDED_LATER[key]
             if key in theirs and theirs[key] != mine[key]:
                 raise errors.UserError(
                     '--run-dir %s was started with %s %s; this command has %s: give the same '

@@ -114,6 +114,8 @@ def test_a_run_killed_mid_way_continues_with_its_steps_memory_and_curve(tmp_path
     (['--normalize-obs', 'maybe'], "argument --normalize-obs: invalid yes/no value: 'maybe'"),
     (['--hidden', '0'], 'argument --hidden: (0,) is not allowed'),
     (['--env-kwargs', '[1]'], 'argument --env-kwargs: give a JSON object'),
+    (['--mirror', 'yes'], 'argument --mirror: Pendulum-v1 has no mirror image defined '
+                          '(environments with one: L2M2019Env)'),
 ])
 def test_a_bad_flag_is_one_line(flags, message):
     proc = run([LEARN, '--algo', 'sac'] + flags, check=False)
@@ -151,3 +153,21 @@ def test_a_run_without_a_run_dir_passes_its_checkpoint_boundaries_and_ends(tmp_p
     assert [point[0] for point in seed['eval_curve']] == [300]  # the final evaluation
     assert seed['resumed_from_agent_steps'] is None
     assert sorted(os.listdir(str(tmp_path))) == ['out']  # no run directory, no checkpoints
+
+
+def test_a_run_started_before_mirror_existed_continues_only_unmirrored(tmp_path):
+    """args.json of a run from before --mirror lacks the key: it trained unmirrored, so
+    continuing it with --mirror yes is refused, and without it goes on."""
+    from bench import learn
+    args = learn.parse_args(['--algo', 'sac', '--env', 'L2M2019Env', '--run-dir', str(tmp_path)])
+    learn.check_run_dir(args)
+    with open(str(tmp_path / 'args.json')) as f:
+        recorded = json.load(f)
+    del recorded['mirror']
+    with open(str(tmp_path / 'args.json'), 'w') as f:
+        json.dump(recorded, f)
+    learn.check_run_dir(args)  # unmirrored, as it was
+    mirrored = learn.parse_args(['--algo', 'sac', '--env', 'L2M2019Env', '--mirror', 'yes',
+                                 '--run-dir', str(tmp_path)])
+    with pytest.raises(Exception, match='was started with mirror false; this command has true'):
+        learn.check_run_dir(mirrored)
