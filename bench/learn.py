@@ -309,6 +309,16 @@ _last_evaluation = {}
 
 
 def _evaluate_into(agent, act, env, args, add_row, seed, frame_skip, train_seconds):
+    """Evaluate, add the curve's row, and with ``--run-dir`` export the policy evaluated to
+    ``seed<k>/policies/sim<N>``: a run stopped between evaluations (Ctrl-C, the end of a
+    session) still has a policy for evaluate.py at every budget it passed."""
+    if args.run_dir:
+        from run import evaluation
+        sim_steps = agent.global_step * frame_skip
+        evaluation.export_policy(
+            agent, os.path.join(args.run_dir, 'seed%d' % seed, 'policies', 'sim%09d' % sim_steps),
+            args.algo, args.env, args.env_kwargs, args.hidden, seed=seed, sim_steps=sim_steps,
+            agent_steps=agent.global_step, command=' '.join(sys.argv))
     outcome = evaluate_policy(act, env, args)
     key, value = task_measure(outcome)
     add_row('eval', agent.global_step, outcome['mean_return'], outcome['mean_length'], value)

@@ -94,6 +94,11 @@ def test_a_run_killed_mid_way_continues_with_its_steps_memory_and_curve(tmp_path
     trained = [int(r['agent_steps']) for r in rows if r['kind'] == 'train']
     assert len(trained) == 40 and trained == sorted(trained)  # every episode once
     assert [int(r['agent_steps']) for r in rows if r['kind'] == 'eval'] == [500, 1000]
+    # each evaluated policy exported beside the curve, for evaluate.py after a stop
+    policies = run_dir / 'seed0' / 'policies'
+    assert sorted(os.listdir(str(policies))) == ['sim000000500', 'sim000001000']
+    with open(str(policies / 'sim000001000' / 'config.json')) as f:
+        assert json.load(f)['sim_steps'] == 1000
     # the same command again: nothing more to train; the same figures
     again = json.loads(run(command[1:]).stdout)
     assert again['seeds'][0]['agent_steps'] == 1000 and again['seeds'][0]['updates'] == \
