@@ -26,6 +26,7 @@ import shlex
 import subprocess
 import time
 
+from common import protocol
 from common.errors import UserError
 from host import settings
 from host.link import FarmLink
@@ -48,7 +49,7 @@ echo "started pid $!"
 '''
 
 STOP = r'''cd {root} 2>/dev/null || {{ echo "no project checkout at {root}"; exit {no_checkout}; }}
-record={rendezvous}/farm-"$(hostname)"-{port}.json
+record={rendezvous}/{prefix}"$(hostname)"-{port}{suffix}
 test -f "$record" || exit 0
 pid=$(sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' "$record")
 test -n "$pid" && ps -p "$pid" -o args= | grep -q 'farm\.py' && kill -TERM "$pid" 2>/dev/null \
@@ -123,8 +124,11 @@ def stop(farms, root, ssh='ssh', timeout=30.0, connect_timeout=10, say=print):
     remote, _ = remote_hosts(farms)
     stopped = 0
     for host, capacity, port in remote:
+        # the record's name as farmside/rendezvous.py's file_name writes it
         code, said = _ssh(ssh, host, STOP.format(root=shlex.quote(root), port=int(port),
                                                  rendezvous=RENDEZVOUS,
+                                                 prefix=protocol.RENDEZVOUS_PREFIX,
+                                                 suffix=protocol.RENDEZVOUS_SUFFIX,
                                                  no_checkout=NO_CHECKOUT), connect_timeout)
         if code != 0:
             say('%s: %s' % (host, _why(code, said)))
